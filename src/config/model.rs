@@ -1,0 +1,153 @@
+//! The validated configuration: typed, resolved (names absolute, sites by index, paths
+//! relative to the config file made absolute) and internally consistent.
+
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use indexmap::IndexMap;
+use ipnet::IpNet;
+
+use crate::model::{Location, Name, RData, SiteId, Soa};
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    /// The GeoIP database file; `None` means no GeoIP (clients are placed only by
+    /// `client_networks`; everyone else gets the configured site order).
+    pub geoip: Option<PathBuf>,
+    /// Sites in the order written; a [`SiteId`] indexes this list.
+    pub sites: Vec<SiteConfig>,
+    pub client_networks: Vec<ClientNetwork>,
+    pub health_checks: IndexMap<String, HealthCheck>,
+    pub zones: Vec<ZoneConfig>,
+    pub kubernetes: Vec<ClusterConfig>,
+}
+
+impl Config {
+    pub fn site_id(&self, name: &str) -> Option<SiteId> {
+        self.sites.iter().position(|s| s.name == name)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub dns_listen: Vec<SocketAddr>,
+    pub admin_listen: Option<SocketAddr>,
+    pub tcp_timeout: Duration,
+    pub shutdown_grace: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct SiteConfig {
+    pub name: String,
+    pub location: Location,
+}
+
+#[derive(Debug, Clone)]
+pub struct ClientNetwork {
+    pub net: IpNet,
+    pub site: SiteId,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealthCheck {
+    pub probe: Probe,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub jitter: Duration,
+    pub rise: u32,
+    pub fall: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Probe {
+    Http {
+        tls: bool,
+        tls_verify: bool,
+        path: String,
+        port: u16,
+        host: Option<String>,
+        /// Inclusive range of status codes that count as a pass.
+        expect: (u16, u16),
+    },
+    Tcp {
+        port: u16,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct ZoneConfig {
+    pub apex: Name,
+    pub soa: Soa,
+    pub ns: Vec<Name>,
+    pub ttl: u32,
+    pub records: Vec<StaticNode>,
+    pub geo: Vec<GeoNameConfig>,
+}
+
+/// The static RRsets at one name (all of one node's records share its TTL).
+#[derive(Debug, Clone)]
+pub struct StaticNode {
+    pub name: Name,
+    pub ttl: u32,
+    pub rdata: Vec<RData>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AllDown {
+    /// Fail open: answer with every site's addresses, as if all were up.
+    All,
+    /// Answer with the nearest site's addresses, as if it were up.
+    First,
+    /// Answer NOERROR with no records (NODATA).
+    NoData,
+    /// Answer SERVFAIL, so resolvers try elsewhere or serve stale.
+    ServFail,
+}
+
+impl AllDown {
+    pub const NAMES: [(&'static str, AllDown); 4] = [
+        ("all", AllDown::All),
+        ("first", AllDown::First),
+        ("nodata", AllDown::NoData),
+        ("servfail", AllDown::ServFail),
+    ];
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            AllDown::All => "all",
+            AllDown::First => "first",
+            AllDown::NoData => "nodata",
+            AllDown::ServFail => "servfail",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct GeoNameConfig {
+    pub name: Name,
+    pub ttl: u32,
+    pub max_answers: Option<NonZeroUsize>,
+    pub all_down: AllDown,
+    pub health_check: Option<String>,
+    /// Sites in the order written (the order for clients with no location) with their addresses.
+    pub sites: Vec<(SiteId, Vec<IpAddr>)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    pub name: String,
+    pub kubeconfig: Option<PathBuf>,
+    pub context: Option<String>,
+    pub placement: ClusterPlacement,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClusterPlacement {
+    /// Every Service of the cluster is at this site.
+    Site(SiteId),
+    /// A stretched cluster: each node's value of this label names its site.
+    Label(String),
+}

@@ -1,0 +1,171 @@
+//! The request handler: one hickory request in, one response out. Decodes the question and
+//! EDNS/ECS, asks the current routing table, and encodes the answer.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use hickory_proto::op::{Edns, MessageType, Metadata, OpCode, ResponseCode};
+use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
+use hickory_proto::rr::{DNSClass, Record};
+use hickory_server::net::runtime::Time;
+use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
+use hickory_server::zone_handler::MessageResponseBuilder;
+use tracing::{debug, warn};
+
+use super::{convert, wire};
+use super::ecs::Ecs;
+use crate::model::Name;
+use crate::routing::{Answer, Query, Rcode, RoutingTable};
+
+/// The largest UDP response we send, whatever the client offers (DNS flag day 2020).
+pub const MAX_UDP_PAYLOAD: u16 = 1232;
+
+/// Answers queries from the routing table currently published.
+#[derive(Clone)]
+pub struct Handler {
+    /// Written only by the app's builder task (one `store` per new snapshot); read here with one
+    /// `load` per query. ArcSwap because reads must never block or wait for a rebuild.
+    table: Arc<ArcSwap<RoutingTable>>,
+}
+
+impl Handler {
+    pub fn new(table: Arc<ArcSwap<RoutingTable>>) -> Self {
+        Handler { table }
+    }
+}
+
+/// What the handler decided before any records were built.
+enum Reply {
+    /// An error with no records; `with_edns` puts an OPT record in the response.
+    Error(ResponseCode),
+    Answer(Answer),
+}
+
+#[async_trait::async_trait]
+impl RequestHandler for Handler {
+    async fn handle_request<R: ResponseHandler, T: Time>(&self, request: &Request, mut response: R) -> ResponseInfo {
+        let request_edns = request.edns.as_ref();
+        let mut ecs: Option<Ecs> = None;
+        let reply = match classify(request) {
+            Err(code) => Reply::Error(code),
+            Ok(()) => {
+                // Validated ECS, or FORMERR.
+                match request_edns.and_then(|e| e.option(EdnsCode::Subnet)) {
+                    Some(EdnsOption::Subnet(cs)) => match Ecs::from_option(cs, wire::ecs_option_len(request.as_slice())) {
+                        Ok(e) => {
+                            ecs = Some(e);
+                            Reply::Answer(self.resolve(request, ecs.as_ref()))
+                        }
+                        Err(error) => {
+                            debug!(%error, src = %request.src(), "malformed ECS option");
+                            Reply::Error(ResponseCode::FormErr)
+                        }
+                    },
+                    _ => Reply::Answer(self.resolve(request, None)),
+                }
+            }
+        };
+
+        let mut metadata = Metadata::response_from_request(&request.metadata);
+        let mut edns_out = request_edns.map(|req| {
+            let mut e = Edns::new();
+            e.set_max_payload(req.max_payload().clamp(512, MAX_UDP_PAYLOAD));
+            e.set_version(0);
+            e.set_dnssec_ok(req.flags().dnssec_ok);
+            e
+        });
+
+        let (answers, authority, additional) = match reply {
+            Reply::Error(code) => {
+                metadata.response_code = code;
+                (Vec::new(), Vec::new(), Vec::new())
+            }
+            Reply::Answer(answer) => {
+                metadata.authoritative = answer.rcode != Rcode::Refused;
+                metadata.response_code = match answer.rcode {
+                    Rcode::NoError => ResponseCode::NoError,
+                    Rcode::NxDomain => ResponseCode::NXDomain,
+                    Rcode::ServFail => ResponseCode::ServFail,
+                    Rcode::Refused => ResponseCode::Refused,
+                };
+                if let (Some(ecs), Some(edns)) = (&ecs, edns_out.as_mut())
+                    && answer.rcode != Rcode::Refused
+                {
+                    edns.options_mut().insert(EdnsOption::Subnet(ecs.reply(answer.scope)));
+                }
+                records(request, &answer)
+            }
+        };
+
+        let mut builder = MessageResponseBuilder::new(&request.queries, None);
+        if let Some(edns) = &edns_out {
+            builder.edns(edns);
+        }
+        let message = builder.build(metadata, answers.iter(), authority.iter(), std::iter::empty(), additional.iter());
+        match response.send_response(message).await {
+            Ok(info) => info,
+            Err(error) => {
+                warn!(%error, src = %request.src(), "failed to send response");
+                let mut metadata = Metadata::response_from_request(&request.metadata);
+                metadata.response_code = ResponseCode::ServFail;
+                ResponseInfo::from(hickory_proto::op::Header { metadata, counts: Default::default() })
+            }
+        }
+    }
+}
+
+/// Checks what makes a request unanswerable before routing: opcode, question count, class,
+/// EDNS version.
+fn classify(request: &Request) -> Result<(), ResponseCode> {
+    if request.metadata.message_type != MessageType::Query {
+        return Err(ResponseCode::FormErr);
+    }
+    if request.metadata.op_code != OpCode::Query {
+        return Err(ResponseCode::NotImp);
+    }
+    if let Some(edns) = &request.edns
+        && edns.version() > 0
+    {
+        return Err(ResponseCode::BADVERS);
+    }
+    let queries = request.queries.queries();
+    if queries.len() != 1 {
+        return Err(ResponseCode::FormErr);
+    }
+    if !matches!(queries[0].query_class(), DNSClass::IN) {
+        return Err(ResponseCode::Refused);
+    }
+    Ok(())
+}
+
+impl Handler {
+    fn resolve(&self, request: &Request, ecs: Option<&Ecs>) -> Answer {
+        let q = &request.queries.queries()[0];
+        let name = Name::from_ascii_lossy(&q.name().to_string());
+        let rtype = convert::rtype(q.query_type());
+        let client = Ecs::client(ecs, request.src().ip());
+        let table = self.table.load();
+        let answer = table.resolve(&Query { name: &name, rtype, client, ecs_source: ecs.map(|e| e.source_prefix) });
+        debug!(
+            name = %name, rtype = %rtype, client = %client, rcode = ?answer.rcode,
+            answers = answer.answers.len(), scope = answer.scope, "query"
+        );
+        answer
+    }
+}
+
+/// Hickory records for an answer. Owners equal to the question keep the question's spelling
+/// (0x20 case randomisation survives); other owners are written in canonical lower case.
+fn records(request: &Request, answer: &Answer) -> (Vec<Record>, Vec<Record>, Vec<Record>) {
+    let question = request.queries.queries()[0].original().name();
+    let qname = Name::from_ascii_lossy(&question.to_ascii());
+    let convert_all = |recs: &[crate::routing::Rec]| -> Vec<Record> {
+        recs.iter()
+            .map(|r| {
+                let owner = if r.owner == qname { question.clone() } else { convert::name(&r.owner) };
+                convert::record(owner, r.ttl, &r.data)
+            })
+            .collect()
+    };
+    (convert_all(&answer.answers), convert_all(&answer.authority), convert_all(&answer.additional))
+}

@@ -1,0 +1,99 @@
+//! Binding the DNS sockets: UDP and TCP on each listen address, several UDP sockets per
+//! address (SO_REUSEPORT) so the kernel spreads queries over the runtime's workers.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use hickory_server::Server;
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::net::{TcpListener, UdpSocket};
+use tracing::info;
+
+use super::handler::Handler;
+
+/// A running DNS server and the addresses it actually bound (port 0 resolved).
+pub struct DnsServer {
+    server: Server<Handler>,
+    pub bound: Vec<SocketAddr>,
+}
+
+/// How many times to look for a port free for both UDP and TCP when asked for port 0.
+const PORT_ATTEMPTS: usize = 20;
+
+impl DnsServer {
+    /// Binds UDP and TCP on every address and starts serving. `udp_sockets` UDP sockets share
+    /// each address. An address with port 0 gets one port, the same for UDP and TCP.
+    pub fn start(handler: Handler, listen: &[SocketAddr], tcp_timeout: Duration, udp_sockets: usize) -> io::Result<Self> {
+        let mut server = Server::new(handler);
+        let mut bound = Vec::new();
+        for addr in listen {
+            let (udp, tcp, actual) = bind_pair(*addr, udp_sockets.max(1))?;
+            for socket in udp {
+                server.register_socket(socket);
+            }
+            // Response buffer: the number of responses a TCP connection may have queued.
+            server.register_listener(tcp, tcp_timeout, 64);
+            info!(addr = %actual, "serving DNS over UDP and TCP");
+            bound.push(actual);
+        }
+        Ok(DnsServer { server, bound })
+    }
+
+    /// Stops accepting, then waits for the listener tasks to end.
+    pub async fn shutdown(mut self) {
+        if let Err(error) = self.server.shutdown_gracefully().await {
+            tracing::warn!(%error, "DNS listeners ended with an error");
+        }
+    }
+}
+
+fn bind_pair(addr: SocketAddr, udp_sockets: usize) -> io::Result<(Vec<UdpSocket>, TcpListener, SocketAddr)> {
+    let attempts = if addr.port() == 0 { PORT_ATTEMPTS } else { 1 };
+    let mut last_error = None;
+    for _ in 0..attempts {
+        let first = udp_socket(addr)?;
+        let actual = first.local_addr()?.as_socket().expect("an IP socket has an IP address");
+        match tcp_listener(actual) {
+            Ok(tcp) => {
+                let mut udp = vec![first];
+                for _ in 1..udp_sockets {
+                    udp.push(udp_socket(actual)?);
+                }
+                let udp = udp
+                    .into_iter()
+                    .map(|s| UdpSocket::from_std(s.into()))
+                    .collect::<io::Result<Vec<_>>>()?;
+                return Ok((udp, TcpListener::from_std(tcp.into())?, actual));
+            }
+            Err(e) => last_error = Some(e),
+        }
+    }
+    let e = last_error.expect("at least one attempt was made");
+    Err(io::Error::new(e.kind(), format!("cannot listen on TCP {addr}: {e}")))
+}
+
+fn udp_socket(addr: SocketAddr) -> io::Result<Socket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket
+        .bind(&addr.into())
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on UDP {addr}: {e}")))?;
+    Ok(socket)
+}
+
+fn tcp_listener(addr: SocketAddr) -> io::Result<Socket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(socket)
+}

@@ -1,0 +1,75 @@
+//! Small zero-copy readers of the raw query bytes, for what hickory's decoded message no longer
+//! shows (the exact length of the Client Subnet option).
+
+/// The length of the first Client Subnet option's data in the OPT record of `msg`, or `None`
+/// when there is none or the message cannot be walked.
+pub fn ecs_option_len(msg: &[u8]) -> Option<usize> {
+    let count = |i: usize| -> Option<usize> { Some(u16::from_be_bytes([*msg.get(i)?, *msg.get(i + 1)?]) as usize) };
+    let (qd, an, ns, ar) = (count(4)?, count(6)?, count(8)?, count(10)?);
+    let mut pos = 12;
+    for _ in 0..qd {
+        pos = skip_name(msg, pos)? + 4;
+    }
+    for _ in 0..an + ns + ar {
+        pos = skip_name(msg, pos)?;
+        let rtype = count(pos)?;
+        let rdlen = count(pos + 8)?;
+        let rdata = pos + 10;
+        let end = rdata.checked_add(rdlen)?;
+        if end > msg.len() {
+            return None;
+        }
+        if rtype == 41 {
+            let mut o = rdata;
+            while o + 4 <= end {
+                let (code, len) = (count(o)?, count(o + 2)?);
+                if code == 8 {
+                    return Some(len);
+                }
+                o += 4 + len;
+            }
+            return None;
+        }
+        pos = end;
+    }
+    None
+}
+
+/// Skips a (possibly compressed) name starting at `pos`; returns the position after it.
+fn skip_name(msg: &[u8], mut pos: usize) -> Option<usize> {
+    loop {
+        let len = *msg.get(pos)?;
+        match len {
+            0 => return Some(pos + 1),
+            l if l & 0xc0 == 0xc0 => return Some(pos + 2),
+            l if l & 0xc0 == 0 => pos += 1 + l as usize,
+            _ => return None,
+        }
+    }
+}
+
+/// The number of address octets an ECS option must carry for `source_prefix` bits.
+pub fn ecs_address_octets(source_prefix: u8) -> usize {
+    (source_prefix as usize).div_ceil(8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_ecs_option_length() {
+        // Header: 1 question, 1 additional; question "a." A IN; OPT with ECS 1/24/0 81.2.69.
+        let mut m = vec![0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 1, 1, b'a', 0, 0, 1, 0, 1];
+        m.extend_from_slice(&[0, 0, 41, 4, 0, 0, 0, 0, 0, 0, 11, 0, 8, 0, 7, 0, 1, 24, 0, 81, 2, 69]);
+        assert_eq!(ecs_option_len(&m), Some(7));
+        assert_eq!(ecs_option_len(&m[..20]), None, "truncated");
+        let no_opt = &m[..19];
+        let mut no_opt = no_opt.to_vec();
+        no_opt[11] = 0;
+        assert_eq!(ecs_option_len(&no_opt), None);
+        assert_eq!(ecs_address_octets(24), 3);
+        assert_eq!(ecs_address_octets(25), 4);
+        assert_eq!(ecs_address_octets(0), 0);
+    }
+}

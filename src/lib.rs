@@ -1,0 +1,19 @@
+//! geodns: a GeoDNS authoritative server and health-checking load balancer.
+//!
+//! The crate in data-flow order:
+//! - [`model`]: plain types every layer speaks (sites, names, records, the `Locator` trait).
+//! - [`config`]: the YAML file -> validated [`config::Config`], every problem with its path.
+//! - [`geoip`]: MaxMind-format databases -> `model::GeoHit` (implements `model::Locator`).
+//! - [`routing`]: pure core; builds immutable `RoutingTable` snapshots and answers queries.
+//! - [`dns`]: the hickory boundary; wire queries in, routing answers out, ECS (RFC 7871).
+//! - [`app`]: composition root for `serve`: loads, builds, publishes the snapshot, runs listeners.
+//! - [`cli`]: command-line definitions shared by the binary and its tests.
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod dns;
+pub mod geoip;
+pub mod model;
+pub mod routing;
+pub mod telemetry;

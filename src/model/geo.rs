@@ -1,0 +1,100 @@
+use std::net::IpAddr;
+
+/// A point on the globe, in degrees.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Location {
+    pub lat: f64,
+    pub lon: f64,
+}
+
+/// Mean Earth radius used for great-circle distances (IUGG), in kilometres.
+const EARTH_RADIUS_KM: f64 = 6371.0088;
+
+impl Location {
+    pub const fn new(lat: f64, lon: f64) -> Self {
+        Self { lat, lon }
+    }
+
+    /// Great-circle distance in kilometres (haversine formula, stable for small distances).
+    pub fn distance_km(&self, other: &Location) -> f64 {
+        let (lat1, lat2) = (self.lat.to_radians(), other.lat.to_radians());
+        let dlat = lat2 - lat1;
+        let dlon = (other.lon - self.lon).to_radians();
+        let a = (dlat / 2.0).sin().powi(2) + lat1.cos() * lat2.cos() * (dlon / 2.0).sin().powi(2);
+        2.0 * EARTH_RADIUS_KM * a.sqrt().min(1.0).asin()
+    }
+
+    /// True when both coordinates are finite and within their ranges.
+    pub fn is_valid(&self) -> bool {
+        self.lat.is_finite()
+            && self.lon.is_finite()
+            && (-90.0..=90.0).contains(&self.lat)
+            && (-180.0..=180.0).contains(&self.lon)
+    }
+}
+
+/// What a GeoIP database says about one address.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct GeoHit {
+    /// Where the address is, when the database places it (city coordinates, or a country's
+    /// centroid for country-only records).
+    pub location: Option<Location>,
+    /// ISO 3166-1 alpha-2 country code, when known.
+    pub country: Option<[u8; 2]>,
+    /// Length of the database network that matched (or, for a miss, of the empty network that
+    /// holds the address), counted in the address's own family: 0-32 for IPv4, 0-128 for IPv6.
+    /// Every address in that network gets the same answer from the database.
+    pub prefix_len: u8,
+}
+
+impl GeoHit {
+    /// The country code as text ("GB"), when known.
+    pub fn country_str(&self) -> Option<&str> {
+        self.country.as_ref().and_then(|c| std::str::from_utf8(c).ok())
+    }
+}
+
+/// Places an IP address on the globe. Implemented by the GeoIP database reader; the routing
+/// core only knows this trait, so it can be tested with hand-built locators.
+pub trait Locator: Send + Sync + 'static {
+    fn locate(&self, ip: IpAddr) -> GeoHit;
+}
+
+/// A locator that knows nothing: every client has no location (configured site order applies).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoLocator;
+
+impl Locator for NoLocator {
+    fn locate(&self, _ip: IpAddr) -> GeoHit {
+        GeoHit::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn london_to_frankfurt_is_about_640_km() {
+        let london = Location::new(51.51, -0.13);
+        let frankfurt = Location::new(50.11, 8.68);
+        let d = london.distance_km(&frankfurt);
+        assert!((630.0..650.0).contains(&d), "{d}");
+        assert_eq!(london.distance_km(&london), 0.0);
+    }
+
+    #[test]
+    fn antipodes_are_half_the_circumference() {
+        let a = Location::new(0.0, 0.0);
+        let b = Location::new(0.0, 180.0);
+        let d = a.distance_km(&b);
+        assert!((d - std::f64::consts::PI * EARTH_RADIUS_KM).abs() < 1e-6, "{d}");
+    }
+
+    #[test]
+    fn validity() {
+        assert!(Location::new(90.0, -180.0).is_valid());
+        assert!(!Location::new(91.0, 0.0).is_valid());
+        assert!(!Location::new(0.0, f64::NAN).is_valid());
+    }
+}

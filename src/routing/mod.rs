@@ -1,0 +1,17 @@
+//! The pure routing core: builds immutable [`RoutingTable`] snapshots from the validated config
+//! and run-time inputs (health), and answers queries from them: which zone, which records, which
+//! sites in which order for this client, and the ECS scope that is true for the answer.
+//!
+//! Imports `model` and `config` only: no hickory, kube, reqwest or maxminddb (GeoIP reaches it
+//! through the `model::Locator` trait). No I/O, no clocks, no logging on the query path.
+
+mod placement;
+mod resolve;
+mod table;
+
+pub use placement::{ClientNetworks, PlacedBy, Placement, max_len, place};
+pub use resolve::{Answer, Decision, Query, RankedSite, Rcode, Rec, Rule};
+pub use table::{GeoRoute, GeoSite, Inputs, RoutingTable, build};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,332 @@
+//! Answering one query from a [`RoutingTable`]: zone lookup, static RRsets, CNAME chasing,
+//! negative answers, and the geo decision (site order, health, `max_answers`, `all_down`).
+
+use std::net::IpAddr;
+
+use crate::config::AllDown;
+use crate::model::{Location, Name, RData, RType, SiteId};
+
+use super::placement::{Placement, PlacedBy, place};
+use super::table::{GeoRoute, Node, RoutingTable, Zone, rrset};
+
+/// CNAME chains inside our own zones are followed at most this far.
+const MAX_CNAME_CHAIN: usize = 8;
+
+/// One question, with the client it is for.
+#[derive(Debug, Clone, Copy)]
+pub struct Query<'a> {
+    pub name: &'a Name,
+    pub rtype: RType,
+    /// The address routing places: the ECS address when the query carried one with a source
+    /// prefix above 0, else the packet's source.
+    pub client: IpAddr,
+    /// The ECS source prefix length, when the query carried ECS; caps the reply's scope.
+    pub ecs_source: Option<u8>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rcode {
+    NoError,
+    NxDomain,
+    ServFail,
+    Refused,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rec {
+    pub owner: Name,
+    pub ttl: u32,
+    pub data: RData,
+}
+
+/// What to answer. Negative answers are values, not errors.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub rcode: Rcode,
+    pub answers: Vec<Rec>,
+    pub authority: Vec<Rec>,
+    pub additional: Vec<Rec>,
+    /// ECS scope prefix length for the reply: 0 when the answer does not depend on where the
+    /// client is, else the width of the block that gets the same answer, capped at the source
+    /// prefix.
+    pub scope: u8,
+    /// How the geo name in the answer (if any) was decided.
+    pub decision: Option<Decision>,
+}
+
+impl Answer {
+    fn new(rcode: Rcode) -> Self {
+        Answer { rcode, answers: Vec::new(), authority: Vec::new(), additional: Vec::new(), scope: 0, decision: None }
+    }
+}
+
+/// The rule that decided a geo answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rule {
+    /// The nearest healthy site(s) by great-circle distance from the client's location.
+    Nearest,
+    /// A `client_networks` entry named the client's site.
+    ClientNetwork,
+    /// The client has no location: the configured site order.
+    NoLocation,
+    /// Every site with addresses of the type is down: the name's `all_down` policy.
+    AllDown(AllDown),
+    /// No site has an address of the requested type.
+    NoAddresses,
+}
+
+impl Rule {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Rule::Nearest => "nearest",
+            Rule::ClientNetwork => "client_network",
+            Rule::NoLocation => "no_location",
+            Rule::AllDown(_) => "all_down",
+            Rule::NoAddresses => "no_addresses",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RankedSite {
+    pub site: SiteId,
+    /// Distance from the client's location (or from the override site), when known.
+    pub distance_km: Option<f64>,
+    pub up: bool,
+    /// Whether the site has addresses of the requested type.
+    pub has_addresses: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Decision {
+    pub name: Name,
+    pub placement: Placement,
+    /// Every site of the name, in the order routing considered them.
+    pub order: Vec<RankedSite>,
+    pub rule: Rule,
+    /// Sites whose addresses are in the answer, in answer order.
+    pub answered_from: Vec<SiteId>,
+    pub ttl: u32,
+}
+
+impl RoutingTable {
+    /// Answers one query. Pure: reads the table only.
+    pub fn resolve(&self, q: &Query<'_>) -> Answer {
+        if q.rtype == RType::Transfer {
+            return Answer::new(Rcode::Refused);
+        }
+        let Some(zone) = self.find_zone(q.name) else {
+            return Answer::new(Rcode::Refused);
+        };
+        let mut out = Answer::new(Rcode::NoError);
+        let mut name = q.name.clone();
+        let mut zone = zone;
+        for _ in 0..MAX_CNAME_CHAIN {
+            match self.answer_at(zone, &name, q, &mut out) {
+                Some(target) => match self.find_zone(&target) {
+                    Some(z) => {
+                        zone = z;
+                        name = target;
+                    }
+                    // Out of our zones: the resolver follows it.
+                    None => return out,
+                },
+                None => return out,
+            }
+        }
+        out
+    }
+
+    /// Adds what `name` holds to `out`; returns a CNAME target to follow.
+    fn answer_at(&self, zone: &Zone, name: &Name, q: &Query<'_>, out: &mut Answer) -> Option<Name> {
+        let qtype = q.rtype;
+        if *name == zone.apex {
+            match qtype {
+                RType::Soa | RType::Any => {
+                    out.answers.push(Rec { owner: name.clone(), ttl: zone.soa_ttl, data: zone.soa.clone() });
+                    return None;
+                }
+                RType::Ns => {
+                    for ns in &zone.ns {
+                        out.answers.push(Rec { owner: name.clone(), ttl: zone.ttl, data: ns.clone() });
+                    }
+                    self.glue(zone, out);
+                    return None;
+                }
+                _ => {}
+            }
+        }
+        match zone.nodes.get(name) {
+            None if *name == zone.apex => self.nodata(zone, out),
+            None => {
+                out.rcode = Rcode::NxDomain;
+                self.negative(zone, out);
+            }
+            Some(Node::Empty) => self.nodata(zone, out),
+            Some(Node::Static { ttl, rdata }) => {
+                if let Some(RData::Cname(target)) = rdata.first().filter(|r| r.rtype() == RType::Cname) {
+                    out.answers.push(Rec { owner: name.clone(), ttl: *ttl, data: RData::Cname(target.clone()) });
+                    return (qtype != RType::Cname).then(|| target.clone());
+                }
+                let want = if qtype == RType::Any { rdata.first().map(RData::rtype) } else { Some(qtype) };
+                let before = out.answers.len();
+                if let Some(want) = want {
+                    for r in rrset(rdata, want) {
+                        out.answers.push(Rec { owner: name.clone(), ttl: *ttl, data: r.clone() });
+                    }
+                }
+                if out.answers.len() == before {
+                    self.nodata(zone, out);
+                }
+            }
+            Some(Node::Geo(route)) => {
+                let want = match qtype {
+                    RType::A | RType::Aaaa => qtype,
+                    // RFC 8482: one RRset is enough; the addresses a client would use.
+                    RType::Any if route.sites.iter().any(|s| !s.v4.is_empty()) => RType::A,
+                    RType::Any => RType::Aaaa,
+                    _ => {
+                        self.nodata(zone, out);
+                        return None;
+                    }
+                };
+                let decision = self.decide(route, want, q);
+                if decision.rule == Rule::AllDown(AllDown::ServFail) {
+                    out.rcode = Rcode::ServFail;
+                } else {
+                    let before = out.answers.len();
+                    push_addresses(route, &decision, want, name, out);
+                    if out.answers.len() == before {
+                        self.nodata(zone, out);
+                    }
+                }
+                out.scope = match q.ecs_source {
+                    Some(source) if decision.order.iter().filter(|s| s.has_addresses).count() > 1 => {
+                        decision.placement.scope.min(source)
+                    }
+                    _ => 0,
+                };
+                out.decision = Some(decision);
+            }
+        }
+        None
+    }
+
+    fn nodata(&self, zone: &Zone, out: &mut Answer) {
+        self.negative(zone, out);
+    }
+
+    fn negative(&self, zone: &Zone, out: &mut Answer) {
+        out.authority.push(Rec { owner: zone.apex.clone(), ttl: zone.negative_ttl, data: zone.soa.clone() });
+    }
+
+    /// Addresses of in-zone name servers, for the additional section of an NS answer.
+    fn glue(&self, zone: &Zone, out: &mut Answer) {
+        for ns in &zone.ns {
+            let RData::Ns(host) = ns else { continue };
+            if let Some(Node::Static { ttl, rdata }) = zone.nodes.get(host) {
+                for r in rdata.iter().filter(|r| matches!(r.rtype(), RType::A | RType::Aaaa)) {
+                    out.additional.push(Rec { owner: host.clone(), ttl: *ttl, data: r.clone() });
+                }
+            }
+        }
+    }
+
+    /// Orders the name's sites for this client and picks the rule that decides the answer.
+    pub fn decide(&self, route: &GeoRoute, rtype: RType, q: &Query<'_>) -> Decision {
+        let placement = place(q.client, &self.networks, &*self.locator);
+        let has = |s: &super::table::GeoSite| match rtype {
+            RType::Aaaa => !s.v6.is_empty(),
+            _ => !s.v4.is_empty(),
+        };
+        let (origin, base_rule): (Option<Location>, Rule) = match &placement.by {
+            PlacedBy::ClientNetwork { site, .. } => (self.sites.get(*site).map(|s| s.location), Rule::ClientNetwork),
+            PlacedBy::GeoIp(hit) => match hit.location {
+                Some(loc) => (Some(loc), Rule::Nearest),
+                None => (None, Rule::NoLocation),
+            },
+        };
+        let override_site = placement.site_override();
+        let mut order: Vec<RankedSite> = route
+            .sites
+            .iter()
+            .map(|s| RankedSite {
+                site: s.site,
+                distance_km: origin.map(|o| o.distance_km(&self.sites[s.site].location)),
+                up: s.up,
+                has_addresses: has(s),
+            })
+            .collect();
+        if origin.is_some() {
+            // The override site first, then by distance; ties by site name.
+            order.sort_by(|a, b| {
+                let key = |r: &RankedSite| (Some(r.site) != override_site, r.distance_km.unwrap_or(f64::INFINITY));
+                let (ka, kb) = (key(a), key(b));
+                ka.0.cmp(&kb.0)
+                    .then(ka.1.total_cmp(&kb.1))
+                    .then_with(|| self.sites[a.site].name.cmp(&self.sites[b.site].name))
+            });
+        }
+        let upto = route.max_answers.map(|n| Take::Addresses(n.get()));
+        let candidates = order.iter().filter(|r| r.has_addresses);
+        let healthy: Vec<SiteId> = candidates.clone().filter(|r| r.up).map(|r| r.site).collect();
+        let (rule, answered_from) = if candidates.clone().next().is_none() {
+            (Rule::NoAddresses, Vec::new())
+        } else if !healthy.is_empty() {
+            (base_rule, take_sites(route, rtype, &healthy, upto.unwrap_or(Take::First)))
+        } else {
+            let all: Vec<SiteId> = candidates.map(|r| r.site).collect();
+            let from = match route.all_down {
+                AllDown::All => take_sites(route, rtype, &all, upto.unwrap_or(Take::Every)),
+                AllDown::First => take_sites(route, rtype, &all, Take::First),
+                AllDown::NoData | AllDown::ServFail => Vec::new(),
+            };
+            (Rule::AllDown(route.all_down), from)
+        };
+        Decision { name: route.name.clone(), placement, order, rule, answered_from, ttl: route.ttl }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Take {
+    /// The first site's addresses (the default: every address of the nearest site).
+    First,
+    /// Sites in order until this many addresses (`max_answers`).
+    Addresses(usize),
+    /// Every site (the fail-open `all_down: all`).
+    Every,
+}
+
+/// The sites whose addresses make the answer, in order.
+fn take_sites(route: &GeoRoute, rtype: RType, ordered: &[SiteId], take: Take) -> Vec<SiteId> {
+    match take {
+        Take::First => ordered.iter().take(1).copied().collect(),
+        Take::Every => ordered.to_vec(),
+        Take::Addresses(limit) => {
+            let mut count = 0;
+            let mut out = Vec::new();
+            for site in ordered {
+                if count >= limit {
+                    break;
+                }
+                if let Some(s) = route.sites.iter().find(|s| s.site == *site) {
+                    count += if rtype == RType::Aaaa { s.v6.len() } else { s.v4.len() };
+                    out.push(*site);
+                }
+            }
+            out
+        }
+    }
+}
+
+/// Appends the chosen sites' addresses, at most `max_answers` of them.
+fn push_addresses(route: &GeoRoute, d: &Decision, rtype: RType, owner: &Name, out: &mut Answer) {
+    let limit = route.max_answers.map_or(usize::MAX, |n| n.get());
+    let sites = d.answered_from.iter().filter_map(|id| route.sites.iter().find(|s| s.site == *id));
+    let data: Vec<RData> = if rtype == RType::Aaaa {
+        sites.flat_map(|s| s.v6.iter().map(|a| RData::Aaaa(*a))).take(limit).collect()
+    } else {
+        sites.flat_map(|s| s.v4.iter().map(|a| RData::A(*a))).take(limit).collect()
+    };
+    out.answers.extend(data.into_iter().map(|data| Rec { owner: owner.clone(), ttl: route.ttl, data }));
+}

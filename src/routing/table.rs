@@ -1,0 +1,202 @@
+//! The routing table: one immutable snapshot of everything a query needs (zones, static
+//! RRsets, geo names with their sites' addresses and health, client networks, the GeoIP
+//! locator). Built by [`build`] off the query path; published whole behind one `ArcSwap`.
+
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+
+use crate::config::{AllDown, Config, SiteConfig};
+use crate::model::{Locator, Name, RData, RType, SiteId};
+
+use super::placement::ClientNetworks;
+
+/// Health and other run-time inputs folded into a table at build time.
+#[derive(Debug, Clone, Default)]
+pub struct Inputs {
+    /// Endpoints a health check has judged down, as (check name, address). Endpoints not listed
+    /// are up or not yet judged (Unknown counts as up: fail-open until the first verdict).
+    pub endpoint_down: HashSet<(String, IpAddr)>,
+    /// Sites forced down for every name (operator drain, or `geodns check --down`).
+    pub sites_down: HashSet<SiteId>,
+}
+
+pub struct RoutingTable {
+    /// Increases by one with every table published; shown in /status and logs.
+    pub generation: u64,
+    pub(super) zones: Vec<Zone>,
+    pub(super) sites: Arc<[SiteConfig]>,
+    pub(super) networks: ClientNetworks,
+    pub(super) locator: Arc<dyn Locator>,
+}
+
+pub(super) struct Zone {
+    pub apex: Name,
+    pub soa: RData,
+    pub soa_ttl: u32,
+    /// TTL of the SOA in negative answers: min(SOA TTL, SOA minimum) (RFC 2308).
+    pub negative_ttl: u32,
+    pub ns: Vec<RData>,
+    pub ttl: u32,
+    pub nodes: HashMap<Name, Node>,
+}
+
+pub(super) enum Node {
+    /// Static RRsets, grouped by type in a fixed order.
+    Static { ttl: u32, rdata: Vec<RData> },
+    Geo(GeoRoute),
+    /// An empty non-terminal: exists (NODATA), holds nothing.
+    Empty,
+}
+
+pub struct GeoRoute {
+    pub name: Name,
+    /// The name's TTL, halved while any of its sites is down.
+    pub ttl: u32,
+    pub max_answers: Option<NonZeroUsize>,
+    pub all_down: AllDown,
+    /// In configured order (the order for clients with no location).
+    pub sites: Vec<GeoSite>,
+}
+
+pub struct GeoSite {
+    pub site: SiteId,
+    pub up: bool,
+    pub v4: Vec<Ipv4Addr>,
+    pub v6: Vec<Ipv6Addr>,
+}
+
+impl RoutingTable {
+    pub fn sites(&self) -> &[SiteConfig] {
+        &self.sites
+    }
+
+    pub fn client_networks(&self) -> &ClientNetworks {
+        &self.networks
+    }
+
+    pub fn locator(&self) -> &dyn Locator {
+        &*self.locator
+    }
+
+    /// Apexes of the zones served.
+    pub fn zone_names(&self) -> impl Iterator<Item = &Name> {
+        self.zones.iter().map(|z| &z.apex)
+    }
+
+    /// Every geo name, zone by zone.
+    pub fn geo_routes(&self) -> impl Iterator<Item = &GeoRoute> {
+        self.zones.iter().flat_map(|z| {
+            z.nodes.values().filter_map(|n| match n {
+                Node::Geo(g) => Some(g),
+                _ => None,
+            })
+        })
+    }
+
+    pub fn geo_route(&self, name: &Name) -> Option<&GeoRoute> {
+        match self.find_zone(name)?.nodes.get(name)? {
+            Node::Geo(g) => Some(g),
+            _ => None,
+        }
+    }
+
+    /// The zone with the longest apex that holds `name`.
+    pub(super) fn find_zone(&self, name: &Name) -> Option<&Zone> {
+        // Zones are sorted by apex length, longest first.
+        self.zones.iter().find(|z| name.is_in(&z.apex))
+    }
+}
+
+/// Builds a table from a validated config, a locator and the current run-time inputs. Pure and
+/// infallible: everything that can be wrong was rejected by config validation.
+pub fn build(config: &Config, locator: Arc<dyn Locator>, inputs: &Inputs, generation: u64) -> RoutingTable {
+    let mut zones: Vec<Zone> = config
+        .zones
+        .iter()
+        .map(|zc| {
+            let mut nodes = HashMap::new();
+            for node in &zc.records {
+                let mut rdata = node.rdata.clone();
+                rdata.sort_by_key(RData::rtype);
+                nodes.insert(node.name.clone(), Node::Static { ttl: node.ttl, rdata });
+            }
+            for g in &zc.geo {
+                nodes.insert(g.name.clone(), Node::Geo(geo_route(g, inputs)));
+            }
+            // Every ancestor between a node and the apex exists, empty unless it has records.
+            let names: Vec<Name> = nodes.keys().cloned().collect();
+            for name in names {
+                let mut cur = name.parent();
+                while let Some(p) = cur {
+                    if p == zc.apex || !p.is_in(&zc.apex) {
+                        break;
+                    }
+                    nodes.entry(p.clone()).or_insert(Node::Empty);
+                    cur = p.parent();
+                }
+            }
+            Zone {
+                apex: zc.apex.clone(),
+                soa: RData::Soa(Box::new(zc.soa.clone())),
+                soa_ttl: zc.ttl,
+                negative_ttl: zc.ttl.min(zc.soa.minimum),
+                ns: zc.ns.iter().cloned().map(RData::Ns).collect(),
+                ttl: zc.ttl,
+                nodes,
+            }
+        })
+        .collect();
+    zones.sort_by(|a, b| b.apex.label_count().cmp(&a.apex.label_count()));
+    RoutingTable {
+        generation,
+        zones,
+        sites: config.sites.clone().into(),
+        networks: ClientNetworks::new(config.client_networks.clone()),
+        locator,
+    }
+}
+
+fn geo_route(g: &crate::config::GeoNameConfig, inputs: &Inputs) -> GeoRoute {
+    let sites: Vec<GeoSite> = g
+        .sites
+        .iter()
+        .map(|(site, addrs)| {
+            let endpoint_up = |ip: &&IpAddr| match &g.health_check {
+                Some(check) => !inputs.endpoint_down.contains(&(check.clone(), **ip)),
+                None => true,
+            };
+            let live: Vec<&IpAddr> = addrs.iter().filter(endpoint_up).collect();
+            // A site is down when none of its endpoints is up. It then keeps all its addresses,
+            // for the `all_down` policies that answer with down sites.
+            let up = !inputs.sites_down.contains(site) && (addrs.is_empty() || !live.is_empty());
+            let answer: Vec<&IpAddr> = if live.is_empty() { addrs.iter().collect() } else { live };
+            GeoSite {
+                site: *site,
+                up,
+                v4: answer.iter().filter_map(|a| match a {
+                    IpAddr::V4(v4) => Some(*v4),
+                    IpAddr::V6(_) => None,
+                }).collect(),
+                v6: answer.iter().filter_map(|a| match a {
+                    IpAddr::V6(v6) => Some(*v6),
+                    IpAddr::V4(_) => None,
+                }).collect(),
+            }
+        })
+        .collect();
+    let any_down = sites.iter().any(|s| !s.up);
+    GeoRoute {
+        name: g.name.clone(),
+        ttl: if any_down { g.ttl / 2 } else { g.ttl },
+        max_answers: g.max_answers,
+        all_down: g.all_down,
+        sites,
+    }
+}
+
+/// The type order used for ANY and for listing a node's RRsets.
+pub(super) fn rrset<'a>(rdata: &'a [RData], rtype: RType) -> impl Iterator<Item = &'a RData> {
+    rdata.iter().filter(move |r| r.rtype() == rtype)
+}

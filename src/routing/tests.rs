@@ -1,0 +1,299 @@
+//! Routing decisions on hand-built configs and a hand-built locator.
+
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use super::*;
+use crate::config;
+use crate::model::{GeoHit, Location, Locator, Name, RData, RType};
+
+/// A locator from a fixed table of networks.
+struct Map(Vec<(ipnet::IpNet, Location)>);
+
+impl Locator for Map {
+    fn locate(&self, ip: IpAddr) -> GeoHit {
+        for (net, loc) in &self.0 {
+            if net.contains(&ip) {
+                return GeoHit { location: Some(*loc), country: None, prefix_len: net.prefix_len() };
+            }
+        }
+        GeoHit::default()
+    }
+}
+
+const CONFIG: &str = r#"
+sites:
+  london:    { location: [51.51, -0.13] }
+  frankfurt: { location: [50.11, 8.68] }
+  seattle:   { location: [47.61, -122.33] }
+  singapore: { location: [1.35, 103.82] }
+client_networks:
+  - { cidr: 10.42.0.0/16, site: seattle }
+health_checks:
+  web: { tcp: { port: 80 } }
+zones:
+  geo.example.:
+    soa: { mname: ns1, rname: hostmaster, serial: 7, minimum: 60 }
+    ns: [ns1, ns2.elsewhere.org.]
+    ttl: 300
+    records:
+      "@":      { TXT: ["apex text"], MX: ["10 mail"] }
+      ns1:      { A: [127.0.0.1], AAAA: ["::1"] }
+      www:      { CNAME: app }
+      chain:    { CNAME: www }
+      away:     { CNAME: www.elsewhere.org. }
+      host.ent: { A: [192.0.2.54] }
+    geo:
+      app:
+        ttl: 60
+        health_check: web
+        sites:
+          london:    [192.0.2.1, "2001:db8::1"]
+          frankfurt: [192.0.2.2, "2001:db8::2"]
+          seattle:   [192.0.2.3, "2001:db8::3"]
+          singapore: [192.0.2.4, "2001:db8::4"]
+      multi:
+        max_answers: 3
+        sites:
+          frankfurt: [192.0.2.21, 192.0.2.22]
+          london:    [192.0.2.11, 192.0.2.12]
+          singapore: [192.0.2.41]
+      v4only:
+        sites:
+          london: [192.0.2.1]
+          singapore: [192.0.2.4]
+      single:
+        sites:
+          london: [192.0.2.99]
+"#;
+
+fn locator() -> Arc<dyn Locator> {
+    Arc::new(Map(vec![
+        ("81.2.69.0/24".parse().unwrap(), Location::new(51.5, -0.1)),    // London
+        ("5.9.0.0/16".parse().unwrap(), Location::new(50.5, 12.0)),      // Germany
+        ("103.6.148.0/22".parse().unwrap(), Location::new(1.3, 103.8)),  // Singapore
+        ("8.8.0.0/16".parse().unwrap(), Location::new(37.4, -122.1)),    // California
+        ("2a01:4f8::/32".parse().unwrap(), Location::new(50.5, 12.0)),   // Germany, IPv6
+        ("200.160.0.0/20".parse().unwrap(), Location::new(-23.5, -46.6)), // Sao Paulo
+    ]))
+}
+
+fn table_with(inputs: &Inputs) -> RoutingTable {
+    let config = config::parse(CONFIG, Path::new(".")).expect("test config is valid");
+    build(&config, locator(), inputs, 1)
+}
+
+fn table() -> RoutingTable {
+    table_with(&Inputs::default())
+}
+
+fn n(s: &str) -> Name {
+    Name::parse_absolute(s).unwrap()
+}
+
+fn ask(t: &RoutingTable, name: &str, rtype: RType, client: &str, ecs: Option<u8>) -> Answer {
+    let name = n(name);
+    t.resolve(&Query { name: &name, rtype, client: client.parse().unwrap(), ecs_source: ecs })
+}
+
+fn addrs(a: &Answer) -> Vec<String> {
+    a.answers.iter().map(|r| r.data.to_string()).collect()
+}
+
+fn site_names(t: &RoutingTable, ids: &[usize]) -> Vec<String> {
+    ids.iter().map(|i| t.sites()[*i].name.clone()).collect()
+}
+
+#[test]
+fn nearest_site_by_great_circle_distance() {
+    let t = table();
+    assert_eq!(addrs(&ask(&t, "app.geo.example.", RType::A, "81.2.69.1", None)), ["192.0.2.1"]);
+    assert_eq!(addrs(&ask(&t, "app.geo.example.", RType::A, "5.9.1.1", None)), ["192.0.2.2"]);
+    assert_eq!(addrs(&ask(&t, "app.geo.example.", RType::A, "103.6.149.1", None)), ["192.0.2.4"]);
+    assert_eq!(addrs(&ask(&t, "app.geo.example.", RType::A, "8.8.8.8", None)), ["192.0.2.3"]);
+    assert_eq!(addrs(&ask(&t, "app.geo.example.", RType::Aaaa, "2a01:4f8::1", None)), ["2001:db8::2"]);
+    // São Paulo: London (9,500 km) is nearer than Seattle (11,000 km) or Frankfurt (9,800 km).
+    let a = ask(&t, "app.geo.example.", RType::A, "200.160.0.1", None);
+    let d = a.decision.expect("geo answers carry their decision");
+    assert_eq!(site_names(&t, &d.order.iter().map(|s| s.site).collect::<Vec<_>>()), ["london", "frankfurt", "seattle", "singapore"]);
+    assert_eq!(d.rule, Rule::Nearest);
+    assert_eq!(d.ttl, 60);
+    assert!(d.order.windows(2).all(|w| w[0].distance_km <= w[1].distance_km));
+}
+
+#[test]
+fn client_networks_beat_geoip_and_unknown_clients_get_configured_order() {
+    let t = table();
+    let a = ask(&t, "app.geo.example.", RType::A, "10.42.9.9", None);
+    assert_eq!(addrs(&a), ["192.0.2.3"]);
+    assert_eq!(a.decision.unwrap().rule, Rule::ClientNetwork);
+    let a = ask(&t, "app.geo.example.", RType::A, "192.168.1.1", None);
+    assert_eq!(addrs(&a), ["192.0.2.1"], "first configured site");
+    assert_eq!(a.decision.unwrap().rule, Rule::NoLocation);
+    let a = ask(&t, "multi.geo.example.", RType::A, "192.168.1.1", None);
+    assert_eq!(addrs(&a), ["192.0.2.21", "192.0.2.22", "192.0.2.11"], "configured order: frankfurt first");
+}
+
+#[test]
+fn max_answers_takes_addresses_across_sites_in_order() {
+    let t = table();
+    let a = ask(&t, "multi.geo.example.", RType::A, "81.2.69.1", None);
+    assert_eq!(addrs(&a), ["192.0.2.11", "192.0.2.12", "192.0.2.21"]);
+    let a = ask(&t, "multi.geo.example.", RType::A, "103.6.148.1", None);
+    assert_eq!(addrs(&a), ["192.0.2.41", "192.0.2.21", "192.0.2.22"]);
+}
+
+#[test]
+fn unhealthy_sites_are_skipped_and_ttl_halved() {
+    let mut inputs = Inputs::default();
+    inputs.endpoint_down.insert(("web".into(), "192.0.2.1".parse().unwrap()));
+    inputs.endpoint_down.insert(("web".into(), "2001:db8::1".parse().unwrap()));
+    let t = table_with(&inputs);
+    let a = ask(&t, "app.geo.example.", RType::A, "81.2.69.1", None);
+    assert_eq!(addrs(&a), ["192.0.2.2"], "London is down: Frankfurt is next");
+    assert_eq!(a.answers[0].ttl, 30);
+    // Names without that health check are untouched.
+    assert_eq!(addrs(&ask(&t, "v4only.geo.example.", RType::A, "81.2.69.1", None)), ["192.0.2.1"]);
+    assert_eq!(ask(&t, "v4only.geo.example.", RType::A, "81.2.69.1", None).answers[0].ttl, 300);
+    // One endpoint down of two: the site stays up with the other.
+    let mut inputs = Inputs::default();
+    inputs.endpoint_down.insert(("web".into(), "192.0.2.1".parse().unwrap()));
+    let t = table_with(&inputs);
+    assert_eq!(addrs(&ask(&t, "app.geo.example.", RType::Aaaa, "81.2.69.1", None)), ["2001:db8::1"]);
+    assert_eq!(addrs(&ask(&t, "app.geo.example.", RType::A, "81.2.69.1", None)), ["192.0.2.2"]);
+}
+
+#[test]
+fn all_down_policies() {
+    let all_down = |policy: &str| {
+        let text = CONFIG.replace("        health_check: web\n", &format!("        health_check: web\n        all_down: {policy}\n"));
+        let config = config::parse(&text, Path::new(".")).unwrap();
+        let mut inputs = Inputs::default();
+        inputs.sites_down.extend(0..4);
+        build(&config, locator(), &inputs, 1)
+    };
+    let a = ask(&all_down("all"), "app.geo.example.", RType::A, "103.6.148.1", None);
+    assert_eq!(addrs(&a), ["192.0.2.4", "192.0.2.2", "192.0.2.1", "192.0.2.3"], "every site, nearest first");
+    assert_eq!(a.decision.unwrap().rule, Rule::AllDown(config::AllDown::All));
+    let a = ask(&all_down("first"), "app.geo.example.", RType::A, "103.6.148.1", None);
+    assert_eq!(addrs(&a), ["192.0.2.4"]);
+    let a = ask(&all_down("nodata"), "app.geo.example.", RType::A, "103.6.148.1", None);
+    assert_eq!((a.rcode, a.answers.len(), a.authority.len()), (Rcode::NoError, 0, 1));
+    let a = ask(&all_down("servfail"), "app.geo.example.", RType::A, "103.6.148.1", None);
+    assert_eq!((a.rcode, a.answers.len()), (Rcode::ServFail, 0));
+}
+
+#[test]
+fn negative_answers_carry_the_soa() {
+    let t = table();
+    let a = ask(&t, "nope.geo.example.", RType::A, "81.2.69.1", None);
+    assert_eq!(a.rcode, Rcode::NxDomain);
+    assert_eq!(a.authority.len(), 1);
+    assert_eq!(a.authority[0].ttl, 60, "min(SOA TTL 300, minimum 60)");
+    assert!(matches!(a.authority[0].data, RData::Soa(_)));
+    // Empty non-terminal: NODATA.
+    let a = ask(&t, "ent.geo.example.", RType::A, "81.2.69.1", None);
+    assert_eq!((a.rcode, a.answers.len(), a.authority.len()), (Rcode::NoError, 0, 1));
+    // A name below an existing name that does not exist: NXDOMAIN.
+    assert_eq!(ask(&t, "x.host.ent.geo.example.", RType::A, "81.2.69.1", None).rcode, Rcode::NxDomain);
+    // Existing name, other type: NODATA.
+    let a = ask(&t, "ns1.geo.example.", RType::Txt, "81.2.69.1", None);
+    assert_eq!((a.rcode, a.answers.len(), a.authority.len()), (Rcode::NoError, 0, 1));
+    let a = ask(&t, "app.geo.example.", RType::Mx, "81.2.69.1", None);
+    assert_eq!((a.rcode, a.answers.len(), a.authority.len()), (Rcode::NoError, 0, 1));
+    // IPv4-only geo name asked for AAAA: NODATA.
+    let a = ask(&t, "v4only.geo.example.", RType::Aaaa, "81.2.69.1", None);
+    assert_eq!((a.rcode, a.answers.len(), a.authority.len()), (Rcode::NoError, 0, 1));
+}
+
+#[test]
+fn outside_zones_and_transfers_are_refused() {
+    let t = table();
+    assert_eq!(ask(&t, "example.com.", RType::A, "81.2.69.1", None).rcode, Rcode::Refused);
+    assert_eq!(ask(&t, "example.", RType::A, "81.2.69.1", None).rcode, Rcode::Refused);
+    assert_eq!(ask(&t, "geo.example.", RType::Transfer, "81.2.69.1", None).rcode, Rcode::Refused);
+}
+
+#[test]
+fn apex_serves_soa_ns_with_glue_and_static_records() {
+    let t = table();
+    let a = ask(&t, "geo.example.", RType::Soa, "81.2.69.1", None);
+    assert_eq!(a.answers.len(), 1);
+    assert_eq!(a.answers[0].data.to_string(), "ns1.geo.example. hostmaster.geo.example. 7 7200 1800 1209600 60");
+    let a = ask(&t, "geo.example.", RType::Ns, "81.2.69.1", None);
+    assert_eq!(addrs(&a), ["ns1.geo.example.", "ns2.elsewhere.org."]);
+    let glue: Vec<String> = a.additional.iter().map(|r| r.data.to_string()).collect();
+    assert_eq!(glue, ["127.0.0.1", "::1"]);
+    assert_eq!(addrs(&ask(&t, "geo.example.", RType::Txt, "81.2.69.1", None)), ["\"apex text\""]);
+    assert_eq!(addrs(&ask(&t, "geo.example.", RType::Mx, "81.2.69.1", None)), ["10 mail.geo.example."]);
+    let a = ask(&t, "geo.example.", RType::Aaaa, "81.2.69.1", None);
+    assert_eq!((a.rcode, a.answers.len(), a.authority.len()), (Rcode::NoError, 0, 1));
+}
+
+#[test]
+fn cnames_are_chased_inside_our_zones() {
+    let t = table();
+    let a = ask(&t, "chain.geo.example.", RType::A, "103.6.148.1", Some(24));
+    let owners: Vec<&str> = a.answers.iter().map(|r| r.owner.as_str()).collect();
+    assert_eq!(owners, ["chain.geo.example.", "www.geo.example.", "app.geo.example."]);
+    assert_eq!(a.answers[2].data, RData::A("192.0.2.4".parse().unwrap()));
+    assert_eq!(a.scope, 22, "the geo part decides the scope");
+    let a = ask(&t, "www.geo.example.", RType::Cname, "103.6.148.1", None);
+    assert_eq!(addrs(&a), ["app.geo.example."]);
+    let a = ask(&t, "away.geo.example.", RType::A, "103.6.148.1", None);
+    assert_eq!(addrs(&a), ["www.elsewhere.org."]);
+    assert_eq!(a.rcode, Rcode::NoError);
+}
+
+#[test]
+fn any_gets_one_rrset() {
+    let t = table();
+    let a = ask(&t, "app.geo.example.", RType::Any, "81.2.69.1", None);
+    assert_eq!(addrs(&a), ["192.0.2.1"]);
+    let a = ask(&t, "ns1.geo.example.", RType::Any, "81.2.69.1", None);
+    assert_eq!(addrs(&a), ["127.0.0.1"]);
+    let a = ask(&t, "geo.example.", RType::Any, "81.2.69.1", None);
+    assert_eq!(a.answers.len(), 1);
+    assert!(matches!(a.answers[0].data, RData::Soa(_)));
+}
+
+#[test]
+fn ecs_scope_is_the_placing_network_capped_at_the_source_prefix() {
+    let t = table();
+    assert_eq!(ask(&t, "app.geo.example.", RType::A, "81.2.69.0", Some(24)).scope, 24);
+    assert_eq!(ask(&t, "app.geo.example.", RType::A, "5.9.1.0", Some(24)).scope, 16);
+    assert_eq!(ask(&t, "app.geo.example.", RType::A, "5.9.0.0", Some(12)).scope, 12);
+    assert_eq!(ask(&t, "app.geo.example.", RType::A, "10.42.1.0", Some(24)).scope, 16);
+    assert_eq!(ask(&t, "app.geo.example.", RType::Aaaa, "2a01:4f8:1::", Some(48)).scope, 32);
+    // Static names and names with one site answer the same everywhere: scope 0.
+    assert_eq!(ask(&t, "ns1.geo.example.", RType::A, "81.2.69.0", Some(24)).scope, 0);
+    assert_eq!(ask(&t, "single.geo.example.", RType::A, "81.2.69.0", Some(24)).scope, 0);
+    assert_eq!(ask(&t, "nope.geo.example.", RType::A, "81.2.69.0", Some(24)).scope, 0);
+}
+
+#[test]
+fn ties_are_broken_by_site_name() {
+    let text = r#"
+sites:
+  b: { location: [0, 10] }
+  a: { location: [0, -10] }
+zones:
+  z.:
+    soa: { mname: ns, rname: h, serial: 1 }
+    ns: [ns]
+    geo: { t: { sites: { b: [192.0.2.2], a: [192.0.2.1] } } }
+"#;
+    let config = config::parse(text, Path::new(".")).unwrap();
+    let loc: Arc<dyn Locator> = Arc::new(Map(vec![("192.0.2.0/24".parse().unwrap(), Location::new(0.0, 0.0))]));
+    let t = build(&config, loc, &Inputs::default(), 1);
+    assert_eq!(addrs(&ask(&t, "t.z.", RType::A, "192.0.2.77", None)), ["192.0.2.1"]);
+}
+
+#[test]
+fn every_geo_route_is_listed() {
+    let t = table();
+    let mut names: Vec<String> = t.geo_routes().map(|g| g.name.to_string()).collect();
+    names.sort();
+    assert_eq!(names, ["app.geo.example.", "multi.geo.example.", "single.geo.example.", "v4only.geo.example."]);
+}
