@@ -85,46 +85,9 @@ pub fn place(ip: IpAddr, networks: &ClientNetworks, locator: &dyn Locator) -> Pl
             scope: networks.refine(ip, base),
         };
     }
-    // Private, loopback and link-local clients have no location, whatever a database says
-    // (some databases place them in the registrant's country).
-    let hit = match local_block(ip) {
-        Some(prefix_len) => GeoHit { location: None, country: None, prefix_len },
-        None => locator.locate(ip),
-    };
+    let hit = locator.locate(ip);
     let scope = networks.refine(ip, hit.prefix_len.min(max_len(ip)));
     Placement { by: PlacedBy::GeoIp(hit), scope }
-}
-
-/// The prefix length of the non-global block (RFC 1918, RFC 6598, loopback, link-local, ULA)
-/// that holds `ip`, if any.
-fn local_block(ip: IpAddr) -> Option<u8> {
-    const V4: [([u8; 4], u8); 7] = [
-        ([10, 0, 0, 0], 8),
-        ([172, 16, 0, 0], 12),
-        ([192, 168, 0, 0], 16),
-        ([100, 64, 0, 0], 10),
-        ([127, 0, 0, 0], 8),
-        ([169, 254, 0, 0], 16),
-        ([0, 0, 0, 0], 8),
-    ];
-    match ip {
-        IpAddr::V4(_) => V4
-            .iter()
-            .find(|(net, len)| common_prefix_len(ip, IpAddr::from(*net)).is_some_and(|c| c >= *len))
-            .map(|(_, len)| *len),
-        IpAddr::V6(v6) => {
-            let seg = v6.segments()[0];
-            if v6.is_loopback() || v6.is_unspecified() {
-                Some(128)
-            } else if seg & 0xfe00 == 0xfc00 {
-                Some(7)
-            } else if seg & 0xffc0 == 0xfe80 {
-                Some(10)
-            } else {
-                None
-            }
-        }
-    }
 }
 
 pub fn max_len(ip: IpAddr) -> u8 {
@@ -191,17 +154,6 @@ mod tests {
         assert_eq!(p.scope, 8, "client networks elsewhere do not narrow the scope");
         let p = place(ip("2001:db8::1"), &n, &NoLocator);
         assert_eq!(p.scope, 0);
-    }
-
-    #[test]
-    fn local_clients_have_no_location_whatever_the_database_says() {
-        let geo = Fixed(GeoHit { location: Some(Location::new(1.0, 1.0)), country: None, prefix_len: 8 });
-        for (addr, len) in [("10.1.2.3", 8), ("172.20.0.1", 12), ("192.168.1.1", 16), ("127.0.0.1", 8), ("100.64.1.1", 10), ("fd00::1", 7), ("fe80::1", 10), ("::1", 128)] {
-            let p = place(ip(addr), &ClientNetworks::default(), &geo);
-            assert_eq!(p.by, PlacedBy::GeoIp(GeoHit { location: None, country: None, prefix_len: len }), "{addr}");
-            assert_eq!(p.scope, len, "{addr}");
-        }
-        assert!(matches!(place(ip("172.32.0.1"), &ClientNetworks::default(), &geo).by, PlacedBy::GeoIp(GeoHit { location: Some(_), .. })));
     }
 
     #[test]

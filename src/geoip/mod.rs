@@ -1,0 +1,237 @@
+//! GeoIP: reads MaxMind-format (`.mmdb`) databases and translates their records into
+//! [`GeoHit`]s. It owns the memory-mapped database file, the decoding of the record layouts
+//! geodns understands (MaxMind and DB-IP City/Country, the flat ip-location-db layout), the
+//! shipped country-centroid table that places clients of country-only databases, and the
+//! rule that special-purpose addresses (private, loopback, link-local, CGNAT, multicast) are
+//! never placed, whatever the database says. It knows nothing of routing, DNS or
+//! configuration: the rest of the crate sees it only through [`crate::model::Locator`].
+
+mod centroids;
+mod record;
+mod special;
+
+#[cfg(test)]
+mod tests;
+
+use std::fs::File;
+use std::io;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use maxminddb::{MaxMindDbError, Mmap, Reader};
+use serde::Serialize;
+
+pub use centroids::country_centroid;
+
+use crate::model::{GeoHit, Locator};
+use record::Record;
+
+/// Why a GeoIP database could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum GeoIpError {
+    /// The file could not be opened or mapped (missing, unreadable, not a regular file).
+    #[error("cannot open GeoIP database {path:?}: {reason}")]
+    Open {
+        path: PathBuf,
+        reason: String,
+        error: io::Error,
+    },
+    /// The file was read but is not a valid MaxMind DB.
+    #[error("{path:?} is not a MaxMind DB file: {error}")]
+    Invalid {
+        path: PathBuf,
+        error: MaxMindDbError,
+    },
+}
+
+impl GeoIpError {
+    /// A short, stable label for metrics and logs: `open` or `invalid`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            GeoIpError::Open { .. } => "open",
+            GeoIpError::Invalid { .. } => "invalid",
+        }
+    }
+
+    /// The database path the error is about.
+    pub fn path(&self) -> &Path {
+        match self {
+            GeoIpError::Open { path, .. } | GeoIpError::Invalid { path, .. } => path,
+        }
+    }
+
+    fn open(path: &Path, error: io::Error) -> Self {
+        // "No such file or directory (os error 2)" -> "No such file or directory".
+        let text = error.to_string();
+        let reason = match text.rfind(" (os error ") {
+            Some(i) if text.ends_with(')') => text[..i].to_owned(),
+            _ => text,
+        };
+        GeoIpError::Open {
+            path: path.to_owned(),
+            reason,
+            error,
+        }
+    }
+}
+
+/// What the database says about itself (for `/status` and logs).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GeoIpMeta {
+    /// e.g. `GeoLite2-City`, `GeoIP2-Country`, `DBIP-City-Lite`, `geo-whois-asn-country`.
+    pub database_type: String,
+    /// Build time, seconds since the Unix epoch.
+    pub build_epoch: u64,
+    /// 4 (IPv4 addresses only) or 6 (both families).
+    pub ip_version: u16,
+    /// Number of nodes in the search tree.
+    pub node_count: u32,
+    /// The English description, or the first one present.
+    pub description: Option<String>,
+}
+
+impl GeoIpMeta {
+    fn from_metadata(m: &maxminddb::Metadata) -> Self {
+        let description = m
+            .description
+            .get("en")
+            .or_else(|| m.description.values().next())
+            .cloned();
+        GeoIpMeta {
+            database_type: m.database_type.clone(),
+            build_epoch: m.build_epoch,
+            ip_version: m.ip_version,
+            node_count: m.node_count,
+            description,
+        }
+    }
+}
+
+/// An open, memory-mapped MaxMind-format database. Lookups are lock-free and allocate
+/// nothing; share it behind an `Arc`.
+pub struct GeoIpDb {
+    reader: Reader<Mmap>,
+    meta: GeoIpMeta,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for GeoIpDb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GeoIpDb")
+            .field("path", &self.path)
+            .field("meta", &self.meta)
+            .finish_non_exhaustive()
+    }
+}
+
+impl GeoIpDb {
+    /// Opens and memory-maps the database at `path` and checks its metadata.
+    ///
+    /// The file must be replaced by renaming a new file over it (as `geoip/update.sh` does),
+    /// never rewritten in place: see the SAFETY note below.
+    pub fn open(path: &Path) -> Result<GeoIpDb, GeoIpError> {
+        let file = File::open(path).map_err(|e| GeoIpError::open(path, e))?;
+        let file_meta = file.metadata().map_err(|e| GeoIpError::open(path, e))?;
+        if !file_meta.is_file() {
+            return Err(GeoIpError::open(
+                path,
+                io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"),
+            ));
+        }
+        // SAFETY: the mapping stays valid and unchanged as long as nobody modifies or
+        // truncates this file's contents while it is mapped (truncation would make reads
+        // fault with SIGBUS, writes would change data under the reader). geodns never writes
+        // the file, and the documented way to refresh it (geoip/update.sh, README) writes a
+        // new file and renames it over the old path: the rename swaps the directory entry,
+        // while this mapping keeps the old inode alive and untouched until it is dropped.
+        #[allow(unsafe_code)]
+        let mmap = unsafe { Mmap::map(&file) }.map_err(|e| GeoIpError::open(path, e))?;
+        let reader = Reader::from_source(mmap).map_err(|error| GeoIpError::Invalid {
+            path: path.to_owned(),
+            error,
+        })?;
+        let meta = GeoIpMeta::from_metadata(reader.metadata());
+        Ok(GeoIpDb {
+            reader,
+            meta,
+            path: path.to_owned(),
+        })
+    }
+
+    /// Walks the whole search tree and data section (slow: for `geodns check`, not for
+    /// start-up or the query path).
+    pub fn verify(&self) -> Result<(), GeoIpError> {
+        self.reader.verify().map_err(|error| GeoIpError::Invalid {
+            path: self.path.clone(),
+            error,
+        })
+    }
+
+    pub fn metadata(&self) -> &GeoIpMeta {
+        &self.meta
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Full length of an address's own family: the most specific (safest) ECS scope.
+fn full_len(ip: IpAddr) -> u8 {
+    match ip {
+        IpAddr::V4(_) => 32,
+        IpAddr::V6(_) => 128,
+    }
+}
+
+impl Locator for GeoIpDb {
+    fn locate(&self, ip: IpAddr) -> GeoHit {
+        if let Some(prefix_len) = special::special_purpose(ip) {
+            return GeoHit {
+                prefix_len,
+                ..GeoHit::default()
+            };
+        }
+        if ip.is_ipv6() && self.meta.ip_version == 4 {
+            // An IPv4-only tree holds no IPv6 data: every IPv6 address gets the same (empty)
+            // answer, so the whole family is one network.
+            return GeoHit::default();
+        }
+        let result = match self.reader.lookup(ip) {
+            Ok(result) => result,
+            Err(error) => {
+                tracing::debug!(%ip, %error, path = ?self.path, "GeoIP lookup failed");
+                return GeoHit {
+                    prefix_len: full_len(ip),
+                    ..GeoHit::default()
+                };
+            }
+        };
+        // `network()` counts an IPv4 address in an IPv6 tree in IPv4 terms (0-32) when the
+        // tree has an IPv4 subtree at ::/96. Without one, the IPv4 space sits inside a
+        // shorter IPv6 network, which `network()` reports as `::/n`: all of IPv4 then gets
+        // one answer, i.e. prefix 0 in IPv4 terms.
+        let prefix_len = match result.network() {
+            Ok(net) if net.is_ipv4() == ip.is_ipv4() => net.prefix(),
+            Ok(_) => 0,
+            Err(error) => {
+                tracing::debug!(%ip, %error, "GeoIP network of a lookup result");
+                full_len(ip)
+            }
+        };
+        match result.decode::<Record<'_>>() {
+            Ok(Some(record)) => record.to_hit(prefix_len),
+            Ok(None) => GeoHit {
+                prefix_len,
+                ..GeoHit::default()
+            },
+            Err(error) => {
+                tracing::debug!(%ip, %error, path = ?self.path, "GeoIP record not decodable");
+                GeoHit {
+                    prefix_len,
+                    ..GeoHit::default()
+                }
+            }
+        }
+    }
+}

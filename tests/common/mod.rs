@@ -1,0 +1,3 @@
+pub mod mmdb;
+pub mod dns;
+pub mod server;
