@@ -40,4 +40,61 @@ pub enum Command {
         #[arg(long, short, value_name = "FILE")]
         config: PathBuf,
     },
+    /// Validate a config, explain a routing decision, or run routing tests (offline or against
+    /// a live server).
+    #[command(long_about = CHECK_HELP)]
+    Check(CheckArgs),
+}
+
+const CHECK_HELP: &str = "Validate a config, explain a routing decision, or run routing tests.
+
+  geodns check --config FILE
+      Validate the config (every problem, with its path) and print a summary.
+  geodns check --config FILE NAME [TYPE] --client IP|CIDR [--down SITE]... [--json]
+      Explain what a client would get and why: its location, every site in order with its
+      distance and health, the rule that decided, the answer, TTL and ECS scope. A CIDR is sent
+      as ECS; an address is the query's source. --down forces sites down (\"what if\").
+  geodns check --config FILE --tests TESTS.yaml [--json]
+      Run routing test cases; prints PASS/FAIL per case and \"N passed, M failed\".
+  geodns check --server ADDR:PORT NAME [TYPE] --client CIDR [--config FILE]
+      Ask a live server (geodns or any other) with ECS; print the answer and scope. With
+      --config, addresses are mapped back to sites.
+  geodns check --server ADDR:PORT --tests TESTS.yaml [--config FILE]
+      Run the test cases against a live server.
+
+Exit codes: 0 all good, 1 a test failed or the server did not answer, 2 usage error,
+78 invalid or unreadable config, GeoIP database or test file.";
+
+#[derive(Debug, clap::Args)]
+pub struct CheckArgs {
+    /// The YAML config file.
+    #[arg(long, short, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// A live DNS server to query instead of (or as well as) the config.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub server: Option<std::net::SocketAddr>,
+    /// A routing test file to run.
+    #[arg(long, value_name = "FILE")]
+    pub tests: Option<PathBuf>,
+    /// The client: an address (the query's source) or a CIDR subnet (sent as ECS).
+    #[arg(long, value_name = "IP|CIDR")]
+    pub client: Option<String>,
+    /// Force a site down for this check (repeatable).
+    #[arg(long, value_name = "SITE")]
+    pub down: Vec<String>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// How long to wait for a live server's answer.
+    #[arg(long, value_name = "DURATION", default_value = "3s", value_parser = parse_duration)]
+    pub timeout: std::time::Duration,
+    /// The name to explain or query.
+    pub name: Option<String>,
+    /// The record type (default A).
+    #[arg(value_name = "TYPE")]
+    pub rtype: Option<String>,
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    crate::config::parse_duration(s)
 }

@@ -7,9 +7,11 @@
 //! - [`routing`]: pure core; builds immutable `RoutingTable` snapshots and answers queries.
 //! - [`dns`]: the hickory boundary; wire queries in, routing answers out, ECS (RFC 7871).
 //! - [`app`]: composition root for `serve`: loads, builds, publishes the snapshot, runs listeners.
+//! - [`check`]: composition root for `geodns check`: same load -> build path, no sockets.
 //! - [`cli`]: command-line definitions shared by the binary and its tests.
 
 pub mod app;
+pub mod check;
 pub mod cli;
 pub mod config;
 pub mod dns;

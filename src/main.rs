@@ -5,21 +5,49 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use geodns::app::{self, AppError};
-use geodns::cli::{Cli, Command, EXIT_CONFIG, EXIT_FAILURE};
+use geodns::check::{self, CheckError};
+use geodns::cli::{Cli, Command, EXIT_CONFIG, EXIT_FAILURE, EXIT_USAGE};
 use geodns::telemetry;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     telemetry::init(cli.log.as_deref());
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(error) => {
+            eprintln!("geodns: cannot start the runtime: {error}");
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
     match cli.command {
-        Command::Serve { config } => {
-            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-                Ok(rt) => rt,
-                Err(error) => {
-                    eprintln!("geodns: cannot start the runtime: {error}");
-                    return ExitCode::from(EXIT_FAILURE);
-                }
+        Command::Check(a) => {
+            let args = check::Args {
+                config: a.config,
+                server: a.server,
+                tests: a.tests,
+                name: a.name,
+                rtype: a.rtype,
+                client: a.client,
+                down: a.down,
+                json: a.json,
+                timeout: a.timeout,
             };
+            match runtime.block_on(check::run(&args)) {
+                Ok(report) => {
+                    print!("{}", report.output);
+                    if report.ok { ExitCode::SUCCESS } else { ExitCode::from(EXIT_FAILURE) }
+                }
+                Err(error) => {
+                    eprintln!("geodns check: {error}");
+                    ExitCode::from(match error {
+                        CheckError::Load(_) | CheckError::Tests(_) => EXIT_CONFIG,
+                        CheckError::Usage(_) => EXIT_USAGE,
+                        CheckError::Live(_) => EXIT_FAILURE,
+                    })
+                }
+            }
+        }
+        Command::Serve { config } => {
             match runtime.block_on(app::serve(&config)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {

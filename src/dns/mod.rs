@@ -3,6 +3,7 @@
 //!
 //! Imports `routing` and `model`; never `sources` or `admin`.
 
+pub mod client;
 mod convert;
 mod ecs;
 mod handler;
