@@ -1,6 +1,8 @@
 //! Logging set-up. Per-query events are at debug level only; hickory's own per-request logs
 //! are held at warn by default because they cost more than answering.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 /// The filter used when neither `--log` nor `RUST_LOG` says otherwise.
@@ -12,5 +14,7 @@ pub fn init(directives: Option<&str>) {
         Some(d) => EnvFilter::new(d),
         None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER)),
     };
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
 }
