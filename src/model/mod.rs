@@ -14,3 +14,18 @@ pub use record::{Caa, Mx, RData, RType, Soa, Srv};
 
 /// Index of a site in the configuration's site list (and in every routing table built from it).
 pub type SiteId = usize;
+
+/// Addresses of one geo name at one site, discovered at run time (from Kubernetes), as opposed
+/// to the addresses written in the config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Discovered {
+    /// The geo name (absolute), from the Service's `geodns.io/hostname` annotation.
+    pub name: Name,
+    pub site: SiteId,
+    pub addrs: Vec<std::net::IpAddr>,
+    /// False when the source says the site has no ready endpoint for this name: the site is
+    /// then down for the name, whatever the probes say.
+    pub ready: bool,
+    /// Where it came from, for /status and `geodns check` ("cluster/namespace/service").
+    pub origin: String,
+}

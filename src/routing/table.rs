@@ -7,8 +7,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 
-use crate::config::{AllDown, Config, SiteConfig};
-use crate::model::{Locator, Name, RData, RType, SiteId};
+use crate::config::{AllDown, ClientNetwork, Config, GeoNameConfig, SiteConfig};
+use crate::model::{Discovered, Locator, Name, RData, RType, SiteId};
 
 use super::placement::ClientNetworks;
 
@@ -20,6 +20,12 @@ pub struct Inputs {
     pub endpoint_down: HashSet<(String, IpAddr)>,
     /// Sites forced down for every name (operator drain, or `geodns check --down`).
     pub sites_down: HashSet<SiteId>,
+    /// Addresses discovered at run time (Kubernetes), merged with the config's per name and
+    /// site. A site whose discovered entries are all not ready is down for that name.
+    pub discovered: Vec<Discovered>,
+    /// Client networks discovered at run time (node pod CIDRs and addresses). The config's
+    /// entries win over discovered ones of the same prefix.
+    pub client_networks: Vec<ClientNetwork>,
 }
 
 pub struct RoutingTable {
@@ -112,6 +118,10 @@ impl RoutingTable {
 /// Builds a table from a validated config, a locator and the current run-time inputs. Pure and
 /// infallible: everything that can be wrong was rejected by config validation.
 pub fn build(config: &Config, locator: Arc<dyn Locator>, inputs: &Inputs, generation: u64) -> RoutingTable {
+    let mut discovered: HashMap<&Name, Vec<&Discovered>> = HashMap::new();
+    for d in &inputs.discovered {
+        discovered.entry(&d.name).or_default().push(d);
+    }
     let mut zones: Vec<Zone> = config
         .zones
         .iter()
@@ -123,7 +133,8 @@ pub fn build(config: &Config, locator: Arc<dyn Locator>, inputs: &Inputs, genera
                 nodes.insert(node.name.clone(), Node::Static { ttl: node.ttl, rdata });
             }
             for g in &zc.geo {
-                nodes.insert(g.name.clone(), Node::Geo(geo_route(g, inputs)));
+                let found = discovered.get(&g.name).map_or(&[][..], Vec::as_slice);
+                nodes.insert(g.name.clone(), Node::Geo(geo_route(g, inputs, found)));
             }
             // Every ancestor between a node and the apex exists, empty unless it has records.
             let names: Vec<Name> = nodes.keys().cloned().collect();
@@ -153,27 +164,64 @@ pub fn build(config: &Config, locator: Arc<dyn Locator>, inputs: &Inputs, genera
         generation,
         zones,
         sites: config.sites.clone().into(),
-        networks: ClientNetworks::new(config.client_networks.clone()),
+        networks: ClientNetworks::new(
+            config.client_networks.iter().chain(&inputs.client_networks).cloned().collect(),
+        ),
         locator,
     }
 }
 
-fn geo_route(g: &crate::config::GeoNameConfig, inputs: &Inputs) -> GeoRoute {
-    let sites: Vec<GeoSite> = g
-        .sites
-        .iter()
-        .map(|(site, addrs)| {
+/// One site of a geo name before health is applied: its addresses from the config and from
+/// discovery, and whether discovery says it is ready.
+struct SiteAddrs {
+    site: SiteId,
+    addrs: Vec<IpAddr>,
+    /// `None` when no source reported readiness for this site (config-only).
+    ready: Option<bool>,
+}
+
+/// The name's sites: the config's in written order, then sites only discovery knows, in site
+/// order; addresses merged without repeats.
+fn merge_sites(g: &GeoNameConfig, found: &[&Discovered]) -> Vec<SiteAddrs> {
+    let mut sites: Vec<SiteAddrs> = g.sites.iter().map(|(site, addrs)| SiteAddrs { site: *site, addrs: addrs.clone(), ready: None }).collect();
+    let mut extra: Vec<&&Discovered> = found.iter().filter(|d| !g.sites.iter().any(|(s, _)| *s == d.site)).collect();
+    extra.sort_by_key(|d| d.site);
+    for d in found.iter().filter(|d| g.sites.iter().any(|(s, _)| *s == d.site)).chain(extra) {
+        let entry = match sites.iter_mut().position(|s| s.site == d.site) {
+            Some(i) => &mut sites[i],
+            None => {
+                sites.push(SiteAddrs { site: d.site, addrs: Vec::new(), ready: None });
+                sites.last_mut().expect("just pushed")
+            }
+        };
+        for a in &d.addrs {
+            if !entry.addrs.contains(a) {
+                entry.addrs.push(*a);
+            }
+        }
+        entry.ready = Some(entry.ready.unwrap_or(false) || d.ready);
+    }
+    sites
+}
+
+fn geo_route(g: &GeoNameConfig, inputs: &Inputs, found: &[&Discovered]) -> GeoRoute {
+    let sites: Vec<GeoSite> = merge_sites(g, found)
+        .into_iter()
+        .map(|SiteAddrs { site, addrs, ready }| {
             let endpoint_up = |ip: &&IpAddr| match &g.health_check {
                 Some(check) => !inputs.endpoint_down.contains(&(check.clone(), **ip)),
                 None => true,
             };
             let live: Vec<&IpAddr> = addrs.iter().filter(endpoint_up).collect();
-            // A site is down when none of its endpoints is up. It then keeps all its addresses,
-            // for the `all_down` policies that answer with down sites.
-            let up = !inputs.sites_down.contains(site) && (addrs.is_empty() || !live.is_empty());
+            // A site is down when none of its endpoints is up, when discovery says it has no
+            // ready endpoint, or when an operator drained it. A down site keeps all its
+            // addresses, for the `all_down` policies that answer with down sites.
+            let up = !inputs.sites_down.contains(&site)
+                && ready != Some(false)
+                && (addrs.is_empty() || !live.is_empty());
             let answer: Vec<&IpAddr> = if live.is_empty() { addrs.iter().collect() } else { live };
             GeoSite {
-                site: *site,
+                site,
                 up,
                 v4: answer.iter().filter_map(|a| match a {
                     IpAddr::V4(v4) => Some(*v4),

@@ -297,3 +297,40 @@ fn every_geo_route_is_listed() {
     names.sort();
     assert_eq!(names, ["app.geo.example.", "multi.geo.example.", "single.geo.example.", "v4only.geo.example."]);
 }
+
+#[test]
+fn discovered_addresses_merge_with_the_config_and_readiness_counts() {
+    let d = |site: usize, addrs: &[&str], ready: bool| crate::model::Discovered {
+        name: n("app.geo.example."),
+        site,
+        addrs: addrs.iter().map(|a| a.parse().unwrap()).collect(),
+        ready,
+        origin: "eu/default/app".into(),
+    };
+    // Frankfurt gains an address; Seattle's only entry is not ready: Seattle is down.
+    let inputs = Inputs { discovered: vec![d(1, &["198.51.100.2"], true), d(2, &["198.51.100.3"], false)], ..Inputs::default() };
+    let t = table_with(&inputs);
+    assert_eq!(addrs(&ask(&t, "app.geo.example.", RType::A, "5.9.1.1", None)), ["192.0.2.2", "198.51.100.2"]);
+    let a = ask(&t, "app.geo.example.", RType::A, "8.8.8.8", None);
+    assert_eq!(addrs(&a), ["192.0.2.1"], "seattle not ready: California goes to London");
+    assert_eq!(a.answers[0].ttl, 30, "a site is down: TTL halved");
+    // A name with no configured sites gets them all from discovery, in site order.
+    let text = CONFIG.replace("      single:\n        sites:\n          london: [192.0.2.99]\n", "      single: {}\n");
+    let config = config::parse(&format!("{text}kubernetes: {{ clusters: [ {{ name: eu, site: frankfurt }} ] }}\n"), Path::new(".")).unwrap();
+    let mut found = d(3, &["198.51.100.4"], true);
+    found.name = n("single.geo.example.");
+    let mut found2 = d(0, &["198.51.100.1"], true);
+    found2.name = n("single.geo.example.");
+    let t = build(&config, locator(), &Inputs { discovered: vec![found, found2], ..Inputs::default() }, 1);
+    assert_eq!(addrs(&ask(&t, "single.geo.example.", RType::A, "192.168.0.1", None)), ["198.51.100.1"], "no location: site order");
+    assert_eq!(addrs(&ask(&t, "single.geo.example.", RType::A, "103.6.148.1", None)), ["198.51.100.4"]);
+}
+
+#[test]
+fn discovered_client_networks_place_clients_but_the_config_wins_ties() {
+    let net = |cidr: &str, site| config::ClientNetwork { net: cidr.parse().unwrap(), site };
+    let inputs = Inputs { client_networks: vec![net("10.99.0.0/24", 3), net("10.42.0.0/16", 0)], ..Inputs::default() };
+    let t = table_with(&inputs);
+    assert_eq!(addrs(&ask(&t, "app.geo.example.", RType::A, "10.99.0.7", None)), ["192.0.2.4"]);
+    assert_eq!(addrs(&ask(&t, "app.geo.example.", RType::A, "10.42.0.7", None)), ["192.0.2.3"], "config says seattle");
+}
