@@ -10,12 +10,14 @@
 //! - [`check`]: composition root for `geodns check`: same load -> build path, no sockets.
 //! - [`cli`]: command-line definitions shared by the binary and its tests.
 
+pub mod admin;
 pub mod app;
 pub mod check;
 pub mod cli;
 pub mod config;
 pub mod dns;
 pub mod geoip;
+pub mod metrics;
 pub mod model;
 pub mod routing;
 pub mod telemetry;

@@ -4,6 +4,7 @@
 //! Owns parsing and validation only: it reads the one file it is given and nothing else (the
 //! GeoIP file named in it is opened by the caller). Imports `model` only.
 
+mod admin_state;
 mod duration;
 mod model;
 mod validate;
@@ -12,6 +13,7 @@ mod wire;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+pub use admin_state::{AdminState, Forced, parse_admin_state};
 pub use duration::parse as parse_duration;
 pub use model::*;
 pub use validate::{

@@ -37,6 +37,8 @@ pub struct ServerConfig {
     pub admin_listen: Option<SocketAddr>,
     pub tcp_timeout: Duration,
     pub shutdown_grace: Duration,
+    /// The admin state file, watched for operator overrides; `None` disables overrides.
+    pub admin_state: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]

@@ -112,7 +112,8 @@ pub fn validate(file: wire::File, base: &Path) -> Result<Config, Vec<Problem>> {
     let mut v = V { problems: Vec::new() };
     let root = P::default();
 
-    let server = server(&mut v, &root.key("server"), &file.server);
+    let mut server = server(&mut v, &root.key("server"), &file.server);
+    server.admin_state = file.server.admin_state.as_ref().map(|p| base.join(p));
     let geoip = file.geoip.as_ref().and_then(|g| g.database.as_ref()).map(|p| base.join(p));
 
     let mut sites = Vec::new();
@@ -281,6 +282,7 @@ fn server(v: &mut V, path: &P, s: &wire::Server) -> ServerConfig {
         admin_listen,
         tcp_timeout: v.duration(&path.key("tcp_timeout"), s.tcp_timeout.as_deref(), DEFAULT_TCP_TIMEOUT),
         shutdown_grace: v.duration(&path.key("shutdown_grace"), s.shutdown_grace.as_deref(), DEFAULT_SHUTDOWN_GRACE),
+        admin_state: None,
     }
 }
 

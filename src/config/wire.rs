@@ -75,6 +75,9 @@ pub struct Server {
     /// How long SIGTERM/SIGINT waits for in-flight work before exiting.
     #[serde(default)]
     pub shutdown_grace: Option<String>,
+    /// The admin state file (operator overrides: drained sites, forced endpoints).
+    #[serde(default)]
+    pub admin_state: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -2,18 +2,22 @@
 //! EDNS/ECS, asks the current routing table, and encodes the answer.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use hickory_proto::op::{Edns, MessageType, Metadata, OpCode, ResponseCode};
 use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
 use hickory_proto::rr::{DNSClass, Record};
 use hickory_server::net::runtime::Time;
+use hickory_server::net::xfer::Protocol;
+use ::metrics::{counter, histogram};
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::MessageResponseBuilder;
 use tracing::{debug, warn};
 
 use super::{convert, wire};
 use super::ecs::Ecs;
+use crate::metrics;
 use crate::model::Name;
 use crate::routing::{Answer, Query, Rcode, RoutingTable};
 
@@ -44,6 +48,7 @@ enum Reply {
 #[async_trait::async_trait]
 impl RequestHandler for Handler {
     async fn handle_request<R: ResponseHandler, T: Time>(&self, request: &Request, mut response: R) -> ResponseInfo {
+        let started = Instant::now();
         let request_edns = request.edns.as_ref();
         let mut ecs: Option<Ecs> = None;
         let reply = match classify(request) {
@@ -92,7 +97,9 @@ impl RequestHandler for Handler {
                     && answer.rcode != Rcode::Refused
                 {
                     edns.options_mut().insert(EdnsOption::Subnet(ecs.reply(answer.scope)));
+                    histogram!(metrics::ECS_SCOPE).record(f64::from(answer.scope));
                 }
+
                 records(request, &answer)
             }
         };
@@ -101,8 +108,18 @@ impl RequestHandler for Handler {
         if let Some(edns) = &edns_out {
             builder.edns(edns);
         }
+        let code = metadata.response_code;
         let message = builder.build(metadata, answers.iter(), authority.iter(), std::iter::empty(), additional.iter());
-        match response.send_response(message).await {
+        let sent = response.send_response(message).await;
+        let transport = match request.protocol() {
+            Protocol::Udp => "udp",
+            Protocol::Tcp => "tcp",
+            _ => "other",
+        };
+        counter!(metrics::QUERIES, "transport" => transport, "rcode" => rcode_label(code)).increment(1);
+        counter!(metrics::QUERIES_ECS, "ecs" => if ecs.is_some() { "present" } else { "absent" }).increment(1);
+        histogram!(metrics::QUERY_DURATION).record(started.elapsed().as_secs_f64());
+        match sent {
             Ok(info) => info,
             Err(error) => {
                 warn!(%error, src = %request.src(), "failed to send response");
@@ -111,6 +128,20 @@ impl RequestHandler for Handler {
                 ResponseInfo::from(hickory_proto::op::Header { metadata, counts: Default::default() })
             }
         }
+    }
+}
+
+/// The `rcode` label: a closed set.
+fn rcode_label(code: ResponseCode) -> &'static str {
+    match code {
+        ResponseCode::NoError => "noerror",
+        ResponseCode::NXDomain => "nxdomain",
+        ResponseCode::ServFail => "servfail",
+        ResponseCode::Refused => "refused",
+        ResponseCode::FormErr => "formerr",
+        ResponseCode::NotImp => "notimp",
+        ResponseCode::BADVERS => "badvers",
+        _ => "other",
     }
 }
 
@@ -146,6 +177,11 @@ impl Handler {
         let client = Ecs::client(ecs, request.src().ip());
         let table = self.table.load();
         let answer = table.resolve(&Query { name: &name, rtype, client, ecs_source: ecs.map(|e| e.source_prefix) });
+        if let Some(d) = &answer.decision
+            && let Some(site) = d.answered_from.first().and_then(|s| table.sites().get(*s))
+        {
+            counter!(metrics::ANSWERS, "name" => d.name.to_string(), "site" => site.name.clone()).increment(1);
+        }
         debug!(
             name = %name, rtype = %rtype, client = %client, rcode = ?answer.rcode,
             answers = answer.answers.len(), scope = answer.scope, "query"

@@ -20,6 +20,9 @@ pub struct Inputs {
     pub endpoint_down: HashSet<(String, IpAddr)>,
     /// Sites forced down for every name (operator drain, or `geodns check --down`).
     pub sites_down: HashSet<SiteId>,
+    /// Sites an operator forced up for every name: up with all their addresses, whatever
+    /// probes or readiness say. Forcing down wins over forcing up.
+    pub sites_up: HashSet<SiteId>,
     /// Addresses discovered at run time (Kubernetes), merged with the config's per name and
     /// site. A site whose discovered entries are all not ready is down for that name.
     pub discovered: Vec<Discovered>,
@@ -212,13 +215,13 @@ fn geo_route(g: &GeoNameConfig, inputs: &Inputs, found: &[&Discovered]) -> GeoRo
                 Some(check) => !inputs.endpoint_down.contains(&(check.clone(), **ip)),
                 None => true,
             };
-            let live: Vec<&IpAddr> = addrs.iter().filter(endpoint_up).collect();
+            let forced_up = inputs.sites_up.contains(&site) && !inputs.sites_down.contains(&site);
+            let live: Vec<&IpAddr> = if forced_up { addrs.iter().collect() } else { addrs.iter().filter(endpoint_up).collect() };
             // A site is down when none of its endpoints is up, when discovery says it has no
             // ready endpoint, or when an operator drained it. A down site keeps all its
             // addresses, for the `all_down` policies that answer with down sites.
-            let up = !inputs.sites_down.contains(&site)
-                && ready != Some(false)
-                && (addrs.is_empty() || !live.is_empty());
+            let up = forced_up
+                || (!inputs.sites_down.contains(&site) && ready != Some(false) && (addrs.is_empty() || !live.is_empty()));
             let answer: Vec<&IpAddr> = if live.is_empty() { addrs.iter().collect() } else { live };
             GeoSite {
                 site,

@@ -334,3 +334,17 @@ fn discovered_client_networks_place_clients_but_the_config_wins_ties() {
     assert_eq!(addrs(&ask(&t, "app.geo.example.", RType::A, "10.99.0.7", None)), ["192.0.2.4"]);
     assert_eq!(addrs(&ask(&t, "app.geo.example.", RType::A, "10.42.0.7", None)), ["192.0.2.3"], "config says seattle");
 }
+
+#[test]
+fn sites_forced_up_answer_with_every_address_and_down_wins() {
+    let mut inputs = Inputs::default();
+    inputs.endpoint_down.insert(("web".into(), "192.0.2.1".parse().unwrap()));
+    inputs.sites_up.insert(0);
+    let t = table_with(&inputs);
+    let a = ask(&t, "app.geo.example.", RType::A, "81.2.69.1", None);
+    assert_eq!(addrs(&a), ["192.0.2.1"], "london forced up despite its probe");
+    assert_eq!(a.answers[0].ttl, 60);
+    inputs.sites_down.insert(0);
+    let t = table_with(&inputs);
+    assert_eq!(addrs(&ask(&t, "app.geo.example.", RType::A, "81.2.69.1", None)), ["192.0.2.2"]);
+}
