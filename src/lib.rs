@@ -4,6 +4,7 @@
 //! - [`model`]: plain types every layer speaks (sites, names, records, the `Locator` trait).
 //! - [`config`]: the YAML file -> validated [`config::Config`], every problem with its path.
 //! - [`geoip`]: MaxMind-format databases -> `model::GeoHit` (implements `model::Locator`).
+//! - [`sources`]: run-time inputs on watch channels: health probes, the Kubernetes API.
 //! - [`routing`]: pure core; builds immutable `RoutingTable` snapshots and answers queries.
 //! - [`dns`]: the hickory boundary; wire queries in, routing answers out, ECS (RFC 7871).
 //! - [`app`]: composition root for `serve`: loads, builds, publishes the snapshot, runs listeners.
@@ -20,4 +21,5 @@ pub mod geoip;
 pub mod metrics;
 pub mod model;
 pub mod routing;
+pub mod sources;
 pub mod telemetry;

@@ -1,22 +1,33 @@
-//! Composition root for `geodns serve`: load -> validate -> open GeoIP -> build the first
-//! routing table -> publish it -> bind the listeners; then wait for a signal and drain.
+//! Composition root for `geodns serve`: load -> validate -> open GeoIP -> start the sources
+//! (health probes) -> build and publish the first routing table -> bind DNS and admin; then the
+//! builder task rebuilds on every input change and reload, until a signal drains and stops it.
 //!
-//! `check` uses the same [`load`] and routing build, and stops before binding.
+//! `check` uses the same [`load`] and [`Loaded::build`], and stops before binding.
+
+mod builder;
+mod status;
+mod watch;
 
 use std::io;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::admin::{self, AdminState, Status};
 use crate::config::{self, Config, ConfigError};
 use crate::dns::{DnsServer, Handler};
 use crate::geoip::{GeoIpDb, GeoIpError};
 use crate::model::{Locator, NoLocator};
 use crate::routing::{self, Inputs, RoutingTable};
+use crate::sources::health;
+
+pub use builder::Event;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -32,6 +43,10 @@ pub enum AppError {
     Load(#[from] LoadError),
     #[error("{0}")]
     Listen(io::Error),
+    #[error("cannot listen on the admin address {addr}: {source}")]
+    AdminListen { addr: SocketAddr, source: io::Error },
+    #[error("cannot start health probes: {0}")]
+    Health(#[from] health::ClientError),
     #[error("cannot wait for signals: {0}")]
     Signals(io::Error),
 }
@@ -72,14 +87,21 @@ pub fn open(config: Config) -> Result<Loaded, LoadError> {
     Ok(Loaded { config, geoip })
 }
 
-/// A running server: its bound addresses, and the table it answers from.
+/// A running server.
 pub struct Running {
     /// The DNS addresses bound (UDP and TCP on each), with any port 0 resolved.
     pub dns_addrs: Vec<SocketAddr>,
-    /// The published snapshot. Written by the builder (here: once at start); read by the DNS
-    /// handler on every query and by tests.
+    /// The admin HTTP address, when `server.admin_listen` is set.
+    pub admin_addr: Option<SocketAddr>,
+    /// The published snapshot. Written only by the builder task; read by the DNS handler on
+    /// every query (one atomic load) and by tests.
     table: Arc<ArcSwap<RoutingTable>>,
+    status: tokio::sync::watch::Receiver<Arc<Status>>,
+    events: mpsc::Sender<Event>,
     dns: DnsServer,
+    /// Cancels the builder, the sources and the admin server.
+    shutdown: CancellationToken,
+    tasks: tokio::task::JoinSet<()>,
     grace: Duration,
 }
 
@@ -88,34 +110,110 @@ impl Running {
         self.table.load_full()
     }
 
-    /// Stops accepting queries and waits up to the configured grace period for in-flight work.
-    pub async fn stop(self) {
+    /// The latest `/status` document.
+    pub fn status(&self) -> Arc<Status> {
+        self.status.borrow().clone()
+    }
+
+    /// A receiver that wakes whenever a new status (and so a new table) is published.
+    pub fn subscribe_status(&self) -> tokio::sync::watch::Receiver<Arc<Status>> {
+        self.status.clone()
+    }
+
+    /// Asks the builder to reload the config file and GeoIP database (as SIGHUP does).
+    pub async fn reload(&self) {
+        let _ = self.events.send(Event::Reload("requested")).await;
+    }
+
+    /// Stops accepting queries, waits up to the grace period for in-flight work, then stops
+    /// every task.
+    pub async fn stop(mut self) {
         let grace = self.grace;
+        let _ = self.events.send(Event::Draining).await;
         if tokio::time::timeout(grace, self.dns.shutdown()).await.is_err() {
             warn!(?grace, "in-flight work did not finish within the shutdown grace period");
+        }
+        self.shutdown.cancel();
+        let stopped = async { while self.tasks.join_next().await.is_some() {} };
+        if tokio::time::timeout(grace, stopped).await.is_err() {
+            warn!(?grace, "background tasks did not stop within the shutdown grace period");
         }
     }
 }
 
-/// Builds the first table and starts the listeners. Must run inside a Tokio runtime.
+/// Builds the first table and starts everything, with no config file to watch (tests, and
+/// configs built in memory).
 pub async fn start(loaded: Loaded) -> Result<Running, AppError> {
-    let table = Arc::new(ArcSwap::from_pointee(loaded.build(&Inputs::default(), 1)));
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    start_with(loaded, None).await
+}
+
+/// Builds the first table and starts everything. With `config_path`, SIGHUP and changes to the
+/// config file or GeoIP database reload them. Must run inside a Tokio runtime.
+pub async fn start_with(loaded: Loaded, config_path: Option<PathBuf>) -> Result<Running, AppError> {
+    let metrics = crate::metrics::install();
+    let shutdown = CancellationToken::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(crate::metrics::upkeep(Duration::from_secs(5), shutdown.clone()));
+
+    let (events_tx, events_rx) = mpsc::channel(16);
+    let built = builder::Builder::start(loaded.clone(), config_path.clone(), shutdown.clone())?;
+    let table = built.table.clone();
+    let status = built.status.clone();
+    tasks.spawn(built.run(events_rx));
+
     let server = &loaded.config.server;
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let dns = DnsServer::start(Handler::new(table.clone()), &server.dns_listen, server.tcp_timeout, workers)
         .map_err(AppError::Listen)?;
+
+    let admin_addr = match server.admin_listen {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| AppError::AdminListen { addr, source })?;
+            let bound = listener.local_addr().map_err(|source| AppError::AdminListen { addr, source })?;
+            let state = AdminState { status: status.clone(), metrics };
+            let token = shutdown.clone();
+            tasks.spawn(async move {
+                if let Err(error) = admin::serve(listener, state, token).await {
+                    warn!(%error, "admin server stopped");
+                }
+            });
+            info!(addr = %bound, "serving admin HTTP");
+            Some(bound)
+        }
+        None => None,
+    };
+
+    if let Some(path) = &config_path {
+        let mut watched = vec![path.clone()];
+        watched.extend(loaded.config.geoip.clone());
+        tasks.spawn(watch::config_files(watched, events_tx.clone(), shutdown.clone()));
+        tasks.spawn(watch::sighup(events_tx.clone(), shutdown.clone()));
+    }
+    if let Some(path) = &loaded.config.server.admin_state {
+        tasks.spawn(watch::admin_state(path.clone(), events_tx.clone(), shutdown.clone()));
+    }
     if let Some(db) = &loaded.geoip {
         let meta = db.metadata();
         info!(path = %db.path().display(), database_type = %meta.database_type, build_epoch = meta.build_epoch, "GeoIP database open");
     }
-    Ok(Running { dns_addrs: dns.bound.clone(), table, dns, grace: server.shutdown_grace })
+    Ok(Running {
+        dns_addrs: dns.bound.clone(),
+        admin_addr,
+        table,
+        status,
+        events: events_tx,
+        dns,
+        shutdown,
+        tasks,
+        grace: server.shutdown_grace,
+    })
 }
 
 /// `geodns serve`: runs until SIGINT or SIGTERM, then drains.
 pub async fn serve(path: &Path) -> Result<(), AppError> {
     let loaded = load(path)?;
     info!(config = %path.display(), zones = loaded.config.zones.len(), sites = loaded.config.sites.len(), "config loaded");
-    let running = start(loaded).await?;
+    let running = start_with(loaded, Some(path.to_owned())).await?;
     wait_for_stop_signal().await.map_err(AppError::Signals)?;
     info!("stopping");
     running.stop().await;

@@ -1,3 +1,5 @@
-pub mod mmdb;
+pub mod backend;
 pub mod dns;
+pub mod fake_kube;
+pub mod mmdb;
 pub mod server;

@@ -1,0 +1,282 @@
+//! The builder task: the single writer of the published routing table and status. It holds the
+//! latest value of every input (config + GeoIP, health, admin overrides), rebuilds the table on
+//! every change, and applies reloads atomically: a config or database that fails to load is
+//! rejected with its reason and the old one keeps serving.
+
+use std::collections::HashSet;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use arc_swap::ArcSwap;
+use ::metrics::{counter, gauge, histogram};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::{AppError, Loaded, status};
+use crate::admin::{ReloadStatus, Status};
+use crate::config::{self, AdminState, Forced};
+use crate::metrics;
+use crate::routing::{Inputs, RoutingTable};
+use crate::sources::health::{self, HealthSnapshot, Monitor, Target};
+
+/// What the builder is told, besides input changes it watches itself.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// Reload the config file and GeoIP database; the reason is logged.
+    Reload(&'static str),
+    /// The admin state file changed.
+    AdminState,
+    /// Shutdown started: report not ready so traffic moves away.
+    Draining,
+}
+
+/// How often the status document is refreshed when nothing else happens (probe counters and
+/// last outcomes change without flips).
+const STATUS_REFRESH: Duration = Duration::from_secs(2);
+
+/// The running health monitor and the targets it probes.
+struct Probes {
+    monitor: Monitor,
+    rx: watch::Receiver<Arc<HealthSnapshot>>,
+    /// Cancelled to stop this monitor (child of the app's shutdown token).
+    token: CancellationToken,
+    targets: HashSet<Target>,
+}
+
+pub(super) struct Builder {
+    pub table: Arc<ArcSwap<RoutingTable>>,
+    pub status: watch::Receiver<Arc<Status>>,
+    status_tx: watch::Sender<Arc<Status>>,
+    pub(super) loaded: Loaded,
+    pub(super) config_path: Option<PathBuf>,
+    pub(super) loaded_at: SystemTime,
+    probes: Probes,
+    pub(super) admin: AdminState,
+    pub(super) admin_error: Option<String>,
+    pub(super) last_reload: Option<ReloadStatus>,
+    pub(super) generation: u64,
+    pub(super) built_at: SystemTime,
+    pub(super) draining: bool,
+    shutdown: CancellationToken,
+}
+
+/// Every (check, address) the config asks to probe.
+fn targets(loaded: &Loaded) -> HashSet<Target> {
+    let c = &loaded.config;
+    let mut out = HashSet::new();
+    for g in c.zones.iter().flat_map(|z| &z.geo) {
+        let Some(check) = &g.health_check else { continue };
+        let Some(hc) = c.health_checks.get(check) else { continue };
+        for addr in g.sites.iter().flat_map(|(_, addrs)| addrs) {
+            out.insert(Target { check: check.clone(), config: hc.clone(), addr: *addr });
+        }
+    }
+    out
+}
+
+fn start_probes(targets: HashSet<Target>, shutdown: &CancellationToken) -> Result<Probes, health::ClientError> {
+    let token = shutdown.child_token();
+    let monitor = health::spawn(targets.iter().cloned().collect(), token.clone())?;
+    let rx = monitor.subscribe();
+    Ok(Probes { monitor, rx, token, targets })
+}
+
+fn now_secs(t: SystemTime) -> f64 {
+    t.duration_since(SystemTime::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+}
+
+impl Builder {
+    /// Starts the probes and publishes the first table.
+    pub fn start(loaded: Loaded, config_path: Option<PathBuf>, shutdown: CancellationToken) -> Result<Builder, AppError> {
+        let probes = start_probes(targets(&loaded), &shutdown)?;
+        let first = loaded.build(&Inputs::default(), 1);
+        let table = Arc::new(ArcSwap::from_pointee(first));
+        let (status_tx, status) = watch::channel(Arc::new(Status::default()));
+        let now = SystemTime::now();
+        let mut b = Builder {
+            table,
+            status,
+            status_tx,
+            loaded,
+            config_path,
+            loaded_at: now,
+            probes,
+            admin: AdminState::default(),
+            admin_error: None,
+            last_reload: None,
+            generation: 0,
+            built_at: now,
+            draining: false,
+            shutdown,
+        };
+        b.read_admin_state();
+        b.publish();
+        Ok(b)
+    }
+
+    pub async fn run(mut self, mut events: mpsc::Receiver<Event>) {
+        let mut refresh = tokio::time::interval(STATUS_REFRESH);
+        refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut health_open = true;
+        loop {
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                changed = self.probes.rx.changed(), if health_open => {
+                    // A flip: rebuild now (the flip must reach answers within 100 ms).
+                    if changed.is_err() {
+                        health_open = false;
+                        continue;
+                    }
+                    self.publish();
+                }
+                event = events.recv() => match event {
+                    Some(Event::Reload(why)) => {
+                        if self.reload(why) {
+                            health_open = true;
+                        }
+                        self.publish();
+                    }
+                    Some(Event::AdminState) => {
+                        self.read_admin_state();
+                        self.publish();
+                    }
+                    Some(Event::Draining) => {
+                        self.draining = true;
+                        self.publish_status();
+                    }
+                    None => return,
+                },
+                _ = refresh.tick() => self.publish_status(),
+            }
+        }
+    }
+
+    /// The run-time inputs: probe verdicts with operator overrides applied.
+    fn inputs(&self) -> Inputs {
+        let health = self.probes.rx.borrow().clone();
+        let mut endpoint_down: HashSet<(String, IpAddr)> = health.down().cloned().collect();
+        for (key, forced) in &self.admin.endpoints {
+            match forced {
+                Forced::Down => {
+                    endpoint_down.insert(key.clone());
+                }
+                Forced::Up => {
+                    endpoint_down.remove(key);
+                }
+            }
+        }
+        let sites = |want: Forced| self.admin.sites.iter().filter(|(_, f)| **f == want).map(|(s, _)| *s).collect();
+        Inputs {
+            endpoint_down,
+            sites_down: sites(Forced::Down),
+            sites_up: sites(Forced::Up),
+            discovered: Vec::new(),
+            client_networks: Vec::new(),
+        }
+    }
+
+    /// Builds and publishes a new table, then the status.
+    fn publish(&mut self) {
+        let started = Instant::now();
+        let inputs = self.inputs();
+        let generation = self.generation + 1;
+        // Building is pure and validated inputs cannot fail it; should a bug panic anyway, the
+        // last good table keeps serving.
+        let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.loaded.build(&inputs, generation)));
+        let Ok(table) = built else {
+            counter!(metrics::REBUILDS, "result" => "failed").increment(1);
+            warn!(generation, "building the routing table failed; the previous table keeps serving");
+            return;
+        };
+        self.generation = generation;
+        self.table.store(Arc::new(table));
+        self.built_at = SystemTime::now();
+        let took = started.elapsed();
+        histogram!(metrics::BUILD_DURATION).record(took.as_secs_f64());
+        counter!(metrics::REBUILDS, "result" => "ok").increment(1);
+        gauge!(metrics::GENERATION).set(self.generation as f64);
+        tracing::debug!(generation = self.generation, took_us = took.as_micros() as u64, "routing table published");
+        self.publish_status();
+    }
+
+    fn publish_status(&self) {
+        let health = self.probes.rx.borrow().clone();
+        let table = self.table.load();
+        self.status_tx.send_replace(Arc::new(status::build(self, &table, &health)));
+    }
+
+    /// Reloads the config and GeoIP database; keeps the old ones on any error. Returns true
+    /// when the probes were restarted.
+    fn reload(&mut self, why: &'static str) -> bool {
+        let Some(path) = self.config_path.clone() else {
+            warn!(reason = why, "reload asked, but the config was not loaded from a file");
+            return false;
+        };
+        let at = now_secs(SystemTime::now());
+        match super::load(&path) {
+            Ok(loaded) => {
+                let new_targets = targets(&loaded);
+                let mut restarted = false;
+                if new_targets != self.probes.targets {
+                    match start_probes(new_targets, &self.shutdown) {
+                        Ok(p) => {
+                            let old = std::mem::replace(&mut self.probes, p);
+                            old.token.cancel();
+                            drop(old.monitor);
+                            restarted = true;
+                        }
+                        Err(error) => warn!(%error, "cannot restart health probes; keeping the old targets"),
+                    }
+                }
+                self.loaded = loaded;
+                self.loaded_at = SystemTime::now();
+                self.read_admin_state();
+                counter!(metrics::RELOADS, "result" => "ok").increment(1);
+                info!(reason = why, config = %path.display(), "config reloaded");
+                self.last_reload = Some(ReloadStatus { at, result: "ok", error: None });
+                restarted
+            }
+            Err(error) => {
+                counter!(metrics::RELOADS, "result" => "failed").increment(1);
+                warn!(reason = why, %error, "reload rejected; the previous config keeps serving");
+                self.last_reload = Some(ReloadStatus { at, result: "failed", error: Some(error.to_string()) });
+                false
+            }
+        }
+    }
+
+    /// Reads the admin state file; an unreadable or invalid file keeps the previous overrides.
+    fn read_admin_state(&mut self) {
+        let Some(path) = self.loaded.config.server.admin_state.clone() else {
+            self.admin = AdminState::default();
+            return;
+        };
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            // No file: no overrides (the operator has not drained anything yet).
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => {
+                warn!(path = %path.display(), error = %e, "cannot read the admin state file; keeping the previous overrides");
+                self.admin_error = Some(format!("cannot read {}: {e}", path.display()));
+                return;
+            }
+        };
+        match config::parse_admin_state(&text, &self.loaded.config) {
+            Ok(state) => {
+                if state != self.admin {
+                    info!(path = %path.display(), sites = state.sites.len(), endpoints = state.endpoints.len(), "admin state applied");
+                }
+                self.admin = state;
+                self.admin_error = None;
+            }
+            Err(problems) => {
+                let list: Vec<String> = problems.iter().map(ToString::to_string).collect();
+                warn!(path = %path.display(), problems = %list.join("; "), "invalid admin state file; keeping the previous overrides");
+                self.admin_error = Some(list.join("; "));
+            }
+        }
+    }
+}

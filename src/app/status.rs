@@ -1,0 +1,109 @@
+//! The `/status` document, assembled from the builder's state, the table it serves and the
+//! latest health snapshot.
+
+use std::time::SystemTime;
+
+use super::builder::Builder;
+use crate::admin::{ConfigStatus, EndpointStatus, GeoIpStatus, NameSiteStatus, NameStatus, SiteStatus, Status};
+use crate::config::Forced;
+use crate::routing::RoutingTable;
+use crate::sources::health::HealthSnapshot;
+
+fn secs(t: SystemTime) -> f64 {
+    t.duration_since(SystemTime::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+}
+
+pub(super) fn build(b: &Builder, table: &RoutingTable, health: &HealthSnapshot) -> Status {
+    let sites = table.sites();
+    let mut names: Vec<NameStatus> = table
+        .geo_routes()
+        .map(|g| NameStatus {
+            name: g.name.to_string(),
+            ttl: g.ttl,
+            sites: g
+                .sites
+                .iter()
+                .map(|s| NameSiteStatus {
+                    site: sites[s.site].name.clone(),
+                    up: s.up,
+                    addresses: s.v4.iter().map(ToString::to_string).chain(s.v6.iter().map(ToString::to_string)).collect(),
+                })
+                .collect(),
+        })
+        .collect();
+    names.sort_by(|a, b| a.name.cmp(&b.name));
+    let site_status = sites
+        .iter()
+        .enumerate()
+        .map(|(id, s)| {
+            let mut serving = table.geo_routes().flat_map(|g| g.sites.iter()).filter(|gs| gs.site == id).peekable();
+            let up = serving.peek().is_none() || serving.any(|gs| gs.up);
+            SiteStatus { name: s.name.clone(), latitude: s.location.lat, longitude: s.location.lon, up }
+        })
+        .collect();
+    let endpoints = health
+        .endpoints
+        .iter()
+        .map(|((check, addr), h)| {
+            let forced = b.admin.endpoints.get(&(check.clone(), *addr));
+            EndpointStatus {
+                check: check.clone(),
+                address: addr.to_string(),
+                state: match forced {
+                    Some(Forced::Up) => "forced-up".to_owned(),
+                    Some(Forced::Down) => "forced-down".to_owned(),
+                    None => h.state.as_str().to_owned(),
+                },
+                reason: h.reason.clone(),
+                since: secs(h.since),
+                last_outcome: h.last_outcome.clone(),
+                probes: h.probes,
+            }
+        })
+        .collect();
+    let mut not_ready = Vec::new();
+    if b.draining {
+        not_ready.push("shutting down".to_owned());
+    }
+    if b.generation == 0 {
+        not_ready.push("no routing table yet".to_owned());
+    }
+    let mut drained: Vec<String> = b
+        .admin
+        .sites
+        .iter()
+        .map(|(site, f)| format!("site {} forced {}", sites.get(*site).map_or("?", |s| s.name.as_str()), f.as_str()))
+        .collect();
+    drained.extend(b.admin.endpoints.iter().map(|((c, a), f)| format!("endpoint {c}/{a} forced {}", f.as_str())));
+    if let Some(e) = &b.admin_error {
+        drained.push(format!("admin state file rejected: {e}"));
+    }
+    Status {
+        ready: not_ready.is_empty(),
+        not_ready,
+        version: env!("CARGO_PKG_VERSION"),
+        generation: table.generation,
+        built_at: secs(b.built_at),
+        config: ConfigStatus {
+            path: b.config_path.as_ref().map_or_else(|| "(in memory)".to_owned(), |p| p.display().to_string()),
+            loaded_at: secs(b.loaded_at),
+            last_reload: b.last_reload.clone(),
+        },
+        geoip: b.loaded.geoip.as_ref().map(|db| {
+            let m = db.metadata();
+            GeoIpStatus {
+                path: db.path().display().to_string(),
+                database_type: m.database_type.clone(),
+                build_epoch: m.build_epoch,
+                ip_version: m.ip_version,
+                node_count: m.node_count,
+            }
+        }),
+        zones: table.zone_names().map(ToString::to_string).collect(),
+        sites: site_status,
+        names,
+        endpoints,
+        drained,
+        kubernetes: Vec::new(),
+    }
+}
