@@ -358,8 +358,19 @@ impl Aggregator {
         entry.probes += 1;
         entry.last_checked = Some(now);
         entry.last_outcome = Some(outcome.to_string());
+        let endpoint = target.addr.to_string();
+        let result = match outcome {
+            Outcome::Pass { .. } => "pass",
+            Outcome::Fail { reason } => reason.kind(),
+        };
+        ::metrics::counter!(crate::metrics::PROBES, "check" => target.check.clone(), "endpoint" => endpoint.clone(), "result" => result)
+            .increment(1);
         match flip {
             Some(flip) => {
+                ::metrics::counter!(crate::metrics::HEALTH_FLIPS, "check" => target.check.clone(), "endpoint" => endpoint.clone(), "to" => flip.to.as_str())
+                    .increment(1);
+                ::metrics::gauge!(crate::metrics::ENDPOINT_UP, "check" => target.check.clone(), "endpoint" => endpoint)
+                    .set(if flip.to == State::Down { 0.0 } else { 1.0 });
                 let reason = match outcome {
                     Outcome::Pass { detail } => detail.clone(),
                     Outcome::Fail { reason } => reason.to_string(),
