@@ -21,6 +21,7 @@ use crate::config::{self, AdminState, Forced};
 use crate::metrics;
 use crate::routing::{Inputs, RoutingTable};
 use crate::sources::health::{self, HealthSnapshot, Monitor, Target};
+use crate::sources::kube::{self, KubeSnapshot};
 
 /// What the builder is told, besides input changes it watches itself.
 #[derive(Debug, Clone)]
@@ -46,6 +47,23 @@ struct Probes {
     targets: HashSet<Target>,
 }
 
+/// The running Kubernetes source, when the config has clusters.
+struct Kube {
+    rx: watch::Receiver<Arc<KubeSnapshot>>,
+    token: CancellationToken,
+    clusters: Vec<crate::config::ClusterConfig>,
+}
+
+fn start_kube(loaded: &Loaded, shutdown: &CancellationToken) -> Option<Kube> {
+    let clusters = loaded.config.kubernetes.clone();
+    if clusters.is_empty() {
+        return None;
+    }
+    let token = shutdown.child_token();
+    let source = kube::spawn(clusters.clone(), loaded.config.sites.clone(), token.clone());
+    Some(Kube { rx: source.subscribe(), token, clusters })
+}
+
 pub(super) struct Builder {
     pub table: Arc<ArcSwap<RoutingTable>>,
     pub status: watch::Receiver<Arc<Status>>,
@@ -54,6 +72,7 @@ pub(super) struct Builder {
     pub(super) config_path: Option<PathBuf>,
     pub(super) loaded_at: SystemTime,
     probes: Probes,
+    kube: Option<Kube>,
     pub(super) admin: AdminState,
     pub(super) admin_error: Option<String>,
     pub(super) last_reload: Option<ReloadStatus>,
@@ -63,7 +82,16 @@ pub(super) struct Builder {
     shutdown: CancellationToken,
 }
 
-/// Every (check, address) the config asks to probe.
+/// Waits for the Kubernetes snapshot to change; never resolves without a source.
+async fn kube_changed(kube: &mut Option<Kube>) -> Result<(), watch::error::RecvError> {
+    match kube {
+        Some(k) => k.rx.changed().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Every (check, address) the config asks to probe. Addresses discovered from Kubernetes are
+/// judged by endpoint readiness instead (see docs/health.md).
 fn targets(loaded: &Loaded) -> HashSet<Target> {
     let c = &loaded.config;
     let mut out = HashSet::new();
@@ -92,6 +120,7 @@ impl Builder {
     /// Starts the probes and publishes the first table.
     pub fn start(loaded: Loaded, config_path: Option<PathBuf>, shutdown: CancellationToken) -> Result<Builder, AppError> {
         let probes = start_probes(targets(&loaded), &shutdown)?;
+        let kube = start_kube(&loaded, &shutdown);
         let first = loaded.build(&Inputs::default(), 1);
         let table = Arc::new(ArcSwap::from_pointee(first));
         let (status_tx, status) = watch::channel(Arc::new(Status::default()));
@@ -104,6 +133,7 @@ impl Builder {
             config_path,
             loaded_at: now,
             probes,
+            kube,
             admin: AdminState::default(),
             admin_error: None,
             last_reload: None,
@@ -121,6 +151,7 @@ impl Builder {
         let mut refresh = tokio::time::interval(STATUS_REFRESH);
         refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut health_open = true;
+        let mut kube_open = self.kube.is_some();
         loop {
             tokio::select! {
                 _ = self.shutdown.cancelled() => return,
@@ -132,10 +163,18 @@ impl Builder {
                     }
                     self.publish();
                 }
+                changed = kube_changed(&mut self.kube), if kube_open => {
+                    if changed.is_err() {
+                        kube_open = false;
+                        continue;
+                    }
+                    self.publish();
+                }
                 event = events.recv() => match event {
                     Some(Event::Reload(why)) => {
                         if self.reload(why) {
                             health_open = true;
+                            kube_open = self.kube.is_some();
                         }
                         self.publish();
                     }
@@ -169,12 +208,13 @@ impl Builder {
             }
         }
         let sites = |want: Forced| self.admin.sites.iter().filter(|(_, f)| **f == want).map(|(s, _)| *s).collect();
+        let kube = self.kube_snapshot();
         Inputs {
             endpoint_down,
             sites_down: sites(Forced::Down),
             sites_up: sites(Forced::Up),
-            discovered: Vec::new(),
-            client_networks: Vec::new(),
+            discovered: kube.as_ref().map(|k| k.discovered.clone()).unwrap_or_default(),
+            client_networks: kube.as_ref().map(|k| k.client_networks.clone()).unwrap_or_default(),
         }
     }
 
@@ -202,9 +242,24 @@ impl Builder {
         self.publish_status();
     }
 
+    pub(super) fn kube_snapshot(&self) -> Option<Arc<KubeSnapshot>> {
+        self.kube.as_ref().map(|k| k.rx.borrow().clone())
+    }
+
     fn publish_status(&self) {
         let health = self.probes.rx.borrow().clone();
         let table = self.table.load();
+        if let Some(k) = self.kube_snapshot() {
+            let now = SystemTime::now();
+            for (name, c) in &k.clusters {
+                counter!(metrics::KUBE_WATCH_ERRORS, "cluster" => name.clone()).absolute(c.watch_errors);
+                gauge!(metrics::KUBE_CONNECTED, "cluster" => name.clone()).set(if c.connected { 1.0 } else { 0.0 });
+                if let Some(at) = c.last_sync {
+                    let age = now.duration_since(at).unwrap_or_default();
+                    gauge!(metrics::KUBE_SYNC_AGE, "cluster" => name.clone()).set(age.as_secs_f64());
+                }
+            }
+        }
         self.status_tx.send_replace(Arc::new(status::build(self, &table, &health)));
     }
 
@@ -230,6 +285,15 @@ impl Builder {
                         }
                         Err(error) => warn!(%error, "cannot restart health probes; keeping the old targets"),
                     }
+                }
+                let clusters_changed = self.kube.as_ref().map_or_else(Vec::new, |k| k.clusters.clone()) != loaded.config.kubernetes
+                    || loaded.config.sites.iter().map(|s| &s.name).ne(self.loaded.config.sites.iter().map(|s| &s.name));
+                if clusters_changed {
+                    if let Some(old) = self.kube.take() {
+                        old.token.cancel();
+                    }
+                    self.kube = start_kube(&loaded, &self.shutdown);
+                    restarted = true;
                 }
                 self.loaded = loaded;
                 self.loaded_at = SystemTime::now();

@@ -4,7 +4,7 @@
 use std::time::SystemTime;
 
 use super::builder::Builder;
-use crate::admin::{ConfigStatus, EndpointStatus, GeoIpStatus, NameSiteStatus, NameStatus, SiteStatus, Status};
+use crate::admin::{ClusterStatus, ConfigStatus, EndpointStatus, GeoIpStatus, NameSiteStatus, NameStatus, SiteStatus, Status};
 use crate::config::Forced;
 use crate::routing::RoutingTable;
 use crate::sources::health::HealthSnapshot;
@@ -68,6 +68,23 @@ pub(super) fn build(b: &Builder, table: &RoutingTable, health: &HealthSnapshot) 
     if b.generation == 0 {
         not_ready.push("no routing table yet".to_owned());
     }
+    let kube = b.kube_snapshot();
+    let mut kubernetes = Vec::new();
+    if let Some(k) = &kube {
+        for (name, c) in &k.clusters {
+            if !c.synced {
+                not_ready.push(format!("kubernetes cluster {name} not synced yet"));
+            }
+            kubernetes.push(ClusterStatus {
+                name: name.clone(),
+                synced: c.synced,
+                connected: c.connected,
+                last_sync: c.last_sync.map(secs),
+                watch_errors: c.watch_errors,
+                last_error: c.last_error.clone(),
+            });
+        }
+    }
     let mut drained: Vec<String> = b
         .admin
         .sites
@@ -104,6 +121,6 @@ pub(super) fn build(b: &Builder, table: &RoutingTable, health: &HealthSnapshot) 
         names,
         endpoints,
         drained,
-        kubernetes: Vec::new(),
+        kubernetes,
     }
 }

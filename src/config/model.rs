@@ -138,7 +138,7 @@ pub struct GeoNameConfig {
     pub sites: Vec<(SiteId, Vec<IpAddr>)>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClusterConfig {
     pub name: String,
     pub kubeconfig: Option<PathBuf>,

@@ -3,3 +3,4 @@
 //! siblings: they never import each other, nor routing, dns, admin or app.
 
 pub mod health;
+pub mod kube;

@@ -16,10 +16,7 @@ pub const TIMEOUT: Duration = Duration::from_secs(3);
 pub fn query(name: &str, rtype: RecordType) -> Message {
     let mut m = Message::new(rand_id(), MessageType::Query, OpCode::Query);
     m.metadata.recursion_desired = true;
-    m.add_query(Query::query(
-        Name::from_ascii(name).expect("test names are valid"),
-        rtype,
-    ));
+    m.add_query(Query::query(Name::from_ascii(name).expect("test names are valid"), rtype));
     m
 }
 
@@ -33,21 +30,9 @@ pub fn with_edns(mut m: Message, udp_size: u16) -> Message {
 /// Adds EDNS (if absent, UDP size 1232) with a Client Subnet option "ADDR/LEN".
 pub fn with_ecs(m: Message, subnet: &str) -> Message {
     let (addr, len) = subnet.split_once('/').expect("subnet is ADDR/LEN");
-    let cs = ClientSubnet::new(
-        addr.parse().expect("address"),
-        len.parse().expect("prefix"),
-        0,
-    );
-    let mut m = if m.edns.is_none() {
-        with_edns(m, 1232)
-    } else {
-        m
-    };
-    m.edns
-        .as_mut()
-        .expect("EDNS was just set")
-        .options_mut()
-        .insert(EdnsOption::Subnet(cs));
+    let cs = ClientSubnet::new(addr.parse().expect("address"), len.parse().expect("prefix"), 0);
+    let mut m = if m.edns.is_none() { with_edns(m, 1232) } else { m };
+    m.edns.as_mut().expect("EDNS was just set").options_mut().insert(EdnsOption::Subnet(cs));
     m
 }
 
@@ -60,9 +45,7 @@ fn rand_id() -> u16 {
 /// Sends over UDP and waits for the response with the same ID.
 pub async fn udp(server: SocketAddr, m: &Message) -> Message {
     let bytes = m.to_vec().expect("query encodes");
-    let reply = udp_raw(server, &bytes)
-        .await
-        .expect("a UDP response within the timeout");
+    let reply = udp_raw(server, &bytes).await.expect("a UDP response within the timeout");
     let reply = Message::from_vec(&reply).expect("response decodes");
     assert_eq!(reply.metadata.id, m.metadata.id, "response echoes the ID");
     reply
@@ -74,13 +57,7 @@ pub async fn udp_raw(server: SocketAddr, bytes: &[u8]) -> Option<Vec<u8>> {
 }
 
 pub async fn udp_raw_wait(server: SocketAddr, bytes: &[u8], wait: Duration) -> Option<Vec<u8>> {
-    let bind: SocketAddr = if server.is_ipv4() {
-        "127.0.0.1:0"
-    } else {
-        "[::1]:0"
-    }
-    .parse()
-    .unwrap();
+    let bind: SocketAddr = if server.is_ipv4() { "127.0.0.1:0" } else { "[::1]:0" }.parse().unwrap();
     let socket = UdpSocket::bind(bind).await.expect("bind client socket");
     socket.send_to(bytes, server).await.expect("send");
     let mut buf = vec![0u8; 65535];
@@ -97,14 +74,9 @@ pub async fn tcp(server: SocketAddr, m: &Message) -> Message {
         .expect("connect within the timeout")
         .expect("connect");
     let bytes = m.to_vec().expect("query encodes");
-    stream
-        .write_all(&(bytes.len() as u16).to_be_bytes())
-        .await
-        .expect("write");
+    stream.write_all(&(bytes.len() as u16).to_be_bytes()).await.expect("write");
     stream.write_all(&bytes).await.expect("write");
-    let reply = tokio::time::timeout(TIMEOUT, read_framed(&mut stream))
-        .await
-        .expect("a TCP response within the timeout");
+    let reply = tokio::time::timeout(TIMEOUT, read_framed(&mut stream)).await.expect("a TCP response within the timeout");
     let reply = Message::from_vec(&reply).expect("response decodes");
     assert_eq!(reply.metadata.id, m.metadata.id, "response echoes the ID");
     reply

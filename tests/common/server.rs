@@ -62,24 +62,15 @@ pub fn test_config(geoip: &Path) -> String {
 
 /// Starts geodns from config text; relative paths are relative to `base`.
 pub async fn start(text: &str, base: &Path) -> Running {
-    let config = geodns::config::parse(text, base)
-        .unwrap_or_else(|e| panic!("test config invalid: {:?}", e.problems()));
+    let config = geodns::config::parse(text, base).unwrap_or_else(|e| panic!("test config invalid: {:?}", e.problems()));
     let loaded = app::open(config).expect("GeoIP database opens");
     app::start(loaded).await.expect("server starts")
 }
 
 pub fn v4(running: &Running) -> SocketAddr {
-    *running
-        .dns_addrs
-        .iter()
-        .find(|a| a.is_ipv4())
-        .expect("an IPv4 listener")
+    *running.dns_addrs.iter().find(|a| a.is_ipv4()).expect("an IPv4 listener")
 }
 
 pub fn v6(running: &Running) -> SocketAddr {
-    *running
-        .dns_addrs
-        .iter()
-        .find(|a| a.is_ipv6())
-        .expect("an IPv6 listener")
+    *running.dns_addrs.iter().find(|a| a.is_ipv6()).expect("an IPv6 listener")
 }

@@ -1,0 +1,324 @@
+//! One task per cluster: list+watch Services, EndpointSlices and Nodes with kube-rs watchers
+//! (default backoff) feeding reflector stores, and send the cluster's translated output and
+//! status to the aggregator whenever either changes (debounced).
+//!
+//! Why the raw watcher events: the stores swap their contents atomically at `InitDone` after
+//! every (re-)list, and objects deleted while a watch was broken only disappear then.
+//! `applied_objects()` would hide `InitDone`, so this task rebuilds on `Apply`, `Delete` and
+//! `InitDone` alike.
+//!
+//! Outages: stream errors are counted and remembered, never propagated; the stores keep the
+//! last known objects, so the last output keeps being published while the API server is away.
+//! `connected` goes false on a transport error (the server did not answer) and true again on
+//! the next event or successful `/version` probe; one warn per outage, one info on recovery.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use futures::stream::{BoxStream, SelectAll};
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::watcher::{self, Event};
+use kube::runtime::{WatchStreamExt, watcher as watch_stream};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use tokio::sync::mpsc;
+use tokio::time::{Instant, sleep, sleep_until, timeout};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::ClusterStatus;
+use super::client;
+use super::translate::{self, ClusterOutput};
+use crate::config::{ClusterConfig, SiteConfig};
+
+/// Quiet time after the last event before the output is rebuilt: a re-list or a rollout
+/// produces bursts of events that should become one snapshot.
+const DEBOUNCE_QUIET: Duration = Duration::from_millis(30);
+/// Upper bound on the delay a continuous stream of events can impose on a rebuild.
+const DEBOUNCE_MAX: Duration = Duration::from_millis(250);
+/// How often an API server that stopped answering is asked for `/version` to notice its
+/// recovery when the resumed watches have nothing to say.
+const PROBE_INTERVAL: Duration = Duration::from_secs(2);
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Retry bounds for building the client (bad kubeconfig, missing in-cluster environment).
+const CLIENT_RETRY_MIN: Duration = Duration::from_secs(1);
+const CLIENT_RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// What a cluster task tells the aggregator: its status, and its output once the first full
+/// list of all three kinds is in (`None` before: a half-listed cluster would report every
+/// Service as not ready).
+#[derive(Debug, Clone)]
+pub(super) struct ClusterView {
+    pub status: ClusterStatus,
+    pub output: Option<Arc<ClusterOutput>>,
+}
+
+/// The three watched kinds, for logs and sync tracking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Services = 0,
+    EndpointSlices = 1,
+    Nodes = 2,
+}
+
+impl Kind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Kind::Services => "services",
+            Kind::EndpointSlices => "endpointslices",
+            Kind::Nodes => "nodes",
+        }
+    }
+}
+
+/// A watcher event with the object dropped (the reflector already stored it).
+enum Signal {
+    /// A (re-)list started or delivered an object: the store is buffering, nothing to rebuild.
+    Listing,
+    /// An object was added, changed or deleted.
+    Changed,
+    /// A (re-)list completed and the store swapped to it.
+    Synced,
+}
+
+type Item = (Kind, Result<Signal, watcher::Error>);
+
+/// Everything the task needs, moved into it.
+pub(super) struct ClusterTask {
+    pub index: usize,
+    pub cluster: ClusterConfig,
+    pub sites: Arc<[SiteConfig]>,
+    /// A ready-made client (tests); `None` builds one from the cluster's config.
+    pub client: Option<Client>,
+    /// To the aggregator; the aggregator lives as long as any cluster task.
+    pub tx: mpsc::Sender<(usize, ClusterView)>,
+    pub shutdown: CancellationToken,
+}
+
+/// Watches one kind cluster-wide, stores it in `writer`'s store, and reduces events to signals.
+fn watch_kind<K>(client: &Client, kind: Kind) -> (Store<K>, BoxStream<'static, Item>)
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let (store, writer) = reflector::store::<K>();
+    let stream = watch_stream(Api::<K>::all(client.clone()), watcher::Config::default())
+        .default_backoff()
+        // managedFields are large and never read: keep the stores small.
+        .map_ok(|event| event.modify(|obj| obj.managed_fields_mut().clear()))
+        .reflect(writer)
+        .map(move |result| {
+            let signal = result.map(|event| match event {
+                Event::Init | Event::InitApply(_) => Signal::Listing,
+                Event::Apply(_) | Event::Delete(_) => Signal::Changed,
+                Event::InitDone => Signal::Synced,
+            });
+            (kind, signal)
+        })
+        .boxed();
+    (store, stream)
+}
+
+/// True when the error means the API server did not answer (as opposed to answering with an
+/// error status, such as 410 Gone or 403 Forbidden).
+fn is_transport(error: &watcher::Error) -> bool {
+    match error {
+        watcher::Error::InitialListFailed(e)
+        | watcher::Error::WatchStartFailed(e)
+        | watcher::Error::WatchFailed(e) => !matches!(e, kube::Error::Api(_)),
+        watcher::Error::WatchError(_) | watcher::Error::NoResourceVersion => false,
+    }
+}
+
+/// True when both outputs would route the same way.
+fn same_output(a: &ClusterOutput, b: &ClusterOutput) -> bool {
+    a.discovered == b.discovered
+        && a.client_networks.len() == b.client_networks.len()
+        && a.client_networks
+            .iter()
+            .zip(&b.client_networks)
+            .all(|(x, y)| x.net == y.net && x.site == y.site)
+}
+
+impl ClusterTask {
+    pub(super) async fn run(mut self) {
+        let mut status = ClusterStatus::default();
+        let client = match self.client.take() {
+            Some(client) => client,
+            None => match self.build_client(&mut status).await {
+                Some(client) => client,
+                None => return,
+            },
+        };
+        let name = self.cluster.name.clone();
+
+        let (services, s1) = watch_kind::<Service>(&client, Kind::Services);
+        let (slices, s2) = watch_kind::<EndpointSlice>(&client, Kind::EndpointSlices);
+        let (nodes, s3) = watch_kind::<Node>(&client, Kind::Nodes);
+        let mut events: SelectAll<BoxStream<'static, Item>> =
+            futures::stream::select_all([s1, s2, s3]);
+
+        let mut synced = [false; 3];
+        let mut in_outage = false;
+        let mut data_dirty = false;
+        let mut status_dirty = false;
+        let mut first_dirty: Option<Instant> = None;
+        let mut quiet_until = Instant::now();
+        let mut output: Option<Arc<ClusterOutput>> = None;
+        let mut probe = tokio::time::interval(PROBE_INTERVAL);
+        probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+
+        loop {
+            let deadline = first_dirty.map(|first| quiet_until.min(first + DEBOUNCE_MAX));
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                item = events.next() => {
+                    let Some((kind, result)) = item else {
+                        // Watchers retry forever; their end means the runtime is going away.
+                        return;
+                    };
+                    match result {
+                        Ok(signal) => {
+                            if !status.connected {
+                                status.connected = true;
+                                status_dirty = true;
+                                if in_outage {
+                                    in_outage = false;
+                                    info!(cluster = %name, "kubernetes API reachable again");
+                                } else {
+                                    info!(cluster = %name, "kubernetes API connected");
+                                }
+                            }
+                            match signal {
+                                Signal::Listing => {}
+                                Signal::Changed => data_dirty = true,
+                                Signal::Synced => {
+                                    if !synced[kind as usize] {
+                                        debug!(cluster = %name, kind = kind.as_str(), "first list complete");
+                                    }
+                                    synced[kind as usize] = true;
+                                    status.synced = synced.iter().all(|s| *s);
+                                    status.last_sync = Some(SystemTime::now());
+                                    data_dirty = true;
+                                    status_dirty = true;
+                                }
+                            }
+                        }
+                        Err(error) => {
+                            status.watch_errors += 1;
+                            status.last_error = Some(format!("{}: {error}", kind.as_str()));
+                            status_dirty = true;
+                            if is_transport(&error) {
+                                status.connected = false;
+                                if !in_outage {
+                                    in_outage = true;
+                                    warn!(cluster = %name, kind = kind.as_str(), %error,
+                                        "kubernetes API unreachable; serving the last known state");
+                                }
+                            } else {
+                                debug!(cluster = %name, kind = kind.as_str(), %error, "watch error");
+                            }
+                        }
+                    }
+                    if data_dirty || status_dirty {
+                        let now = Instant::now();
+                        first_dirty.get_or_insert(now);
+                        quiet_until = now + DEBOUNCE_QUIET;
+                    }
+                }
+                _ = async { sleep_until(deadline.expect("guarded by is_some")).await }, if deadline.is_some() => {
+                    first_dirty = None;
+                    let mut changed = status_dirty;
+                    if data_dirty && status.synced {
+                        let new = Arc::new(self.translate(&services, &slices, &nodes));
+                        if output.as_ref().is_none_or(|old| !same_output(old, &new)) {
+                            output = Some(new);
+                            changed = true;
+                        }
+                    }
+                    data_dirty = false;
+                    status_dirty = false;
+                    if changed {
+                        let view = ClusterView { status: status.clone(), output: output.clone() };
+                        if self.tx.send((self.index, view)).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                _ = probe.tick(), if in_outage => {
+                    if let Ok(Ok(_)) = timeout(PROBE_TIMEOUT, client.apiserver_version()).await {
+                        in_outage = false;
+                        status.connected = true;
+                        info!(cluster = %name, "kubernetes API reachable again");
+                        let view = ClusterView { status: status.clone(), output: output.clone() };
+                        if self.tx.send((self.index, view)).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Builds the client, retrying with a backoff and reporting failures; `None` on shutdown.
+    async fn build_client(&self, status: &mut ClusterStatus) -> Option<Client> {
+        let mut delay = CLIENT_RETRY_MIN;
+        loop {
+            match client::build(&self.cluster).await {
+                Ok(client) => return Some(client),
+                Err(error) => {
+                    if status.watch_errors == 0 {
+                        warn!(cluster = %self.cluster.name, kind = error.kind(), %error,
+                            "cannot build kubernetes client; retrying");
+                    }
+                    status.watch_errors += 1;
+                    status.last_error = Some(error.to_string());
+                    let view = ClusterView {
+                        status: status.clone(),
+                        output: None,
+                    };
+                    if self.tx.send((self.index, view)).await.is_err() {
+                        return None;
+                    }
+                }
+            }
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return None,
+                _ = sleep(delay) => {}
+            }
+            delay = (delay * 2).min(CLIENT_RETRY_MAX);
+        }
+    }
+
+    fn translate(
+        &self,
+        services: &Store<Service>,
+        slices: &Store<EndpointSlice>,
+        nodes: &Store<Node>,
+    ) -> ClusterOutput {
+        let mut services = services.state();
+        let slices = slices.state();
+        let mut nodes = nodes.state();
+        // Stores are hash maps: sort so that ties (two nodes claiming one network) are stable.
+        services.sort_by_key(|s| (s.namespace(), s.name_any()));
+        nodes.sort_by_key(|n| n.name_any());
+        let slices: Vec<&EndpointSlice> = slices.iter().map(|s| &**s).collect();
+        let nodes: Vec<&Node> = nodes.iter().map(|n| &**n).collect();
+        translate::cluster_output(
+            &self.cluster.name,
+            &self.cluster.placement,
+            &self.sites,
+            services.iter().map(|s| &**s),
+            &slices,
+            &nodes,
+        )
+    }
+}

@@ -1,0 +1,181 @@
+//! Kubernetes discovery: where geo names run, learnt from the API of one or more clusters
+//! (DESIGN.md section 6), published as [`KubeSnapshot`]s on a watch channel.
+//!
+//! - [`translate`]: pure functions from k8s-openapi objects to [`Discovered`] and
+//!   [`ClientNetwork`] (the annotation contract lives there).
+//! - `client`: one `kube::Client` per cluster from a kubeconfig context or in-cluster config.
+//! - `cluster`: one task per cluster (watchers + reflector stores + debounce).
+//! - this module: the public API and the aggregator task that merges the clusters into one
+//!   snapshot.
+//!
+//! Imports `model` and `config` only; never routing, dns, admin or app. The routing builder
+//! subscribes and merges the discovered endpoints with the configured ones.
+
+mod client;
+mod cluster;
+pub mod translate;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+pub use client::{ClientError, build as build_client};
+
+use self::cluster::{ClusterTask, ClusterView};
+use crate::config::{ClientNetwork, ClusterConfig, SiteConfig};
+use crate::model::Discovered;
+
+/// Everything Kubernetes says right now, across clusters.
+#[derive(Debug, Clone, Default)]
+pub struct KubeSnapshot {
+    /// Per cluster name (every configured cluster has an entry from the first snapshot on).
+    pub clusters: BTreeMap<String, ClusterStatus>,
+    /// Discovered endpoints of every synced cluster, clusters in config order, each sorted by
+    /// (name, site, origin). A cluster contributes nothing until its first full list is in, and
+    /// keeps contributing its last known state while its API server is unreachable.
+    pub discovered: Vec<Discovered>,
+    /// Networks of the synced clusters' nodes (pod CIDRs and node addresses) at the nodes' sites.
+    pub client_networks: Vec<ClientNetwork>,
+}
+
+impl KubeSnapshot {
+    /// True when every cluster has completed its first full list (for /readyz).
+    pub fn all_synced(&self) -> bool {
+        self.clusters.values().all(|c| c.synced)
+    }
+}
+
+/// The health of one cluster's watches, for logs, metrics and /status.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClusterStatus {
+    /// The first full list of Services, EndpointSlices and Nodes is done (stays true).
+    pub synced: bool,
+    /// When the last (re-)list of any kind completed.
+    pub last_sync: Option<SystemTime>,
+    /// Watch and list errors since start (including client construction failures).
+    pub watch_errors: u64,
+    pub last_error: Option<String>,
+    /// The API server answered the last request: false before the first answer and during an
+    /// outage (the last known objects keep being published meanwhile).
+    pub connected: bool,
+}
+
+/// A running Kubernetes source. Dropping it does not stop the tasks: cancel the token given
+/// to [`spawn`].
+pub struct KubeSource {
+    /// Written only by the aggregator task; read by the routing builder and admin.
+    /// `watch` because consumers want the latest complete state, not every step.
+    rx: watch::Receiver<Arc<KubeSnapshot>>,
+}
+
+impl KubeSource {
+    pub fn subscribe(&self) -> watch::Receiver<Arc<KubeSnapshot>> {
+        self.rx.clone()
+    }
+
+    /// The current snapshot.
+    pub fn snapshot(&self) -> Arc<KubeSnapshot> {
+        self.rx.borrow().clone()
+    }
+}
+
+/// Starts one watcher task per cluster (clients built from each cluster's kubeconfig/context
+/// or in-cluster config) and the aggregator. Must be called inside a Tokio runtime; everything
+/// stops when `shutdown` is cancelled.
+pub fn spawn(
+    clusters: Vec<ClusterConfig>,
+    sites: Vec<SiteConfig>,
+    shutdown: CancellationToken,
+) -> KubeSource {
+    spawn_inner(
+        clusters.into_iter().map(|c| (c, None)).collect(),
+        sites,
+        shutdown,
+    )
+}
+
+/// Like [`spawn`], with a ready-made client per cluster (tests, or callers that configure
+/// the client themselves).
+pub fn spawn_with_clients(
+    clusters: Vec<(ClusterConfig, kube::Client)>,
+    sites: Vec<SiteConfig>,
+    shutdown: CancellationToken,
+) -> KubeSource {
+    spawn_inner(
+        clusters.into_iter().map(|(c, k)| (c, Some(k))).collect(),
+        sites,
+        shutdown,
+    )
+}
+
+fn spawn_inner(
+    clusters: Vec<(ClusterConfig, Option<kube::Client>)>,
+    sites: Vec<SiteConfig>,
+    shutdown: CancellationToken,
+) -> KubeSource {
+    let names: Vec<String> = clusters.iter().map(|(c, _)| c.name.clone()).collect();
+    let mut views: Vec<ClusterView> = names
+        .iter()
+        .map(|_| ClusterView {
+            status: ClusterStatus::default(),
+            output: None,
+        })
+        .collect();
+    let (tx, rx) = watch::channel(Arc::new(merge(&names, &views)));
+    // Cluster tasks -> aggregator. Bounded: a slow aggregator slows the cluster tasks, whose
+    // watchers then buffer in the kube client rather than here.
+    let (view_tx, mut view_rx) = mpsc::channel::<(usize, ClusterView)>(16);
+    let sites: Arc<[SiteConfig]> = sites.into();
+    for (index, (cluster, client)) in clusters.into_iter().enumerate() {
+        let task = ClusterTask {
+            index,
+            cluster,
+            sites: sites.clone(),
+            client,
+            tx: view_tx.clone(),
+            shutdown: shutdown.clone(),
+        };
+        tokio::spawn(task.run());
+    }
+    drop(view_tx);
+
+    tokio::spawn(async move {
+        loop {
+            let first = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                msg = view_rx.recv() => match msg {
+                    Some(msg) => msg,
+                    None => return,
+                },
+            };
+            views[first.0] = first.1;
+            // Coalesce whatever else is already queued into the same snapshot.
+            while let Ok((index, view)) = view_rx.try_recv() {
+                views[index] = view;
+            }
+            tx.send_replace(Arc::new(merge(&names, &views)));
+        }
+    });
+
+    KubeSource { rx }
+}
+
+/// One snapshot from every cluster's latest view.
+fn merge(names: &[String], views: &[ClusterView]) -> KubeSnapshot {
+    let mut snapshot = KubeSnapshot::default();
+    for (name, view) in names.iter().zip(views) {
+        snapshot.clusters.insert(name.clone(), view.status.clone());
+        if let Some(output) = &view.output {
+            snapshot
+                .discovered
+                .extend(output.discovered.iter().cloned());
+            snapshot
+                .client_networks
+                .extend(output.client_networks.iter().cloned());
+        }
+    }
+    snapshot
+}
