@@ -94,7 +94,16 @@ fn bench(c: &mut Criterion) {
     let handler = Handler::new(Arc::new(ArcSwap::from_pointee(table)));
     let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
     let src: SocketAddr = "127.0.0.1:5353".parse().unwrap();
-    for (label, bytes) in [("request path, no ECS", wire_query(None)), ("request path, ECS /24", wire_query(Some("81.2.69.0/24")))] {
+    for (label, bytes) in [("fast path, no ECS", wire_query(None)), ("fast path, ECS /24", wire_query(Some("81.2.69.0/24")))] {
+        let mut out = Vec::with_capacity(1232);
+        c.bench_function(&format!("dns/{label}"), |b| {
+            b.iter(|| {
+                assert!(geodns::dns::answer_fast(&handler, black_box(&bytes), src.ip(), &mut out));
+                black_box(out.len())
+            })
+        });
+    }
+    for (label, bytes) in [("full handler, no ECS", wire_query(None)), ("full handler, ECS /24", wire_query(Some("81.2.69.0/24")))] {
         c.bench_function(&format!("dns/{label}"), |b| {
             b.iter(|| {
                 let request = Request::from_bytes(bytes.clone(), src, Protocol::Udp).unwrap();

@@ -36,6 +36,11 @@ impl Handler {
     pub fn new(table: Arc<ArcSwap<RoutingTable>>) -> Self {
         Handler { table }
     }
+
+    /// The table being served (one atomic load; do not hold it across an await).
+    pub fn table(&self) -> arc_swap::Guard<Arc<RoutingTable>> {
+        self.table.load()
+    }
 }
 
 /// What the handler decided before any records were built.

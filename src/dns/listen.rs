@@ -8,13 +8,18 @@ use std::time::Duration;
 use hickory_server::Server;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::{TcpListener, UdpSocket};
+use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use super::handler::Handler;
 
 /// A running DNS server and the addresses it actually bound (port 0 resolved).
 pub struct DnsServer {
+    /// hickory's server, for TCP.
     server: Server<Handler>,
+    /// Our UDP loops; cancelled at shutdown.
+    udp: CancellationToken,
+    udp_tasks: Vec<tokio::task::JoinHandle<()>>,
     pub bound: Vec<SocketAddr>,
 }
 
@@ -25,23 +30,29 @@ impl DnsServer {
     /// Binds UDP and TCP on every address and starts serving. `udp_sockets` UDP sockets share
     /// each address. An address with port 0 gets one port, the same for UDP and TCP.
     pub fn start(handler: Handler, listen: &[SocketAddr], tcp_timeout: Duration, udp_sockets: usize) -> io::Result<Self> {
-        let mut server = Server::new(handler);
+        let mut server = Server::new(handler.clone());
         let mut bound = Vec::new();
+        let udp_token = CancellationToken::new();
+        let mut udp_tasks = Vec::new();
         for addr in listen {
             let (udp, tcp, actual) = bind_pair(*addr, udp_sockets.max(1))?;
             for socket in udp {
-                server.register_socket(socket);
+                udp_tasks.push(tokio::spawn(super::udp::serve(socket, handler.clone(), udp_token.clone())));
             }
             // Response buffer: the number of responses a TCP connection may have queued.
             server.register_listener(tcp, tcp_timeout, 64);
             info!(addr = %actual, "serving DNS over UDP and TCP");
             bound.push(actual);
         }
-        Ok(DnsServer { server, bound })
+        Ok(DnsServer { server, udp: udp_token, udp_tasks, bound })
     }
 
     /// Stops accepting, then waits for the listener tasks to end.
     pub async fn shutdown(mut self) {
+        self.udp.cancel();
+        for task in self.udp_tasks.drain(..) {
+            let _ = task.await;
+        }
         if let Err(error) = self.server.shutdown_gracefully().await {
             tracing::warn!(%error, "DNS listeners ended with an error");
         }

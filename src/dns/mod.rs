@@ -6,10 +6,22 @@
 pub mod client;
 mod convert;
 mod ecs;
+mod fast;
 mod handler;
 mod listen;
+mod query;
+mod udp;
 mod wire;
 
 pub use ecs::{Ecs, EcsError};
 pub use handler::{Handler, MAX_UDP_PAYLOAD};
 pub use listen::DnsServer;
+
+/// Answers one UDP query on the fast path into `out`; `false` when the packet must be dropped or
+/// needs the full handler. For benchmarks and fuzzing; the UDP loop calls the same code.
+pub fn answer_fast(handler: &Handler, packet: &[u8], src: std::net::IpAddr, out: &mut Vec<u8>) -> bool {
+    match query::parse(packet) {
+        Ok(q) => matches!(fast::answer(&handler.table(), &q, src, out), fast::Fast::Answered(_)),
+        Err(_) => false,
+    }
+}

@@ -1,0 +1,261 @@
+//! A zero-copy reader of the common query: one question, class IN, and at most an OPT record
+//! with an optional Client Subnet option. Anything else is left to hickory's full decoder.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// Names are at most 255 octets on the wire, so their text is at most 254 characters + root.
+pub const MAX_NAME_TEXT: usize = 256;
+
+/// A query the fast path can answer, borrowed from the packet.
+#[derive(Debug)]
+pub struct FastQuery<'a> {
+    pub id: u16,
+    /// The header's flag byte 2 (RD and CD are copied into the response).
+    pub flags: u8,
+    /// The question as on the wire: name, type and class (copied into the response, so the
+    /// name's case is preserved).
+    pub question: &'a [u8],
+    /// The name in canonical text ("app.geo.example."), lower case.
+    pub name: NameText,
+    pub qtype: u16,
+    pub edns: Option<Edns>,
+}
+
+/// The question name as lower-case dotted text, on the stack.
+#[derive(Clone)]
+pub struct NameText {
+    buf: [u8; MAX_NAME_TEXT],
+    len: usize,
+}
+
+impl NameText {
+    pub fn as_str(&self) -> &str {
+        // Only ASCII bytes are ever written (others make the query take the slow path).
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or(".")
+    }
+}
+
+impl std::fmt::Debug for NameText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Edns {
+    pub udp_size: u16,
+    pub dnssec_ok: bool,
+    pub ecs: Option<EcsOption>,
+}
+
+/// A Client Subnet option as sent, not yet validated against RFC 7871's rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EcsOption {
+    pub family: u16,
+    pub source_prefix: u8,
+    pub scope_prefix: u8,
+    /// The address octets sent, zero-padded to the family's length.
+    pub address: IpAddr,
+    pub address_octets: usize,
+}
+
+/// Why a packet is not for the fast path (the full decoder takes it, or it is dropped).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotFast {
+    /// Shorter than a header, or a response (QR=1): never answered.
+    Drop,
+    /// Anything else unusual: the full decoder answers it (FORMERR, NOTIMP, BADVERS, ...).
+    Slow,
+}
+
+fn u16_at(msg: &[u8], i: usize) -> Option<u16> {
+    Some(u16::from_be_bytes([*msg.get(i)?, *msg.get(i + 1)?]))
+}
+
+/// Reads a query for the fast path.
+pub fn parse(msg: &[u8]) -> Result<FastQuery<'_>, NotFast> {
+    if msg.len() < 12 || msg[2] & 0x80 != 0 {
+        return Err(NotFast::Drop);
+    }
+    let slow = NotFast::Slow;
+    // Opcode QUERY; counts: one question, no answers or authority, at most one additional.
+    if msg[2] & 0x78 != 0 {
+        return Err(slow);
+    }
+    let count = |i| u16_at(msg, i).ok_or(slow);
+    if count(4)? != 1 || count(6)? != 0 || count(8)? != 0 || count(10)? > 1 {
+        return Err(slow);
+    }
+    let mut name = NameText { buf: [0; MAX_NAME_TEXT], len: 0 };
+    let mut pos = 12;
+    loop {
+        let len = *msg.get(pos).ok_or(slow)? as usize;
+        pos += 1;
+        if len == 0 {
+            break;
+        }
+        // No compression in a question; labels of letters, digits, '-' and '_' only.
+        if len > 63 || name.len + len + 1 >= MAX_NAME_TEXT - 1 {
+            return Err(slow);
+        }
+        let label = msg.get(pos..pos + len).ok_or(slow)?;
+        for &b in label {
+            if !(b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+                return Err(slow);
+            }
+            name.buf[name.len] = b.to_ascii_lowercase();
+            name.len += 1;
+        }
+        name.buf[name.len] = b'.';
+        name.len += 1;
+        pos += len;
+    }
+    if name.len == 0 {
+        name.buf[0] = b'.';
+        name.len = 1;
+    }
+    let qtype = u16_at(msg, pos).ok_or(slow)?;
+    let qclass = u16_at(msg, pos + 2).ok_or(slow)?;
+    if qclass != 1 {
+        return Err(slow);
+    }
+    let question = &msg[12..pos + 4];
+    pos += 4;
+    let edns = if count(10)? == 1 { Some(parse_opt(msg, pos)?) } else { None };
+    if edns.is_none() && pos != msg.len() {
+        return Err(slow);
+    }
+    Ok(FastQuery { id: u16::from_be_bytes([msg[0], msg[1]]), flags: msg[2], question, name, qtype, edns })
+}
+
+/// Reads the OPT record at `pos`, which must end the message.
+fn parse_opt(msg: &[u8], pos: usize) -> Result<Edns, NotFast> {
+    let slow = NotFast::Slow;
+    // Root owner, type OPT.
+    if msg.get(pos) != Some(&0) || u16_at(msg, pos + 1) != Some(41) {
+        return Err(slow);
+    }
+    let udp_size = u16_at(msg, pos + 3).ok_or(slow)?;
+    let (ext_rcode, version) = (*msg.get(pos + 5).ok_or(slow)?, *msg.get(pos + 6).ok_or(slow)?);
+    let flags = u16_at(msg, pos + 7).ok_or(slow)?;
+    let rdlen = u16_at(msg, pos + 9).ok_or(slow)? as usize;
+    let start = pos + 11;
+    if ext_rcode != 0 || version != 0 || start + rdlen != msg.len() {
+        return Err(slow);
+    }
+    let mut ecs = None;
+    let mut o = start;
+    while o < msg.len() {
+        let code = u16_at(msg, o).ok_or(slow)?;
+        let len = u16_at(msg, o + 2).ok_or(slow)? as usize;
+        let data = msg.get(o + 4..o + 4 + len).ok_or(slow)?;
+        if code == 8 {
+            if ecs.is_some() {
+                return Err(slow);
+            }
+            ecs = Some(parse_ecs(data)?);
+        }
+        o += 4 + len;
+    }
+    Ok(Edns { udp_size, dnssec_ok: flags & 0x8000 != 0, ecs })
+}
+
+fn parse_ecs(data: &[u8]) -> Result<EcsOption, NotFast> {
+    let slow = NotFast::Slow;
+    let family = u16_at(data, 0).ok_or(slow)?;
+    let (source_prefix, scope_prefix) = (*data.get(2).ok_or(slow)?, *data.get(3).ok_or(slow)?);
+    let octets = &data[4..];
+    let address = match family {
+        1 if octets.len() <= 4 => {
+            let mut a = [0u8; 4];
+            a[..octets.len()].copy_from_slice(octets);
+            IpAddr::V4(Ipv4Addr::from(a))
+        }
+        2 if octets.len() <= 16 => {
+            let mut a = [0u8; 16];
+            a[..octets.len()].copy_from_slice(octets);
+            IpAddr::V6(Ipv6Addr::from(a))
+        }
+        _ => return Err(slow),
+    };
+    Ok(EcsOption { family, source_prefix, scope_prefix, address, address_octets: octets.len() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query(name: &[&str], qtype: u16, opt: Option<&[u8]>) -> Vec<u8> {
+        let mut m = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, u8::from(opt.is_some())];
+        for l in name {
+            m.push(l.len() as u8);
+            m.extend_from_slice(l.as_bytes());
+        }
+        m.push(0);
+        m.extend_from_slice(&qtype.to_be_bytes());
+        m.extend_from_slice(&[0, 1]);
+        if let Some(options) = opt {
+            m.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0x80, 0]);
+            m.extend_from_slice(&(options.len() as u16).to_be_bytes());
+            m.extend_from_slice(options);
+        }
+        m
+    }
+
+    #[test]
+    fn reads_the_common_query() {
+        let m = query(&["ApP", "geo", "Example"], 1, None);
+        let q = parse(&m).unwrap();
+        assert_eq!(q.id, 0x1234);
+        assert_eq!(q.name.as_str(), "app.geo.example.");
+        assert_eq!(q.qtype, 1);
+        assert_eq!(&q.question[..4], &[3, b'A', b'p', b'P']);
+        assert!(q.edns.is_none());
+        let root = query(&[], 6, None);
+        assert_eq!(parse(&root).unwrap().name.as_str(), ".");
+    }
+
+    #[test]
+    fn reads_edns_and_ecs() {
+        let m = query(&["app", "geo", "example"], 28, Some(&[0, 8, 0, 7, 0, 1, 24, 0, 81, 2, 69, 0, 10, 0, 2, 1, 2]));
+        let q = parse(&m).unwrap();
+        let e = q.edns.unwrap();
+        assert_eq!(e.udp_size, 1232);
+        assert!(e.dnssec_ok);
+        let ecs = e.ecs.unwrap();
+        assert_eq!((ecs.family, ecs.source_prefix, ecs.scope_prefix, ecs.address_octets), (1, 24, 0, 3));
+        assert_eq!(ecs.address, "81.2.69.0".parse::<IpAddr>().unwrap());
+        let v6 = query(&["a"], 1, Some(&[0, 8, 0, 10, 0, 2, 48, 0, 0x2a, 0x01, 0x04, 0xf8, 0, 1]));
+        assert_eq!(parse(&v6).unwrap().edns.unwrap().ecs.unwrap().address, "2a01:4f8:1::".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn leaves_the_unusual_to_the_full_decoder() {
+        let ok = query(&["app"], 1, None);
+        let mut response = ok.clone();
+        response[2] |= 0x80;
+        assert_eq!(parse(&response).unwrap_err(), NotFast::Drop);
+        assert_eq!(parse(&ok[..11]).unwrap_err(), NotFast::Drop);
+        let mut notify = ok.clone();
+        notify[2] = 0x20; // opcode 4
+        assert_eq!(parse(&notify).unwrap_err(), NotFast::Slow);
+        assert_eq!(parse(&ok[..ok.len() - 1]).unwrap_err(), NotFast::Slow, "truncated question");
+        let mut trailing = ok.clone();
+        trailing.push(0);
+        assert_eq!(parse(&trailing).unwrap_err(), NotFast::Slow);
+        let mut chaos = ok.clone();
+        let n = chaos.len();
+        chaos[n - 1] = 3;
+        assert_eq!(parse(&chaos).unwrap_err(), NotFast::Slow);
+        let mut bad_label = query(&["a b"], 1, None);
+        assert_eq!(parse(&bad_label).unwrap_err(), NotFast::Slow);
+        bad_label[13] = 0xc0; // a compression pointer
+        assert_eq!(parse(&bad_label).unwrap_err(), NotFast::Slow);
+        // EDNS version 1, and a bad ECS family, go to the full decoder (BADVERS, FORMERR).
+        let mut v1 = query(&["app"], 1, Some(&[]));
+        let n = v1.len();
+        v1[n - 5] = 1;
+        assert_eq!(parse(&v1).unwrap_err(), NotFast::Slow);
+        assert_eq!(parse(&query(&["app"], 1, Some(&[0, 8, 0, 4, 0, 9, 0, 0]))).unwrap_err(), NotFast::Slow);
+    }
+}
