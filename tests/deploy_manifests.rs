@@ -471,6 +471,166 @@ fn check_dashboard(file: &Path) {
         "{}: dashboard title",
         rel(file)
     );
+    check_dashboard_metrics(file, &v);
+}
+
+/// The metric names `src/metrics.rs` defines (its `pub const NAME: &str = "geodns_...";`
+/// lines), each with whether its doc comment says it is a histogram.
+fn defined_metrics() -> BTreeMap<String, bool> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/metrics.rs");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut defined = BTreeMap::new();
+    let mut doc = String::new();
+    for line in text.lines().map(str::trim) {
+        if let Some(comment) = line.strip_prefix("///") {
+            doc.push_str(comment.trim());
+            doc.push(' ');
+            continue;
+        }
+        if line.starts_with("pub const ")
+            && let Some(start) = line.find("= \"geodns_")
+            && let Some(name) = line[start + 3..].strip_suffix("\";")
+        {
+            defined.insert(name.to_owned(), doc.starts_with("Histogram"));
+        }
+        doc.clear();
+    }
+    assert!(
+        defined.len() >= 10,
+        "src/metrics.rs: found only {defined:?}; has the constant syntax changed?"
+    );
+    defined
+}
+
+/// Every `geodns_*` name in a PromQL expression.
+fn metric_names(expr: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut rest = expr;
+    while let Some(i) = rest.find("geodns_") {
+        let word_before = rest[..i]
+            .chars()
+            .next_back()
+            .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
+        let tail = &rest[i..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+            .unwrap_or(tail.len());
+        if !word_before {
+            names.push(tail[..end].to_owned());
+        }
+        rest = &tail[end..];
+    }
+    names
+}
+
+/// Every PromQL expression in a dashboard: panel targets (rows' nested panels too),
+/// annotation queries and templating queries, each with where it is.
+fn dashboard_exprs(v: &serde_json::Value) -> Vec<(String, String)> {
+    fn panels(list: &serde_json::Value, out: &mut Vec<(String, String)>) {
+        for p in list.as_array().into_iter().flatten() {
+            let title = p.get("title").and_then(|t| t.as_str()).unwrap_or("?");
+            for t in p
+                .get("targets")
+                .and_then(|t| t.as_array())
+                .into_iter()
+                .flatten()
+            {
+                if let Some(e) = t.get("expr").and_then(|e| e.as_str()) {
+                    out.push((format!("panel {title:?}"), e.to_owned()));
+                }
+            }
+            if let Some(nested) = p.get("panels") {
+                panels(nested, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    panels(&v["panels"], &mut out);
+    for a in v["annotations"]["list"].as_array().into_iter().flatten() {
+        if let Some(e) = a.get("expr").and_then(|e| e.as_str()) {
+            out.push((format!("annotation {:?}", a["name"]), e.to_owned()));
+        }
+    }
+    for t in v["templating"]["list"].as_array().into_iter().flatten() {
+        let q = match &t["query"] {
+            serde_json::Value::String(s) => Some(s.clone()),
+            q => q.get("query").and_then(|q| q.as_str()).map(str::to_owned),
+        };
+        if let Some(q) = q.filter(|_| t["type"] == "query") {
+            out.push((format!("variable {:?}", t["name"]), q));
+        }
+    }
+    out
+}
+
+/// Every panel queries the `${DS_PROMETHEUS}` data source variable, and every `geodns_*`
+/// metric a query names is one `src/metrics.rs` defines (histograms with their Prometheus
+/// series suffixes `_bucket`, `_sum`, `_count`).
+fn check_dashboard_metrics(file: &Path, v: &serde_json::Value) {
+    let at = rel(file);
+    assert!(
+        v["templating"]["list"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|t| t["name"] == "DS_PROMETHEUS" && t["type"] == "datasource"),
+        "{at}: a `DS_PROMETHEUS` data source variable"
+    );
+    assert!(
+        v["schemaVersion"].as_u64().is_some_and(|s| s >= 36),
+        "{at}: schemaVersion"
+    );
+    let mut ids = BTreeSet::new();
+    let mut stack: Vec<&serde_json::Value> = vec![&v["panels"]];
+    while let Some(list) = stack.pop() {
+        for p in list.as_array().into_iter().flatten() {
+            let title = p["title"].as_str().unwrap_or("?");
+            assert!(
+                ids.insert(p["id"].as_u64()),
+                "{at}: panel {title:?}: duplicate or missing id"
+            );
+            assert!(p["gridPos"].is_object(), "{at}: panel {title:?}: gridPos");
+            if p["type"] == "row" {
+                stack.push(&p["panels"]);
+                continue;
+            }
+            assert_eq!(
+                p["datasource"]["uid"], "${DS_PROMETHEUS}",
+                "{at}: panel {title:?}: data source"
+            );
+            let targets = p["targets"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+            assert!(
+                targets.iter().any(|t| t["expr"].is_string()),
+                "{at}: panel {title:?}: no query"
+            );
+        }
+    }
+
+    let defined = defined_metrics();
+    let exprs = dashboard_exprs(v);
+    let mut used = BTreeSet::new();
+    let mut unknown = Vec::new();
+    for (place, expr) in &exprs {
+        for name in metric_names(expr) {
+            let base = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s))
+                .filter(|b| defined.get(*b) == Some(&true));
+            match base {
+                Some(b) => used.insert(b.to_owned()),
+                None if defined.contains_key(&name) => used.insert(name.clone()),
+                None => {
+                    unknown.push(format!("{place}: {name}"));
+                    false
+                }
+            };
+        }
+    }
+    assert!(
+        unknown.is_empty(),
+        "{at}: metrics not defined in src/metrics.rs: {unknown:#?}"
+    );
+    assert!(!used.is_empty(), "{at}: queries no geodns_ metric");
 }
 
 fn check_everything() -> Found {
@@ -524,6 +684,44 @@ fn every_file_in_deploy_parses_and_checks() {
         "the base config and the homelab config"
     );
     assert!(found.markdown >= 1);
+    assert!(found.dashboards >= 1, "the Grafana dashboard");
+}
+
+/// The metric-name check itself: it finds names in PromQL, accepts histogram suffixes only on
+/// histograms, and rejects names `src/metrics.rs` does not define.
+#[test]
+fn dashboard_metric_check_catches_unknown_names() {
+    assert_eq!(
+        metric_names(
+            "sum by (le) (rate(geodns_query_duration_seconds_bucket{x=\"geodns_no\"}[5m])) / not_geodns_x"
+        ),
+        ["geodns_query_duration_seconds_bucket", "geodns_no"]
+    );
+    let defined = defined_metrics();
+    assert_eq!(defined.get("geodns_query_duration_seconds"), Some(&true));
+    assert_eq!(defined.get("geodns_queries_total"), Some(&false));
+    let dashboard = |expr: &str| {
+        serde_json::json!({
+            "title": "t", "schemaVersion": 39,
+            "templating": { "list": [{ "name": "DS_PROMETHEUS", "type": "datasource" }] },
+            "panels": [{ "id": 1, "title": "p", "type": "timeseries", "gridPos": {},
+                         "datasource": { "uid": "${DS_PROMETHEUS}" },
+                         "targets": [{ "expr": expr }] }]
+        })
+    };
+    let file = deploy_dir().join("grafana/test.json");
+    check_dashboard_metrics(&file, &dashboard("rate(geodns_queries_total[5m])"));
+    check_dashboard_metrics(
+        &file,
+        &dashboard("rate(geodns_query_duration_seconds_count[5m])"),
+    );
+    for bad in [
+        "rate(geodns_querys_total[5m])",
+        "rate(geodns_queries_total_count[5m])",
+    ] {
+        let result = std::panic::catch_unwind(|| check_dashboard_metrics(&file, &dashboard(bad)));
+        assert!(result.is_err(), "{bad} should be rejected");
+    }
 }
 
 #[test]
