@@ -113,7 +113,26 @@ pub struct GeoIpDb {
     reader: Reader<Mmap>,
     meta: GeoIpMeta,
     path: PathBuf,
+    /// Tells this database's entries apart in the per-thread record caches.
+    id: u64,
 }
+
+/// Decoded records by data-section offset, per thread (no locks on the query path). Many
+/// networks share one record (a country, a city), so decoding is mostly skipped.
+struct RecordCache {
+    db: u64,
+    records: std::collections::HashMap<usize, (Option<crate::model::Location>, Option<[u8; 2]>)>,
+}
+
+/// Entries per thread before the cache starts over (bounded memory with City databases).
+const RECORD_CACHE_MAX: usize = 16_384;
+
+thread_local! {
+    static RECORDS: std::cell::RefCell<RecordCache> =
+        std::cell::RefCell::new(RecordCache { db: u64::MAX, records: std::collections::HashMap::new() });
+}
+
+static NEXT_DB_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 impl std::fmt::Debug for GeoIpDb {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -155,6 +174,7 @@ impl GeoIpDb {
             reader,
             meta,
             path: path.to_owned(),
+            id: NEXT_DB_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         })
     }
 
@@ -219,8 +239,27 @@ impl Locator for GeoIpDb {
                 full_len(ip)
             }
         };
+        let offset = result.offset();
+        if let Some(offset) = offset {
+            let cached = RECORDS.with_borrow(|c| (c.db == self.id).then(|| c.records.get(&offset).copied()).flatten());
+            if let Some((location, country)) = cached {
+                return GeoHit { location, country, prefix_len };
+            }
+        }
         match result.decode::<Record<'_>>() {
-            Ok(Some(record)) => record.to_hit(prefix_len),
+            Ok(Some(record)) => {
+                let hit = record.to_hit(prefix_len);
+                if let Some(offset) = offset {
+                    RECORDS.with_borrow_mut(|c| {
+                        if c.db != self.id || c.records.len() >= RECORD_CACHE_MAX {
+                            c.db = self.id;
+                            c.records.clear();
+                        }
+                        c.records.insert(offset, (hit.location, hit.country));
+                    });
+                }
+                hit
+            }
             Ok(None) => GeoHit {
                 prefix_len,
                 ..GeoHit::default()
