@@ -52,6 +52,10 @@ struct Kube {
     rx: watch::Receiver<Arc<KubeSnapshot>>,
     token: CancellationToken,
     clusters: Vec<crate::config::ClusterConfig>,
+    /// After a restart (a reload that changed the clusters), the last snapshot of the previous
+    /// source: served until the new one has listed every cluster, so a reload never drops
+    /// names, even while an API server is unreachable.
+    previous: Option<Arc<KubeSnapshot>>,
 }
 
 fn start_kube(loaded: &Loaded, shutdown: &CancellationToken) -> Option<Kube> {
@@ -61,7 +65,7 @@ fn start_kube(loaded: &Loaded, shutdown: &CancellationToken) -> Option<Kube> {
     }
     let token = shutdown.child_token();
     let source = kube::spawn(clusters.clone(), loaded.config.sites.clone(), token.clone());
-    Some(Kube { rx: source.subscribe(), token, clusters })
+    Some(Kube { rx: source.subscribe(), token, clusters, previous: None })
 }
 
 pub(super) struct Builder {
@@ -79,6 +83,8 @@ pub(super) struct Builder {
     pub(super) generation: u64,
     pub(super) built_at: SystemTime,
     pub(super) draining: bool,
+    /// The files the watcher polls; updated after every successful reload.
+    watched: watch::Sender<super::watch::Watched>,
     shutdown: CancellationToken,
 }
 
@@ -118,7 +124,12 @@ fn now_secs(t: SystemTime) -> f64 {
 
 impl Builder {
     /// Starts the probes and publishes the first table.
-    pub fn start(loaded: Loaded, config_path: Option<PathBuf>, shutdown: CancellationToken) -> Result<Builder, AppError> {
+    pub fn start(
+        loaded: Loaded,
+        config_path: Option<PathBuf>,
+        watched: watch::Sender<super::watch::Watched>,
+        shutdown: CancellationToken,
+    ) -> Result<Builder, AppError> {
         let probes = start_probes(targets(&loaded), &shutdown)?;
         let kube = start_kube(&loaded, &shutdown);
         let first = loaded.build(&Inputs::default(), 1);
@@ -140,8 +151,10 @@ impl Builder {
             generation: 0,
             built_at: now,
             draining: false,
+            watched,
             shutdown,
         };
+        b.update_watched();
         b.read_admin_state();
         b.publish();
         Ok(b)
@@ -243,7 +256,13 @@ impl Builder {
     }
 
     pub(super) fn kube_snapshot(&self) -> Option<Arc<KubeSnapshot>> {
-        self.kube.as_ref().map(|k| k.rx.borrow().clone())
+        self.kube.as_ref().map(|k| {
+            let current = k.rx.borrow().clone();
+            match &k.previous {
+                Some(prev) if !current.all_synced() => prev.clone(),
+                _ => current,
+            }
+        })
     }
 
     fn publish_status(&self) {
@@ -289,14 +308,21 @@ impl Builder {
                 let clusters_changed = self.kube.as_ref().map_or_else(Vec::new, |k| k.clusters.clone()) != loaded.config.kubernetes
                     || loaded.config.sites.iter().map(|s| &s.name).ne(self.loaded.config.sites.iter().map(|s| &s.name));
                 if clusters_changed {
+                    let same_sites = loaded.config.sites.iter().map(|s| &s.name).eq(self.loaded.config.sites.iter().map(|s| &s.name));
+                    // Site ids index the site list: an old snapshot is only meaningful with the same sites.
+                    let previous = self.kube_snapshot().filter(|_| same_sites);
                     if let Some(old) = self.kube.take() {
                         old.token.cancel();
                     }
                     self.kube = start_kube(&loaded, &self.shutdown);
+                    if let Some(k) = self.kube.as_mut() {
+                        k.previous = previous;
+                    }
                     restarted = true;
                 }
                 self.loaded = loaded;
                 self.loaded_at = SystemTime::now();
+                self.update_watched();
                 self.read_admin_state();
                 counter!(metrics::RELOADS, "result" => "ok").increment(1);
                 info!(reason = why, config = %path.display(), "config reloaded");
@@ -310,6 +336,20 @@ impl Builder {
                 false
             }
         }
+    }
+
+    /// Points the file watcher at the files the current config names.
+    fn update_watched(&self) {
+        let c = &self.loaded.config;
+        let w = super::watch::Watched {
+            config: self.config_path.iter().cloned().chain(c.geoip.iter().cloned()).collect(),
+            admin_state: c.server.admin_state.clone(),
+        };
+        self.watched.send_if_modified(|old| {
+            let changed = *old != w;
+            *old = w;
+            changed
+        });
     }
 
     /// Reads the admin state file; an unreadable or invalid file keeps the previous overrides.

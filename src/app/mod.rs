@@ -156,7 +156,8 @@ pub async fn start_with(loaded: Loaded, config_path: Option<PathBuf>) -> Result<
     tasks.spawn(crate::metrics::upkeep(Duration::from_secs(5), shutdown.clone()));
 
     let (events_tx, events_rx) = mpsc::channel(16);
-    let built = builder::Builder::start(loaded.clone(), config_path.clone(), shutdown.clone())?;
+    let (watched_tx, watched_rx) = tokio::sync::watch::channel(watch::Watched::default());
+    let built = builder::Builder::start(loaded.clone(), config_path.clone(), watched_tx, shutdown.clone())?;
     let table = built.table.clone();
     let status = built.status.clone();
     tasks.spawn(built.run(events_rx));
@@ -183,14 +184,9 @@ pub async fn start_with(loaded: Loaded, config_path: Option<PathBuf>) -> Result<
         None => None,
     };
 
-    if let Some(path) = &config_path {
-        let mut watched = vec![path.clone()];
-        watched.extend(loaded.config.geoip.clone());
-        tasks.spawn(watch::config_files(watched, events_tx.clone(), shutdown.clone()));
+    tasks.spawn(watch::files(watched_rx, events_tx.clone(), shutdown.clone()));
+    if config_path.is_some() {
         tasks.spawn(watch::sighup(events_tx.clone(), shutdown.clone()));
-    }
-    if let Some(path) = &loaded.config.server.admin_state {
-        tasks.spawn(watch::admin_state(path.clone(), events_tx.clone(), shutdown.clone()));
     }
     if let Some(db) = &loaded.geoip {
         let meta = db.metadata();

@@ -21,8 +21,26 @@ fn fingerprint(path: &PathBuf) -> Option<(u64, u64, i64, i64)> {
     Some((m.ino(), m.size(), m.mtime(), m.mtime_nsec()))
 }
 
-async fn poll(paths: Vec<PathBuf>, event: Event, events: mpsc::Sender<Event>, shutdown: CancellationToken) {
-    let mut last: Vec<_> = paths.iter().map(fingerprint).collect();
+/// The files to watch; the builder updates it after a reload that names other files.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Watched {
+    /// The config file and the GeoIP database: a change reloads both.
+    pub config: Vec<PathBuf>,
+    /// The admin state file: a change re-reads the overrides.
+    pub admin_state: Option<PathBuf>,
+}
+
+type Prints = Vec<Option<(u64, u64, i64, i64)>>;
+
+fn prints(paths: &[PathBuf]) -> Prints {
+    paths.iter().map(fingerprint).collect()
+}
+
+/// Polls the watched files and tells the builder what changed.
+pub async fn files(mut watched: tokio::sync::watch::Receiver<Watched>, events: mpsc::Sender<Event>, shutdown: CancellationToken) {
+    let mut current = watched.borrow_and_update().clone();
+    let admin_paths = |w: &Watched| w.admin_state.iter().cloned().collect::<Vec<_>>();
+    let (mut config, mut admin) = (prints(&current.config), prints(&admin_paths(&current)));
     let mut tick = tokio::time::interval(POLL_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -30,29 +48,31 @@ async fn poll(paths: Vec<PathBuf>, event: Event, events: mpsc::Sender<Event>, sh
             _ = tick.tick() => {}
             _ = shutdown.cancelled() => return,
         }
-        let now: Vec<_> = paths.iter().map(fingerprint).collect();
-        if now != last {
-            for (path, (a, b)) in paths.iter().zip(last.iter().zip(&now)) {
-                if a != b {
-                    info!(path = %path.display(), "watched file changed");
+        if watched.has_changed().unwrap_or(false) {
+            // New paths (after a reload): start from their current state.
+            current = watched.borrow_and_update().clone();
+            config = prints(&current.config);
+            admin = prints(&admin_paths(&current));
+            continue;
+        }
+        for (paths, last, event) in [
+            (current.config.clone(), &mut config, Event::Reload("file changed")),
+            (admin_paths(&current), &mut admin, Event::AdminState),
+        ] {
+            let now = prints(&paths);
+            if now != *last {
+                for (path, (a, b)) in paths.iter().zip(last.iter().zip(&now)) {
+                    if a != b {
+                        info!(path = %path.display(), "watched file changed");
+                    }
                 }
-            }
-            last = now;
-            if events.send(event.clone()).await.is_err() {
-                return;
+                *last = now;
+                if events.send(event).await.is_err() {
+                    return;
+                }
             }
         }
     }
-}
-
-/// Reloads when the config file or GeoIP database changes.
-pub async fn config_files(paths: Vec<PathBuf>, events: mpsc::Sender<Event>, shutdown: CancellationToken) {
-    poll(paths, Event::Reload("file changed"), events, shutdown).await
-}
-
-/// Re-reads the admin state file when it changes.
-pub async fn admin_state(path: PathBuf, events: mpsc::Sender<Event>, shutdown: CancellationToken) {
-    poll(vec![path], Event::AdminState, events, shutdown).await
 }
 
 /// Reloads on SIGHUP.

@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 
 use crate::config::AllDown;
-use crate::model::{Location, Name, RData, RType, SiteId};
+use crate::model::{Name, RData, RType, SiteId, UnitVector};
 
 use super::placement::{Placement, PlacedBy, place};
 use super::table::{GeoRoute, Node, RoutingTable, Zone, rrset};
@@ -239,10 +239,10 @@ impl RoutingTable {
             RType::Aaaa => !s.v6.is_empty(),
             _ => !s.v4.is_empty(),
         };
-        let (origin, base_rule): (Option<Location>, Rule) = match &placement.by {
-            PlacedBy::ClientNetwork { site, .. } => (self.sites.get(*site).map(|s| s.location), Rule::ClientNetwork),
+        let (origin, base_rule): (Option<UnitVector>, Rule) = match &placement.by {
+            PlacedBy::ClientNetwork { site, .. } => (self.site_vectors.get(*site).copied(), Rule::ClientNetwork),
             PlacedBy::GeoIp(hit) => match hit.location {
-                Some(loc) => (Some(loc), Rule::Nearest),
+                Some(loc) => (Some(loc.unit()), Rule::Nearest),
                 None => (None, Rule::NoLocation),
             },
         };
@@ -252,7 +252,7 @@ impl RoutingTable {
             .iter()
             .map(|s| RankedSite {
                 site: s.site,
-                distance_km: origin.map(|o| o.distance_km(&self.sites[s.site].location)),
+                distance_km: origin.map(|o| o.distance_km(&self.site_vectors[s.site])),
                 up: s.up,
                 has_addresses: has(s),
             })

@@ -8,7 +8,7 @@ use std::num::NonZeroUsize;
 use std::sync::Arc;
 
 use crate::config::{AllDown, ClientNetwork, Config, GeoNameConfig, SiteConfig};
-use crate::model::{Discovered, Locator, Name, RData, RType, SiteId};
+use crate::model::{Discovered, Locator, Name, RData, RType, SiteId, UnitVector};
 
 use super::placement::ClientNetworks;
 
@@ -36,6 +36,8 @@ pub struct RoutingTable {
     pub generation: u64,
     pub(super) zones: Vec<Zone>,
     pub(super) sites: Arc<[SiteConfig]>,
+    /// Each site's location as a unit vector, by SiteId (distances on the query path).
+    pub(super) site_vectors: Vec<UnitVector>,
     pub(super) networks: ClientNetworks,
     pub(super) locator: Arc<dyn Locator>,
 }
@@ -167,6 +169,7 @@ pub fn build(config: &Config, locator: Arc<dyn Locator>, inputs: &Inputs, genera
         generation,
         zones,
         sites: config.sites.clone().into(),
+        site_vectors: config.sites.iter().map(|s| s.location.unit()).collect(),
         networks: ClientNetworks::new(
             config.client_networks.iter().chain(&inputs.client_networks).cloned().collect(),
         ),
@@ -240,7 +243,8 @@ fn geo_route(g: &GeoNameConfig, inputs: &Inputs, found: &[&Discovered]) -> GeoRo
     let any_down = sites.iter().any(|s| !s.up);
     GeoRoute {
         name: g.name.clone(),
-        ttl: if any_down { g.ttl / 2 } else { g.ttl },
+        // Halved, but a TTL above 0 stays above 0.
+        ttl: if any_down { (g.ttl / 2).max(g.ttl.min(1)) } else { g.ttl },
         max_answers: g.max_answers,
         all_down: g.all_down,
         sites,

@@ -329,6 +329,10 @@ impl Aggregator {
             .iter()
             .map(|t| Hysteresis::new(t.config.rise, t.config.fall))
             .collect();
+        // Not yet judged counts as up (fail-open): say so from the start.
+        for t in &self.targets {
+            ::metrics::gauge!(crate::metrics::ENDPOINT_UP, "check" => t.check.clone(), "endpoint" => t.addr.to_string()).set(1.0);
+        }
         loop {
             let refresh_at = self.refresh_at;
             tokio::select! {
