@@ -167,7 +167,7 @@ pub fn explain(table: &RoutingTable, name: &Name, rtype: RType, client: Client) 
             .iter()
             .map(|s| SiteReport {
                 site: sites[s.site].name.clone(),
-                distance_km: s.distance_km.map(|k| (k * 10.0).round() / 10.0),
+                distance_km: d.distance_km(table, s.site).map(|k| (k * 10.0).round() / 10.0),
                 health: if s.up { "up" } else { "down" },
                 has_addresses: s.has_addresses,
                 answered: d.answered_from.contains(&s.site),

@@ -41,7 +41,7 @@ pub fn answer(table: &RoutingTable, q: &FastQuery<'_>, src: IpAddr, out: &mut Ve
         }
         None => None,
     };
-    let name = Name::from_ascii_lossy(q.name.as_str());
+    let name = Name::from_canonical(q.name.as_str());
     let rtype = RType::from_code(q.qtype);
     let client = Ecs::client(ecs.as_ref(), src);
     let answer = table.resolve(&Query { name: &name, rtype, client, ecs_source: ecs.map(|e| e.source_prefix) });

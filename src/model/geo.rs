@@ -51,6 +51,11 @@ pub struct UnitVector {
 }
 
 impl UnitVector {
+    /// The cosine of the angle between two points: larger is nearer.
+    pub fn dot(&self, o: &UnitVector) -> f64 {
+        self.x * o.x + self.y * o.y + self.z * o.z
+    }
+
     pub fn distance_km(&self, o: &UnitVector) -> f64 {
         let dot = self.x * o.x + self.y * o.y + self.z * o.z;
         let (cx, cy, cz) = (self.y * o.z - self.z * o.y, self.z * o.x - self.x * o.z, self.x * o.y - self.y * o.x);

@@ -85,6 +85,13 @@ impl Name {
         Name(Arc::from(s))
     }
 
+    /// A name from text already in canonical form (lower case, trailing dot), as the fast
+    /// path's parser produces it: one allocation, no checks beyond a debug assertion.
+    pub fn from_canonical(text: &str) -> Self {
+        debug_assert!(text.ends_with('.') && !text.bytes().any(|b| b.is_ascii_uppercase()), "{text:?}");
+        Name(Arc::from(text))
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }

@@ -90,8 +90,10 @@ impl Rule {
 #[derive(Debug, Clone, PartialEq)]
 pub struct RankedSite {
     pub site: SiteId,
-    /// Distance from the client's location (or from the override site), when known.
-    pub distance_km: Option<f64>,
+    /// How close the site is to the client: the cosine of the angle between them (1 = same
+    /// place), when the client has a location. Orders sites without trigonometry; see
+    /// [`Decision::distance_km`] for kilometres.
+    pub closeness: Option<f64>,
     pub up: bool,
     /// Whether the site has addresses of the requested type.
     pub has_addresses: bool,
@@ -101,12 +103,21 @@ pub struct RankedSite {
 pub struct Decision {
     pub name: Name,
     pub placement: Placement,
+    /// Where distances are measured from: the client's location, or its override site's.
+    pub origin: Option<UnitVector>,
     /// Every site of the name, in the order routing considered them.
     pub order: Vec<RankedSite>,
     pub rule: Rule,
     /// Sites whose addresses are in the answer, in answer order.
     pub answered_from: Vec<SiteId>,
     pub ttl: u32,
+}
+
+impl Decision {
+    /// The great-circle distance from the client (or its override site) to `site`, in km.
+    pub fn distance_km(&self, table: &RoutingTable, site: SiteId) -> Option<f64> {
+        Some(self.origin?.distance_km(table.site_vectors.get(site)?))
+    }
 }
 
 impl RoutingTable {
@@ -252,7 +263,7 @@ impl RoutingTable {
             .iter()
             .map(|s| RankedSite {
                 site: s.site,
-                distance_km: origin.map(|o| o.distance_km(&self.site_vectors[s.site])),
+                closeness: origin.map(|o| o.dot(&self.site_vectors[s.site])),
                 up: s.up,
                 has_addresses: has(s),
             })
@@ -260,10 +271,10 @@ impl RoutingTable {
         if origin.is_some() {
             // The override site first, then by distance; ties by site name.
             order.sort_by(|a, b| {
-                let key = |r: &RankedSite| (Some(r.site) != override_site, r.distance_km.unwrap_or(f64::INFINITY));
+                let key = |r: &RankedSite| (Some(r.site) != override_site, r.closeness.unwrap_or(f64::NEG_INFINITY));
                 let (ka, kb) = (key(a), key(b));
                 ka.0.cmp(&kb.0)
-                    .then(ka.1.total_cmp(&kb.1))
+                    .then(kb.1.total_cmp(&ka.1))
                     .then_with(|| self.sites[a.site].name.cmp(&self.sites[b.site].name))
             });
         }
@@ -283,7 +294,7 @@ impl RoutingTable {
             };
             (Rule::AllDown(route.all_down), from)
         };
-        Decision { name: route.name.clone(), placement, order, rule, answered_from, ttl: route.ttl }
+        Decision { name: route.name.clone(), placement, origin, order, rule, answered_from, ttl: route.ttl }
     }
 }
 

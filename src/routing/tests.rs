@@ -119,7 +119,9 @@ fn nearest_site_by_great_circle_distance() {
     assert_eq!(site_names(&t, &d.order.iter().map(|s| s.site).collect::<Vec<_>>()), ["london", "frankfurt", "seattle", "singapore"]);
     assert_eq!(d.rule, Rule::Nearest);
     assert_eq!(d.ttl, 60);
-    assert!(d.order.windows(2).all(|w| w[0].distance_km <= w[1].distance_km));
+    let km: Vec<f64> = d.order.iter().map(|s| d.distance_km(&t, s.site).unwrap()).collect();
+    assert!(km.windows(2).all(|w| w[0] <= w[1]), "{km:?}");
+    assert!((9400.0..9600.0).contains(&km[0]), "Sao Paulo to London: {km:?}");
 }
 
 #[test]
