@@ -41,6 +41,9 @@ pub const KUBE_WATCH_ERRORS: &str = "geodns_kube_watch_errors_total";
 pub const KUBE_SYNC_AGE: &str = "geodns_kube_last_sync_age_seconds";
 /// Gauge. 1 while a cluster's API server is reachable, by `cluster`.
 pub const KUBE_CONNECTED: &str = "geodns_kube_connected";
+/// Counter. UDP responses held back by response rate limiting, by `action` (slip: sent
+/// truncated with TC=1; drop: not sent).
+pub const RRL_LIMITED: &str = "geodns_rrl_limited_total";
 /// Gauge, always 1, labelled with `version`.
 pub const BUILD_INFO: &str = "geodns_build_info";
 

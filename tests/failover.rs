@@ -24,7 +24,7 @@ const FIXTURE: &[(&str, f64, f64, &str)] = &[
 fn config(db: &std::path::Path, port: u16, extra: &str) -> String {
     format!(
         r#"
-server: {{ dns_listen: ["127.0.0.1:0"] {extra} }}
+server: {{ dns_listen: ["127.0.0.1:0"], rrl: {{ enabled: false }} {extra} }}
 geoip: {{ database: "{db}" }}
 sites:
   london:    {{ location: [51.51, -0.13] }}

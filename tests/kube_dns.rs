@@ -98,7 +98,7 @@ async fn services_in_two_clusters_answer_by_distance_readiness_and_outages() {
 
     let text = format!(
         r#"
-server: {{ dns_listen: ["127.0.0.1:0"] }}
+server: {{ dns_listen: ["127.0.0.1:0"], rrl: {{ enabled: false }} }}
 geoip: {{ database: "{db}" }}
 sites:
   london:    {{ location: [51.51, -0.13] }}

@@ -164,7 +164,7 @@ pub async fn start_with(loaded: Loaded, config_path: Option<PathBuf>) -> Result<
 
     let server = &loaded.config.server;
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let dns = DnsServer::start(Handler::new(table.clone()), &server.dns_listen, server.tcp_timeout, workers)
+    let dns = DnsServer::start(Handler::new(table.clone()), &server.dns_listen, &server.tcp, &server.rrl, workers)
         .map_err(AppError::Listen)?;
 
     let admin_addr = match server.admin_listen {

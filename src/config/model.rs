@@ -35,10 +35,41 @@ impl Config {
 pub struct ServerConfig {
     pub dns_listen: Vec<SocketAddr>,
     pub admin_listen: Option<SocketAddr>,
+    /// The idle timeout of a TCP connection: `server.tcp.idle_timeout`, or the older
+    /// `server.tcp_timeout` (always equal to `tcp.idle_timeout`).
     pub tcp_timeout: Duration,
     pub shutdown_grace: Duration,
     /// The admin state file, watched for operator overrides; `None` disables overrides.
     pub admin_state: Option<PathBuf>,
+    pub rrl: RrlConfig,
+    pub tcp: TcpConfig,
+}
+
+/// Response rate limiting of UDP answers (docs/hardening.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RrlConfig {
+    pub enabled: bool,
+    /// Identical responses per second allowed to one client prefix.
+    pub responses_per_second: u32,
+    /// How long a flood is remembered: after it stops, its prefix is answered again within
+    /// this time.
+    pub window: Duration,
+    /// Every `slip`-th limited response is sent truncated (TC=1); 0 drops them all, 1 slips all.
+    pub slip: u32,
+    pub ipv4_prefix: u8,
+    pub ipv6_prefix: u8,
+}
+
+/// Limits of the TCP DNS listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpConfig {
+    pub max_connections: usize,
+    pub max_connections_per_client: usize,
+    /// The longest wait for the first byte of the next query.
+    pub idle_timeout: Duration,
+    /// The longest time from a query's first byte to its last.
+    pub read_timeout: Duration,
+    pub max_queries_per_connection: u32,
 }
 
 #[derive(Debug, Clone)]

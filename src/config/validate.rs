@@ -23,6 +23,22 @@ pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
 pub const DEFAULT_RISE: u32 = 2;
+/// RRL is on by default: a public authoritative server must not be an amplifier from its first day.
+pub const DEFAULT_RRL_ENABLED: bool = true;
+/// NSD's shipped default; BIND and Knot have none. High enough for an ECS-aware resolver that
+/// asks for one name once per client subnet from a single /24 (docs/hardening.md).
+pub const DEFAULT_RRL_RESPONSES_PER_SECOND: u32 = 200;
+/// BIND's default window.
+pub const DEFAULT_RRL_WINDOW: Duration = Duration::from_secs(15);
+/// BIND's and NSD's default: every second limited response is sent truncated, the other dropped.
+pub const DEFAULT_RRL_SLIP: u32 = 2;
+pub const DEFAULT_RRL_IPV4_PREFIX: u8 = 24;
+/// BIND's default (NSD uses /64).
+pub const DEFAULT_RRL_IPV6_PREFIX: u8 = 56;
+pub const DEFAULT_TCP_MAX_CONNECTIONS: usize = 1024;
+pub const DEFAULT_TCP_MAX_CONNECTIONS_PER_CLIENT: usize = 32;
+pub const DEFAULT_TCP_READ_TIMEOUT: Duration = Duration::from_secs(5);
+pub const DEFAULT_TCP_MAX_QUERIES_PER_CONNECTION: u32 = 1000;
 pub const DEFAULT_FALL: u32 = 3;
 const MAX_TTL: i64 = 0x7fff_ffff;
 
@@ -277,12 +293,77 @@ fn server(v: &mut V, path: &P, s: &wire::Server) -> ServerConfig {
             .map_err(|_| v.err(&path.key("admin_listen"), format!("{a:?} is not an address:port")))
             .ok()
     });
+    let tcp_timeout = v.duration(&path.key("tcp_timeout"), s.tcp_timeout.as_deref(), DEFAULT_TCP_TIMEOUT);
+    let tcp = tcp(v, &path.key("tcp"), s.tcp.as_ref().unwrap_or(&wire::Tcp::default()), tcp_timeout);
+    if s.tcp_timeout.is_some() && s.tcp.as_ref().is_some_and(|t| t.idle_timeout.is_some()) {
+        v.err(&path.key("tcp_timeout"), "set either tcp_timeout or tcp.idle_timeout, not both");
+    }
     ServerConfig {
         dns_listen,
         admin_listen,
-        tcp_timeout: v.duration(&path.key("tcp_timeout"), s.tcp_timeout.as_deref(), DEFAULT_TCP_TIMEOUT),
+        tcp_timeout: tcp.idle_timeout,
         shutdown_grace: v.duration(&path.key("shutdown_grace"), s.shutdown_grace.as_deref(), DEFAULT_SHUTDOWN_GRACE),
         admin_state: None,
+        rrl: rrl(v, &path.key("rrl"), s.rrl.as_ref().unwrap_or(&wire::Rrl::default())),
+        tcp,
+    }
+}
+
+/// An integer key in `range`, or the default (with a problem when out of range).
+fn bounded(v: &mut V, path: &P, value: Option<i64>, range: std::ops::RangeInclusive<i64>, default: i64) -> i64 {
+    match value {
+        None => default,
+        Some(n) if range.contains(&n) => n,
+        Some(n) => {
+            v.err(path, format!("{n} is out of range {}-{}", range.start(), range.end()));
+            default
+        }
+    }
+}
+
+fn rrl(v: &mut V, path: &P, r: &wire::Rrl) -> RrlConfig {
+    let window = v.duration(&path.key("window"), r.window.as_deref(), DEFAULT_RRL_WINDOW);
+    if !(Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&window) {
+        v.err(&path.key("window"), "must be between 1s and 1h");
+    }
+    RrlConfig {
+        enabled: r.enabled.unwrap_or(DEFAULT_RRL_ENABLED),
+        responses_per_second: bounded(v, &path.key("responses_per_second"), r.responses_per_second, 1..=100_000, i64::from(DEFAULT_RRL_RESPONSES_PER_SECOND)) as u32,
+        window: window.clamp(Duration::from_secs(1), Duration::from_secs(3600)),
+        slip: bounded(v, &path.key("slip"), r.slip, 0..=10, i64::from(DEFAULT_RRL_SLIP)) as u32,
+        ipv4_prefix: bounded(v, &path.key("ipv4_prefix"), r.ipv4_prefix, 0..=32, i64::from(DEFAULT_RRL_IPV4_PREFIX)) as u8,
+        ipv6_prefix: bounded(v, &path.key("ipv6_prefix"), r.ipv6_prefix, 0..=128, i64::from(DEFAULT_RRL_IPV6_PREFIX)) as u8,
+    }
+}
+
+fn tcp(v: &mut V, path: &P, t: &wire::Tcp, idle_default: Duration) -> TcpConfig {
+    let idle_timeout = v.duration(&path.key("idle_timeout"), t.idle_timeout.as_deref(), idle_default);
+    let read_timeout = v.duration(&path.key("read_timeout"), t.read_timeout.as_deref(), DEFAULT_TCP_READ_TIMEOUT);
+    for (key, d) in [("idle_timeout", idle_timeout), ("read_timeout", read_timeout)] {
+        if d.is_zero() {
+            v.err(&path.key(key), "must be more than 0");
+        }
+    }
+    let max_connections = bounded(v, &path.key("max_connections"), t.max_connections, 1..=1_000_000, DEFAULT_TCP_MAX_CONNECTIONS as i64) as usize;
+    let per_client = bounded(
+        v,
+        &path.key("max_connections_per_client"),
+        t.max_connections_per_client,
+        1..=1_000_000,
+        DEFAULT_TCP_MAX_CONNECTIONS_PER_CLIENT as i64,
+    ) as usize;
+    TcpConfig {
+        max_connections,
+        max_connections_per_client: per_client.min(max_connections),
+        idle_timeout,
+        read_timeout,
+        max_queries_per_connection: bounded(
+            v,
+            &path.key("max_queries_per_connection"),
+            t.max_queries_per_connection,
+            1..=1_000_000,
+            i64::from(DEFAULT_TCP_MAX_QUERIES_PER_CONNECTION),
+        ) as u32,
     }
 }
 

@@ -78,6 +78,45 @@ pub struct Server {
     /// The admin state file (operator overrides: drained sites, forced endpoints).
     #[serde(default)]
     pub admin_state: Option<String>,
+    /// Response rate limiting of UDP answers.
+    #[serde(default)]
+    pub rrl: Option<Rrl>,
+    /// Limits of the TCP DNS listener.
+    #[serde(default)]
+    pub tcp: Option<Tcp>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rrl {
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    #[serde(default)]
+    pub responses_per_second: Option<i64>,
+    #[serde(default)]
+    pub window: Option<String>,
+    #[serde(default)]
+    pub slip: Option<i64>,
+    #[serde(default)]
+    pub ipv4_prefix: Option<i64>,
+    #[serde(default)]
+    pub ipv6_prefix: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tcp {
+    #[serde(default)]
+    pub max_connections: Option<i64>,
+    #[serde(default)]
+    pub max_connections_per_client: Option<i64>,
+    /// Replaces `server.tcp_timeout` (setting both is an error).
+    #[serde(default)]
+    pub idle_timeout: Option<String>,
+    #[serde(default)]
+    pub read_timeout: Option<String>,
+    #[serde(default)]
+    pub max_queries_per_connection: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -12,7 +12,8 @@ use hickory_server::net::runtime::Time;
 use hickory_server::net::xfer::Protocol;
 use ::metrics::{counter, histogram};
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
-use hickory_server::zone_handler::MessageResponseBuilder;
+use hickory_server::zone_handler::{MessageResponseBuilder, Queries};
+use hickory_proto::serialize::binary::BinDecoder;
 use tracing::{debug, warn};
 
 use super::{convert, wire};
@@ -109,11 +110,15 @@ impl RequestHandler for Handler {
             }
         };
 
-        let mut builder = MessageResponseBuilder::new(&request.queries, None);
+        let code = metadata.response_code;
+        // A FORMERR carries no question: the question may be what is malformed (a compression
+        // pointer in it would point into the response header).
+        let no_question = Queries::read(&mut BinDecoder::new(&[]), 0).expect("reading zero questions cannot fail");
+        let queries = if code == ResponseCode::FormErr { &no_question } else { &request.queries };
+        let mut builder = MessageResponseBuilder::new(queries, None);
         if let Some(edns) = &edns_out {
             builder.edns(edns);
         }
-        let code = metadata.response_code;
         let message = builder.build(metadata, answers.iter(), authority.iter(), std::iter::empty(), additional.iter());
         let sent = response.send_response(message).await;
         let transport = match request.protocol() {
@@ -165,7 +170,7 @@ fn classify(request: &Request) -> Result<(), ResponseCode> {
         return Err(ResponseCode::BADVERS);
     }
     let queries = request.queries.queries();
-    if queries.len() != 1 {
+    if queries.len() != 1 || wire::question_has_pointer(request.as_slice()) {
         return Err(ResponseCode::FormErr);
     }
     if !matches!(queries[0].query_class(), DNSClass::IN) {

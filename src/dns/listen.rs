@@ -3,21 +3,21 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::time::Duration;
 
-use hickory_server::Server;
+use std::sync::Arc;
+
+use crate::config::{RrlConfig, TcpConfig};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use super::handler::Handler;
+use super::tcp::TcpLimits;
 
 /// A running DNS server and the addresses it actually bound (port 0 resolved).
 pub struct DnsServer {
-    /// hickory's server, for TCP.
-    server: Server<Handler>,
-    /// Our UDP loops; cancelled at shutdown.
+    /// Cancels the UDP loops and the TCP accept loops at shutdown.
     udp: CancellationToken,
     udp_tasks: Vec<tokio::task::JoinHandle<()>>,
     pub bound: Vec<SocketAddr>,
@@ -29,22 +29,29 @@ const PORT_ATTEMPTS: usize = 20;
 impl DnsServer {
     /// Binds UDP and TCP on every address and starts serving. `udp_sockets` UDP sockets share
     /// each address. An address with port 0 gets one port, the same for UDP and TCP.
-    pub fn start(handler: Handler, listen: &[SocketAddr], tcp_timeout: Duration, udp_sockets: usize) -> io::Result<Self> {
-        let mut server = Server::new(handler.clone());
+    pub fn start(
+        handler: Handler,
+        listen: &[SocketAddr],
+        tcp: &TcpConfig,
+        rrl: &RrlConfig,
+        udp_sockets: usize,
+    ) -> io::Result<Self> {
         let mut bound = Vec::new();
         let udp_token = CancellationToken::new();
         let mut udp_tasks = Vec::new();
+        // One table for every UDP socket, so a client's budget is the same whichever socket
+        // the kernel hands its queries to. TCP is never limited.
+        let rrl = super::rrl::Rrl::new(rrl).map(Arc::new);
         for addr in listen {
-            let (udp, tcp, actual) = bind_pair(*addr, udp_sockets.max(1))?;
+            let (udp, tcp_listener, actual) = bind_pair(*addr, udp_sockets.max(1))?;
             for socket in udp {
-                udp_tasks.push(tokio::spawn(super::udp::serve(socket, handler.clone(), udp_token.clone())));
+                udp_tasks.push(tokio::spawn(super::udp::serve(socket, handler.clone(), rrl.clone(), udp_token.clone())));
             }
-            // Response buffer: the number of responses a TCP connection may have queued.
-            server.register_listener(tcp, tcp_timeout, 64);
+            udp_tasks.push(super::tcp::spawn_tcp(tcp_listener, handler.clone(), TcpLimits::from(tcp), udp_token.clone()));
             info!(addr = %actual, "serving DNS over UDP and TCP");
             bound.push(actual);
         }
-        Ok(DnsServer { server, udp: udp_token, udp_tasks, bound })
+        Ok(DnsServer { udp: udp_token, udp_tasks, bound })
     }
 
     /// Stops accepting, then waits for the listener tasks to end.
@@ -52,9 +59,6 @@ impl DnsServer {
         self.udp.cancel();
         for task in self.udp_tasks.drain(..) {
             let _ = task.await;
-        }
-        if let Err(error) = self.server.shutdown_gracefully().await {
-            tracing::warn!(%error, "DNS listeners ended with an error");
         }
     }
 }

@@ -10,6 +10,8 @@ mod fast;
 mod handler;
 mod listen;
 mod query;
+pub mod rrl;
+pub mod tcp;
 mod udp;
 mod wire;
 

@@ -4,7 +4,6 @@
 //! decoder and our [`Handler`], exactly as before.
 
 use std::collections::HashMap;
-use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -24,12 +23,13 @@ use tracing::debug;
 use super::fast::{self, Fast};
 use super::handler::Handler;
 use super::query::{self, NotFast};
+use super::rrl::{self, ResponseKey, Rrl, Verdict};
 use crate::metrics;
 use crate::model::{Name, SiteId};
 use crate::routing::Rcode;
 
 /// Serves one UDP socket until `shutdown` is cancelled.
-pub async fn serve(socket: UdpSocket, handler: Handler, shutdown: CancellationToken) {
+pub async fn serve(socket: UdpSocket, handler: Handler, rrl: Option<Arc<Rrl>>, shutdown: CancellationToken) {
     let socket = Arc::new(socket);
     let mut buf = vec![0u8; 65535];
     let mut out = Vec::with_capacity(super::MAX_UDP_PAYLOAD as usize);
@@ -52,23 +52,37 @@ pub async fn serve(socket: UdpSocket, handler: Handler, shutdown: CancellationTo
             Ok(q) => q,
             Err(NotFast::Drop) => continue,
             Err(NotFast::Slow) => {
-                slow(&socket, &handler, packet, src).await;
+                slow(&socket, &handler, rrl.as_deref(), packet, src).await;
                 continue;
             }
         };
         let table = handler.table();
         match fast::answer(&table, &q, src.ip(), &mut out) {
             Fast::Answered(info) => {
-                if let Err(error) = socket.send_to(&out, src).await {
-                    debug!(%error, %src, "UDP send error");
-                }
+                send(&socket, rrl.as_deref(), &out, src).await;
                 m.record(&info, &table, started);
             }
             Fast::Slow => {
                 drop(table);
-                slow(&socket, &handler, packet, src).await;
+                slow(&socket, &handler, rrl.as_deref(), packet, src).await;
             }
         }
+    }
+}
+
+/// Sends a response, unless response rate limiting says to drop it or send it truncated.
+async fn send(socket: &UdpSocket, rrl: Option<&Rrl>, response: &[u8], dst: SocketAddr) {
+    let verdict = rrl.map_or(Verdict::Send, |r| r.check(dst.ip(), ResponseKey::from_response(response), Instant::now()));
+    let result = match verdict {
+        Verdict::Send => socket.send_to(response, dst).await,
+        Verdict::Slip => match rrl::truncated(response) {
+            Some(t) => socket.send_to(&t, dst).await,
+            None => return,
+        },
+        Verdict::Drop => return,
+    };
+    if let Err(error) = result {
+        debug!(%error, %dst, "UDP send error");
     }
 }
 
@@ -129,19 +143,23 @@ impl Metrics {
 }
 
 /// The full path: hickory decodes, our handler answers, hickory encodes.
-async fn slow(socket: &Arc<UdpSocket>, handler: &Handler, packet: &[u8], src: SocketAddr) {
+async fn slow(socket: &Arc<UdpSocket>, handler: &Handler, rrl: Option<&Rrl>, packet: &[u8], src: SocketAddr) {
     match Request::from_bytes(packet.to_vec(), src, Protocol::Udp) {
         Ok(request) => {
             if request.metadata.message_type == MessageType::Response {
                 return;
             }
-            let responder = Responder { socket: socket.clone(), dst: src };
-            handler.handle_request::<_, TokioTime>(&request, responder).await;
+            let responder = Responder { out: Arc::new(std::sync::Mutex::new(Vec::new())) };
+            handler.handle_request::<_, TokioTime>(&request, responder.clone()).await;
+            let bytes = std::mem::take(&mut *responder.out.lock().unwrap_or_else(|e| e.into_inner()));
+            if !bytes.is_empty() {
+                send(socket, rrl, &bytes, src).await;
+            }
         }
         Err(_) => {
             // A readable header gets FORMERR (with no question); anything shorter is dropped.
             if let Some(bytes) = formerr(packet) {
-                let _ = socket.send_to(&bytes, src).await;
+                send(socket, rrl, &bytes, src).await;
             }
         }
     }
@@ -160,11 +178,10 @@ pub fn formerr(packet: &[u8]) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// Sends a hickory response over our UDP socket, truncated to the client's payload size.
+/// Encodes a hickory response, truncated to the client's payload size, for the caller to send.
 #[derive(Clone)]
 struct Responder {
-    socket: Arc<UdpSocket>,
-    dst: SocketAddr,
+    out: Arc<std::sync::Mutex<Vec<u8>>>,
 }
 
 #[async_trait::async_trait]
@@ -185,7 +202,7 @@ impl ResponseHandler for Responder {
         let mut encoder = BinEncoder::new(&mut buf);
         encoder.set_max_size(max);
         let info = response.destructive_emit(&mut encoder).map_err(|e| NetError::from(e.to_string()))?;
-        self.socket.send_to(&buf, self.dst).await.map_err(|e: io::Error| NetError::from(e.to_string()))?;
+        *self.out.lock().unwrap_or_else(|e| e.into_inner()) = buf;
         Ok(info)
     }
 }

@@ -35,6 +35,20 @@ pub fn ecs_option_len(msg: &[u8]) -> Option<usize> {
     None
 }
 
+/// True when the first question's name uses a compression pointer (nothing to point at yet in
+/// a question: such a query is malformed, and echoing it would make the response unparseable).
+pub fn question_has_pointer(msg: &[u8]) -> bool {
+    let mut pos = 12;
+    while let Some(&len) = msg.get(pos) {
+        match len {
+            0 => return false,
+            l if l & 0xc0 != 0 => return true,
+            l => pos += 1 + l as usize,
+        }
+    }
+    false
+}
+
 /// Skips a (possibly compressed) name starting at `pos`; returns the position after it.
 fn skip_name(msg: &[u8], mut pos: usize) -> Option<usize> {
     loop {

@@ -11,6 +11,8 @@ use geodns::app::{self, Running};
 pub const TEST_CONFIG: &str = r#"
 server:
   dns_listen: ["127.0.0.1:0", "[::1]:0"]
+  # Every test query comes from one loopback address; rate limiting is tested in rrl_flood.rs.
+  rrl: { enabled: false }
 geoip:
   database: "{geoip}"
 sites:
