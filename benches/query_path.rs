@@ -73,11 +73,20 @@ fn bench(c: &mut Criterion) {
     let uk: IpAddr = "81.2.69.0".parse().unwrap();
 
     c.bench_function("routing/resolve geo name with ECS", |b| {
-        b.iter(|| black_box(table.resolve(&Query { name: &name, rtype: RType::A, client: black_box(uk), ecs_source: Some(24) })))
+        b.iter(|| {
+            black_box(table.resolve(&Query {
+                name: &name,
+                rtype: RType::A,
+                client: black_box(uk),
+                ecs_source: Some(24),
+            }))
+        })
     });
     let static_name = Name::parse_absolute("static.geo.example.").unwrap();
     c.bench_function("routing/resolve static name", |b| {
-        b.iter(|| black_box(table.resolve(&Query { name: &static_name, rtype: RType::A, client: uk, ecs_source: None })))
+        b.iter(|| {
+            black_box(table.resolve(&Query { name: &static_name, rtype: RType::A, client: uk, ecs_source: None }))
+        })
     });
 
     let locator = loaded.locator();
@@ -94,7 +103,9 @@ fn bench(c: &mut Criterion) {
     let handler = Handler::new(Arc::new(ArcSwap::from_pointee(table)));
     let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
     let src: SocketAddr = "127.0.0.1:5353".parse().unwrap();
-    for (label, bytes) in [("fast path, no ECS", wire_query(None)), ("fast path, ECS /24", wire_query(Some("81.2.69.0/24")))] {
+    for (label, bytes) in
+        [("fast path, no ECS", wire_query(None)), ("fast path, ECS /24", wire_query(Some("81.2.69.0/24")))]
+    {
         let mut out = Vec::with_capacity(1232);
         c.bench_function(&format!("dns/{label}"), |b| {
             b.iter(|| {
@@ -103,7 +114,9 @@ fn bench(c: &mut Criterion) {
             })
         });
     }
-    for (label, bytes) in [("full handler, no ECS", wire_query(None)), ("full handler, ECS /24", wire_query(Some("81.2.69.0/24")))] {
+    for (label, bytes) in
+        [("full handler, no ECS", wire_query(None)), ("full handler, ECS /24", wire_query(Some("81.2.69.0/24")))]
+    {
         c.bench_function(&format!("dns/{label}"), |b| {
             b.iter(|| {
                 let request = Request::from_bytes(bytes.clone(), src, Protocol::Udp).unwrap();

@@ -12,6 +12,7 @@ use geodns::telemetry;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     telemetry::init(cli.log.as_deref());
+    telemetry::log_panics();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(error) => {
@@ -47,17 +48,15 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Serve { config } => {
-            match runtime.block_on(app::serve(&config)) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(error) => {
-                    eprintln!("geodns: {error}");
-                    ExitCode::from(match error {
-                        AppError::Load(_) => EXIT_CONFIG,
-                        _ => EXIT_FAILURE,
-                    })
-                }
+        Command::Serve { config } => match runtime.block_on(app::serve(&config)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("geodns: {error}");
+                ExitCode::from(match error {
+                    AppError::Load(_) => EXIT_CONFIG,
+                    _ => EXIT_FAILURE,
+                })
             }
-        }
+        },
     }
 }

@@ -57,8 +57,18 @@ pub fn install() -> &'static PrometheusHandle {
                 Matcher::Full(QUERY_DURATION.to_owned()),
                 &[1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 1e-3, 1e-2],
             )
-            .and_then(|b| b.set_buckets_for_metric(Matcher::Full(ECS_SCOPE.to_owned()), &[0.0, 8.0, 12.0, 16.0, 20.0, 24.0, 32.0, 48.0, 56.0, 64.0, 128.0]))
-            .and_then(|b| b.set_buckets_for_metric(Matcher::Full(BUILD_DURATION.to_owned()), &[1e-4, 1e-3, 5e-3, 1e-2, 5e-2, 0.1, 0.5, 1.0]))
+            .and_then(|b| {
+                b.set_buckets_for_metric(
+                    Matcher::Full(ECS_SCOPE.to_owned()),
+                    &[0.0, 8.0, 12.0, 16.0, 20.0, 24.0, 32.0, 48.0, 56.0, 64.0, 128.0],
+                )
+            })
+            .and_then(|b| {
+                b.set_buckets_for_metric(
+                    Matcher::Full(BUILD_DURATION.to_owned()),
+                    &[1e-4, 1e-3, 5e-3, 1e-2, 5e-2, 0.1, 0.5, 1.0],
+                )
+            })
             .expect("bucket lists are not empty");
         let recorder = builder.build_recorder();
         let handle = recorder.handle();

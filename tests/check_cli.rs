@@ -31,7 +31,10 @@ fn validates_and_summarises_the_example() {
     let out = stdout(&o);
     assert!(out.starts_with("config/example.yaml: OK\n"), "{out}");
     assert!(out.contains("zone       geo.example. (6 static names, 1 geo names)"), "{out}");
-    assert!(out.contains("geo      app.geo.example. -> london, frankfurt, seattle, singapore (ttl 60, all_down all)"), "{out}");
+    assert!(
+        out.contains("geo      app.geo.example. -> london, frankfurt, seattle, singapore (ttl 60, all_down all)"),
+        "{out}"
+    );
     assert!(out.contains("geoip      config/../geoip/geo-whois-asn-country.mmdb: country ipvAll, built "), "{out}");
     let o = geodns(&["check", "--config", "config/example.yaml", "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("--json prints JSON");
@@ -44,7 +47,9 @@ fn a_broken_config_lists_every_problem_and_exits_78() {
     let o = geodns(&["check", "--config", "config/invalid/many-problems.yaml"]);
     assert_eq!(o.status.code(), Some(78));
     let err = stderr(&o);
-    let expected = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("config/invalid/many-problems.expected")).unwrap();
+    let expected =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("config/invalid/many-problems.expected"))
+            .unwrap();
     for line in expected.lines() {
         assert!(err.contains(line), "missing {line:?} in:\n{err}");
     }
@@ -81,7 +86,18 @@ fn explains_a_decision_in_text_and_json() {
     assert!(out.contains("answer     app.geo.example. 60 A 192.0.2.4"), "{out}");
     assert!(out.contains("ecs scope  /22"), "{out}");
 
-    let o = geodns(&["check", "-c", "config/example.yaml", "app.geo.example", "AAAA", "--client", "81.2.69.0/24", "--down", "london", "--json"]);
+    let o = geodns(&[
+        "check",
+        "-c",
+        "config/example.yaml",
+        "app.geo.example",
+        "AAAA",
+        "--client",
+        "81.2.69.0/24",
+        "--down",
+        "london",
+        "--json",
+    ]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
     assert_eq!(v["rule"], "nearest");
@@ -155,7 +171,12 @@ cases:
     let o = geodns(&["check", "-c", "config/example.yaml", "--tests", tests.to_str().unwrap()]);
     let out = stdout(&o);
     assert_eq!(o.status.code(), Some(1), "{out}");
-    assert!(out.contains("FAIL  wrong site on purpose: expected site singapore, got london; expected ECS scope /8, got /18"), "{out}");
+    assert!(
+        out.contains(
+            "FAIL  wrong site on purpose: expected site singapore, got london; expected ECS scope /8, got /18"
+        ),
+        "{out}"
+    );
     assert!(out.contains("PASS  app.geo.example A from 103.6.148.0/24"), "{out}");
     assert!(out.ends_with("1 passed, 1 failed\n"), "{out}");
     let o = geodns(&["check", "-c", "config/example.yaml", "--tests", tests.to_str().unwrap(), "--json"]);
@@ -175,20 +196,26 @@ fn an_invalid_test_file_names_each_problem() {
     let o = geodns(&["check", "-c", "config/example.yaml", "--tests", bad.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(78));
     let err = stderr(&o);
-    assert!(err.contains("cases[0] (app.geo.example A from nowhere).client: \"nowhere\" is not an address or a CIDR subnet"), "{err}");
+    assert!(
+        err.contains(
+            "cases[0] (app.geo.example A from nowhere).client: \"nowhere\" is not an address or a CIDR subnet"
+        ),
+        "{err}"
+    );
     assert!(err.contains("cases[1] (a NOPE from 1.2.3.4).type: unknown record type \"NOPE\""), "{err}");
     assert!(err.contains("cases[1] (a NOPE from 1.2.3.4).expect: expect at least one of"), "{err}");
-    let unknown = write(dir.path(), "unknown.yaml", "cases:\n  - { client: 1.2.3.4, query: a, expect: { site: x }, colour: red }\n");
+    let unknown = write(
+        dir.path(),
+        "unknown.yaml",
+        "cases:\n  - { client: 1.2.3.4, query: a, expect: { site: x }, colour: red }\n",
+    );
     let o = geodns(&["check", "-c", "config/example.yaml", "--tests", unknown.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(78));
     assert!(stderr(&o).contains("unknown field `colour`"), "{}", stderr(&o));
 }
 
-const FIXTURE: &[(&str, f64, f64, &str)] = &[
-    ("81.2.69.0/24", 51.5, -0.1, "GB"),
-    ("103.6.148.0/22", 1.29, 103.85, "SG"),
-    ("5.9.0.0/16", 52.52, 13.40, "DE"),
-];
+const FIXTURE: &[(&str, f64, f64, &str)] =
+    &[("81.2.69.0/24", 51.5, -0.1, "GB"), ("103.6.148.0/22", 1.29, 103.85, "SG"), ("5.9.0.0/16", 52.52, 13.40, "DE")];
 
 #[tokio::test(flavor = "multi_thread")]
 async fn live_mode_queries_a_running_server() {
@@ -200,7 +227,9 @@ async fn live_mode_queries_a_running_server() {
     let s = start(&text, dir.path()).await;
     let server = v4(&s).to_string();
 
-    let run = |args: Vec<String>| tokio::task::spawn_blocking(move || geodns(&args.iter().map(String::as_str).collect::<Vec<_>>()));
+    let run = |args: Vec<String>| {
+        tokio::task::spawn_blocking(move || geodns(&args.iter().map(String::as_str).collect::<Vec<_>>()))
+    };
     let a = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
 
     let o = run(a(&["check", "--server", &server, "app.geo.example", "--client", "103.6.148.0/24"])).await.unwrap();
@@ -210,7 +239,19 @@ async fn live_mode_queries_a_running_server() {
     assert!(out.contains("ecs scope  /22"), "{out}");
     assert!(!out.contains("sites"), "no config, no site names: {out}");
 
-    let o = run(a(&["check", "--server", &server, "--config", config.to_str().unwrap(), "app.geo.example", "AAAA", "--client", "5.9.1.0/24"])).await.unwrap();
+    let o = run(a(&[
+        "check",
+        "--server",
+        &server,
+        "--config",
+        config.to_str().unwrap(),
+        "app.geo.example",
+        "AAAA",
+        "--client",
+        "5.9.1.0/24",
+    ]))
+    .await
+    .unwrap();
     let out = stdout(&o);
     assert!(out.contains("answer     2001:db8::2"), "{out}");
     assert!(out.contains("sites      frankfurt"), "{out}");
@@ -226,7 +267,17 @@ cases:
   - { name: nx, client: 81.2.69.0/24, query: nope.geo.example, expect: { rcode: NXDOMAIN } }
 "#,
     );
-    let o = run(a(&["check", "--server", &server, "--config", config.to_str().unwrap(), "--tests", tests.to_str().unwrap()])).await.unwrap();
+    let o = run(a(&[
+        "check",
+        "--server",
+        &server,
+        "--config",
+        config.to_str().unwrap(),
+        "--tests",
+        tests.to_str().unwrap(),
+    ]))
+    .await
+    .unwrap();
     let out = stdout(&o);
     assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
     assert!(out.contains("SKIP  de down: sets `down`, which cannot be applied to a live server"), "{out}");
@@ -241,7 +292,18 @@ cases:
     // A server that does not answer.
     let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let silent_addr = silent.local_addr().unwrap().to_string();
-    let o = run(a(&["check", "--server", &silent_addr, "--timeout", "300ms", "app.geo.example", "--client", "81.2.69.0/24"])).await.unwrap();
+    let o = run(a(&[
+        "check",
+        "--server",
+        &silent_addr,
+        "--timeout",
+        "300ms",
+        "app.geo.example",
+        "--client",
+        "81.2.69.0/24",
+    ]))
+    .await
+    .unwrap();
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("no answer from"), "{}", stderr(&o));
     s.stop().await;

@@ -48,10 +48,7 @@ impl Doc {
 }
 
 fn rel(path: &Path) -> String {
-    path.strip_prefix(env!("CARGO_MANIFEST_DIR"))
-        .unwrap_or(path)
-        .display()
-        .to_string()
+    path.strip_prefix(env!("CARGO_MANIFEST_DIR")).unwrap_or(path).display().to_string()
 }
 
 fn read_yaml_docs(file: &Path) -> Vec<Doc> {
@@ -59,16 +56,12 @@ fn read_yaml_docs(file: &Path) -> Vec<Doc> {
     let text = std::fs::read_to_string(file).unwrap();
     let mut docs = Vec::new();
     for (index, de) in serde_yaml_ng::Deserializer::from_str(&text).enumerate() {
-        let value = Value::deserialize(de)
-            .unwrap_or_else(|e| panic!("{} document {}: not YAML: {e}", rel(file), index + 1));
+        let value =
+            Value::deserialize(de).unwrap_or_else(|e| panic!("{} document {}: not YAML: {e}", rel(file), index + 1));
         if value.is_null() {
             continue; // an empty document (a trailing `---`)
         }
-        docs.push(Doc {
-            file: file.to_owned(),
-            index,
-            value,
-        });
+        docs.push(Doc { file: file.to_owned(), index, value });
     }
     assert!(!docs.is_empty(), "{}: no YAML documents", rel(file));
     docs
@@ -90,35 +83,19 @@ where
     T: k8s_openapi::Resource + serde::de::DeserializeOwned + serde::Serialize,
 {
     let api_version = get_str(&doc.value, "apiVersion").unwrap_or("");
-    assert_eq!(
-        api_version,
-        T::API_VERSION,
-        "{}: apiVersion of a {}",
-        doc.at(),
-        T::KIND
-    );
+    assert_eq!(api_version, T::API_VERSION, "{}: apiVersion of a {}", doc.at(), T::KIND);
     let object: T = serde_yaml_ng::from_value(doc.value.clone())
         .unwrap_or_else(|e| panic!("{}: not a valid {}: {e}", doc.at(), T::KIND));
     let written = serde_json::to_value(&doc.value).unwrap();
     let kept = serde_json::to_value(&object).unwrap();
     let mut lost = Vec::new();
     contained(&written, &kept, String::new(), &mut lost);
-    assert!(
-        lost.is_empty(),
-        "{}: fields unknown to {} (typos?): {lost:?}",
-        doc.at(),
-        T::KIND
-    );
+    assert!(lost.is_empty(), "{}: fields unknown to {} (typos?): {lost:?}", doc.at(), T::KIND);
     object
 }
 
 /// Records in `lost` every path of `written` that `kept` does not hold with the same value.
-fn contained(
-    written: &serde_json::Value,
-    kept: &serde_json::Value,
-    path: String,
-    lost: &mut Vec<String>,
-) {
+fn contained(written: &serde_json::Value, kept: &serde_json::Value, path: String, lost: &mut Vec<String>) {
     use serde_json::Value as J;
     match (written, kept) {
         (J::Object(w), J::Object(k)) => {
@@ -179,9 +156,7 @@ fn check_doc(doc: &Doc, found: &mut Found) {
         }
         Some("Kustomization") => {
             check_kustomization(doc);
-            found
-                .kustomizations
-                .push(doc.file.parent().unwrap().to_owned());
+            found.kustomizations.push(doc.file.parent().unwrap().to_owned());
         }
         Some("ServiceMonitor") => {
             check_service_monitor(doc);
@@ -197,35 +172,19 @@ fn check_doc(doc: &Doc, found: &mut Found) {
 }
 
 fn check_config_map(at: &str, cm: &ConfigMap, found: &mut Found) {
-    let data = cm
-        .data
-        .as_ref()
-        .unwrap_or_else(|| panic!("{at}: ConfigMap without data"));
+    let data = cm.data.as_ref().unwrap_or_else(|| panic!("{at}: ConfigMap without data"));
     let mut checked = 0;
     for (key, text) in data {
         if key == "config.yaml" {
-            let config =
-                geodns::config::parse(text, Path::new("/etc/geodns")).unwrap_or_else(|e| {
-                    panic!(
-                        "{at}: config.yaml is not a valid geodns config:\n{:#?}",
-                        e.problems()
-                    )
-                });
+            let config = geodns::config::parse(text, Path::new("/etc/geodns"))
+                .unwrap_or_else(|e| panic!("{at}: config.yaml is not a valid geodns config:\n{:#?}", e.problems()));
             check_geodns_config(at, &config);
             found.configs.push((at.to_owned(), config));
             checked += 1;
         } else if key.ends_with(".server") || key.ends_with(".override") {
             // A CoreDNS Corefile snippet for k3s's coredns-custom ConfigMap.
-            assert_eq!(
-                cm.metadata.name.as_deref(),
-                Some("coredns-custom"),
-                "{at}: CoreDNS snippet"
-            );
-            assert_eq!(
-                cm.metadata.namespace.as_deref(),
-                Some("kube-system"),
-                "{at}: CoreDNS snippet"
-            );
+            assert_eq!(cm.metadata.name.as_deref(), Some("coredns-custom"), "{at}: CoreDNS snippet");
+            assert_eq!(cm.metadata.namespace.as_deref(), Some("kube-system"), "{at}: CoreDNS snippet");
             check_corefile(at, key, text);
             found.corefile_snippets += 1;
             checked += 1;
@@ -239,33 +198,19 @@ fn check_config_map(at: &str, cm: &ConfigMap, found: &mut Found) {
 fn check_geodns_config(at: &str, config: &geodns::config::Config) {
     let s = &config.server;
     assert!(
-        s.dns_listen
-            .iter()
-            .any(|a| a.port() == 53 && a.ip().is_unspecified()),
+        s.dns_listen.iter().any(|a| a.port() == 53 && a.ip().is_unspecified()),
         "{at}: dns_listen should be 0.0.0.0:53 (the container port), got {:?}",
         s.dns_listen
     );
-    let admin = s
-        .admin_listen
-        .unwrap_or_else(|| panic!("{at}: admin_listen is needed for the probes"));
-    assert_eq!(
-        admin.port(),
-        9153,
-        "{at}: admin_listen port (the container's admin port)"
-    );
-    assert!(
-        admin.ip().is_unspecified(),
-        "{at}: admin_listen must be reachable by the kubelet probes"
-    );
+    let admin = s.admin_listen.unwrap_or_else(|| panic!("{at}: admin_listen is needed for the probes"));
+    assert_eq!(admin.port(), 9153, "{at}: admin_listen port (the container's admin port)");
+    assert!(admin.ip().is_unspecified(), "{at}: admin_listen must be reachable by the kubelet probes");
     assert_eq!(
         config.geoip.as_deref(),
         Some(Path::new("/usr/share/geodns/geo-whois-asn-country.mmdb")),
         "{at}: the GeoIP database where the image ships it"
     );
-    assert!(
-        !config.kubernetes.is_empty(),
-        "{at}: a kubernetes section with the in-cluster cluster"
-    );
+    assert!(!config.kubernetes.is_empty(), "{at}: a kubernetes section with the in-cluster cluster");
     for c in &config.kubernetes {
         assert!(
             c.kubeconfig.is_none() && c.context.is_none(),
@@ -277,11 +222,7 @@ fn check_geodns_config(at: &str, config: &geodns::config::Config) {
 }
 
 fn check_corefile(at: &str, key: &str, text: &str) {
-    assert_eq!(
-        text.matches('{').count(),
-        text.matches('}').count(),
-        "{at}: {key}: unbalanced braces"
-    );
+    assert_eq!(text.matches('{').count(), text.matches('}').count(), "{at}: {key}: unbalanced braces");
     let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
     assert!(
         first.trim_end().ends_with('{') && first.contains(":53"),
@@ -292,18 +233,13 @@ fn check_corefile(at: &str, key: &str, text: &str) {
         .map(str::trim)
         .find(|l| l.starts_with("forward "))
         .unwrap_or_else(|| panic!("{at}: {key}: no forward line"));
-    let targets: Vec<&str> = forward
-        .trim_end_matches('{')
-        .split_whitespace()
-        .skip(2)
-        .collect();
+    let targets: Vec<&str> = forward.trim_end_matches('{').split_whitespace().skip(2).collect();
     assert!(!targets.is_empty(), "{at}: {key}: forward with no target");
     for t in targets {
         // CoreDNS forward takes addresses, not names.
         let addr = t.trim_start_matches("dns://");
         assert!(
-            addr.parse::<std::net::IpAddr>().is_ok()
-                || addr.parse::<std::net::SocketAddr>().is_ok(),
+            addr.parse::<std::net::IpAddr>().is_ok() || addr.parse::<std::net::SocketAddr>().is_ok(),
             "{at}: {key}: forward target {t:?} is not an address"
         );
     }
@@ -312,87 +248,51 @@ fn check_corefile(at: &str, key: &str, text: &str) {
 fn check_kustomization(doc: &Doc) {
     let at = doc.at();
     let dir = doc.file.parent().unwrap();
-    assert_eq!(
-        get_str(&doc.value, "apiVersion"),
-        Some("kustomize.config.k8s.io/v1beta1"),
-        "{at}: apiVersion"
-    );
+    assert_eq!(get_str(&doc.value, "apiVersion"), Some("kustomize.config.k8s.io/v1beta1"), "{at}: apiVersion");
     let name = doc.file.file_name().unwrap();
-    assert_eq!(
-        name, "kustomization.yaml",
-        "{at}: kustomize only reads kustomization.yaml"
-    );
+    assert_eq!(name, "kustomization.yaml", "{at}: kustomize only reads kustomization.yaml");
     let mut refs = Vec::new();
     for key in ["resources", "components"] {
-        for r in get(&doc.value, key)
-            .and_then(Value::as_sequence)
-            .into_iter()
-            .flatten()
-        {
-            refs.push(
-                r.as_str()
-                    .unwrap_or_else(|| panic!("{at}: {key} entries are paths"))
-                    .to_owned(),
-            );
+        for r in get(&doc.value, key).and_then(Value::as_sequence).into_iter().flatten() {
+            refs.push(r.as_str().unwrap_or_else(|| panic!("{at}: {key} entries are paths")).to_owned());
         }
     }
-    for p in get(&doc.value, "patches")
-        .and_then(Value::as_sequence)
-        .into_iter()
-        .flatten()
-    {
+    for p in get(&doc.value, "patches").and_then(Value::as_sequence).into_iter().flatten() {
         match (get_str(p, "path"), get_str(p, "patch")) {
             (Some(path), None) => refs.push(path.to_owned()),
             (None, Some(inline)) => {
-                let _: Value = serde_yaml_ng::from_str(inline)
-                    .unwrap_or_else(|e| panic!("{at}: inline patch is not YAML: {e}"));
-                assert!(
-                    get(p, "target").is_some(),
-                    "{at}: an inline patch needs a target"
-                );
+                let _: Value =
+                    serde_yaml_ng::from_str(inline).unwrap_or_else(|e| panic!("{at}: inline patch is not YAML: {e}"));
+                assert!(get(p, "target").is_some(), "{at}: an inline patch needs a target");
             }
             _ => panic!("{at}: a patch needs exactly one of path and patch"),
         }
     }
-    assert!(
-        !refs.is_empty() || get(&doc.value, "patches").is_some(),
-        "{at}: lists nothing"
-    );
+    assert!(!refs.is_empty() || get(&doc.value, "patches").is_some(), "{at}: lists nothing");
     for r in refs {
         let target = dir.join(&r);
         assert!(target.exists(), "{at}: {r:?} does not exist");
         if target.is_dir() {
-            assert!(
-                target.join("kustomization.yaml").is_file(),
-                "{at}: {r:?} is not a kustomization"
-            );
+            assert!(target.join("kustomization.yaml").is_file(), "{at}: {r:?} is not a kustomization");
         }
     }
 }
 
 fn check_service_monitor(doc: &Doc) {
     let at = doc.at();
-    assert_eq!(
-        get_str(&doc.value, "apiVersion"),
-        Some("monitoring.coreos.com/v1"),
-        "{at}: apiVersion"
-    );
+    assert_eq!(get_str(&doc.value, "apiVersion"), Some("monitoring.coreos.com/v1"), "{at}: apiVersion");
     let spec = get(&doc.value, "spec").unwrap_or_else(|| panic!("{at}: no spec"));
     let labels = get(spec, "selector")
         .and_then(|s| get(s, "matchLabels"))
         .and_then(Value::as_mapping)
         .unwrap_or_else(|| panic!("{at}: spec.selector.matchLabels"));
     assert!(!labels.is_empty(), "{at}: empty selector");
-    let endpoints = get(spec, "endpoints")
-        .and_then(Value::as_sequence)
-        .unwrap_or_else(|| panic!("{at}: spec.endpoints"));
+    let endpoints =
+        get(spec, "endpoints").and_then(Value::as_sequence).unwrap_or_else(|| panic!("{at}: spec.endpoints"));
     assert!(!endpoints.is_empty(), "{at}: no endpoints");
     for e in endpoints {
         assert_eq!(get_str(e, "path"), Some("/metrics"), "{at}: endpoint path");
-        assert!(
-            get_str(e, "port").is_some(),
-            "{at}: endpoint port (by name)"
-        );
+        assert!(get_str(e, "port").is_some(), "{at}: endpoint port (by name)");
     }
 }
 
@@ -403,32 +303,16 @@ fn check_scrape_configs(doc: &Doc) {
         .unwrap_or_else(|| panic!("{at}: scrape_configs is a list"));
     assert!(!jobs.is_empty(), "{at}: no scrape jobs");
     for job in jobs {
-        let name =
-            get_str(job, "job_name").unwrap_or_else(|| panic!("{at}: a job without job_name"));
-        assert_eq!(
-            get_str(job, "metrics_path"),
-            Some("/metrics"),
-            "{at}: job {name}: metrics_path"
-        );
+        let name = get_str(job, "job_name").unwrap_or_else(|| panic!("{at}: a job without job_name"));
+        assert_eq!(get_str(job, "metrics_path"), Some("/metrics"), "{at}: job {name}: metrics_path");
         assert!(
             get(job, "static_configs").is_some() || get(job, "kubernetes_sd_configs").is_some(),
             "{at}: job {name}: no targets (static_configs or kubernetes_sd_configs)"
         );
-        for sc in get(job, "static_configs")
-            .and_then(Value::as_sequence)
-            .into_iter()
-            .flatten()
-        {
-            for t in get(sc, "targets")
-                .and_then(Value::as_sequence)
-                .into_iter()
-                .flatten()
-            {
+        for sc in get(job, "static_configs").and_then(Value::as_sequence).into_iter().flatten() {
+            for t in get(sc, "targets").and_then(Value::as_sequence).into_iter().flatten() {
                 let t = t.as_str().unwrap_or("");
-                assert!(
-                    t.ends_with(":9153"),
-                    "{at}: job {name}: target {t:?} is not the admin port"
-                );
+                assert!(t.ends_with(":9153"), "{at}: job {name}: target {t:?} is not the admin port");
             }
         }
     }
@@ -437,11 +321,7 @@ fn check_scrape_configs(doc: &Doc) {
 /// Markdown: not empty, and every relative link points at a file that exists.
 fn check_markdown(file: &Path) {
     let text = std::fs::read_to_string(file).unwrap();
-    assert!(
-        text.trim_start().starts_with('#'),
-        "{}: should start with a heading",
-        rel(file)
-    );
+    assert!(text.trim_start().starts_with('#'), "{}: should start with a heading", rel(file));
     for (i, _) in text.match_indices("](") {
         let rest = &text[i + 2..];
         let Some(end) = rest.find(')') else { continue };
@@ -457,20 +337,13 @@ fn check_markdown(file: &Path) {
 /// A Grafana dashboard (JSON model).
 fn check_dashboard(file: &Path) {
     let text = std::fs::read_to_string(file).unwrap();
-    let v: serde_json::Value =
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: not JSON: {e}", rel(file)));
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: not JSON: {e}", rel(file)));
     assert!(
-        v.get("panels")
-            .and_then(|p| p.as_array())
-            .is_some_and(|p| !p.is_empty()),
+        v.get("panels").and_then(|p| p.as_array()).is_some_and(|p| !p.is_empty()),
         "{}: a Grafana dashboard needs panels",
         rel(file)
     );
-    assert!(
-        v.get("title").and_then(|t| t.as_str()).is_some(),
-        "{}: dashboard title",
-        rel(file)
-    );
+    assert!(v.get("title").and_then(|t| t.as_str()).is_some(), "{}: dashboard title", rel(file));
     check_dashboard_metrics(file, &v);
 }
 
@@ -495,10 +368,7 @@ fn defined_metrics() -> BTreeMap<String, bool> {
         }
         doc.clear();
     }
-    assert!(
-        defined.len() >= 10,
-        "src/metrics.rs: found only {defined:?}; has the constant syntax changed?"
-    );
+    assert!(defined.len() >= 10, "src/metrics.rs: found only {defined:?}; has the constant syntax changed?");
     defined
 }
 
@@ -507,14 +377,9 @@ fn metric_names(expr: &str) -> Vec<String> {
     let mut names = Vec::new();
     let mut rest = expr;
     while let Some(i) = rest.find("geodns_") {
-        let word_before = rest[..i]
-            .chars()
-            .next_back()
-            .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
+        let word_before = rest[..i].chars().next_back().is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
         let tail = &rest[i..];
-        let end = tail
-            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
-            .unwrap_or(tail.len());
+        let end = tail.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':')).unwrap_or(tail.len());
         if !word_before {
             names.push(tail[..end].to_owned());
         }
@@ -529,12 +394,7 @@ fn dashboard_exprs(v: &serde_json::Value) -> Vec<(String, String)> {
     fn panels(list: &serde_json::Value, out: &mut Vec<(String, String)>) {
         for p in list.as_array().into_iter().flatten() {
             let title = p.get("title").and_then(|t| t.as_str()).unwrap_or("?");
-            for t in p
-                .get("targets")
-                .and_then(|t| t.as_array())
-                .into_iter()
-                .flatten()
-            {
+            for t in p.get("targets").and_then(|t| t.as_array()).into_iter().flatten() {
                 if let Some(e) = t.get("expr").and_then(|e| e.as_str()) {
                     out.push((format!("panel {title:?}"), e.to_owned()));
                 }
@@ -576,33 +436,21 @@ fn check_dashboard_metrics(file: &Path, v: &serde_json::Value) {
             .any(|t| t["name"] == "DS_PROMETHEUS" && t["type"] == "datasource"),
         "{at}: a `DS_PROMETHEUS` data source variable"
     );
-    assert!(
-        v["schemaVersion"].as_u64().is_some_and(|s| s >= 36),
-        "{at}: schemaVersion"
-    );
+    assert!(v["schemaVersion"].as_u64().is_some_and(|s| s >= 36), "{at}: schemaVersion");
     let mut ids = BTreeSet::new();
     let mut stack: Vec<&serde_json::Value> = vec![&v["panels"]];
     while let Some(list) = stack.pop() {
         for p in list.as_array().into_iter().flatten() {
             let title = p["title"].as_str().unwrap_or("?");
-            assert!(
-                ids.insert(p["id"].as_u64()),
-                "{at}: panel {title:?}: duplicate or missing id"
-            );
+            assert!(ids.insert(p["id"].as_u64()), "{at}: panel {title:?}: duplicate or missing id");
             assert!(p["gridPos"].is_object(), "{at}: panel {title:?}: gridPos");
             if p["type"] == "row" {
                 stack.push(&p["panels"]);
                 continue;
             }
-            assert_eq!(
-                p["datasource"]["uid"], "${DS_PROMETHEUS}",
-                "{at}: panel {title:?}: data source"
-            );
+            assert_eq!(p["datasource"]["uid"], "${DS_PROMETHEUS}", "{at}: panel {title:?}: data source");
             let targets = p["targets"].as_array().map(Vec::as_slice).unwrap_or(&[]);
-            assert!(
-                targets.iter().any(|t| t["expr"].is_string()),
-                "{at}: panel {title:?}: no query"
-            );
+            assert!(targets.iter().any(|t| t["expr"].is_string()), "{at}: panel {title:?}: no query");
         }
     }
 
@@ -626,10 +474,7 @@ fn check_dashboard_metrics(file: &Path, v: &serde_json::Value) {
             };
         }
     }
-    assert!(
-        unknown.is_empty(),
-        "{at}: metrics not defined in src/metrics.rs: {unknown:#?}"
-    );
+    assert!(unknown.is_empty(), "{at}: metrics not defined in src/metrics.rs: {unknown:#?}");
     assert!(!used.is_empty(), "{at}: queries no geodns_ metric");
 }
 
@@ -672,17 +517,11 @@ fn one<'a, T>(items: &'a [(String, T)], what: &str) -> &'a T {
 #[test]
 fn every_file_in_deploy_parses_and_checks() {
     let found = check_everything();
-    assert!(
-        found.kustomizations.len() >= 2,
-        "the base and the homelab overlay"
-    );
+    assert!(found.kustomizations.len() >= 2, "the base and the homelab overlay");
     assert_eq!(found.corefile_snippets, 1, "the CoreDNS forward snippet");
     assert_eq!(found.service_monitors.len(), 1, "the ServiceMonitor");
     assert_eq!(found.scrape_configs, 1, "the Prometheus scrape config");
-    assert!(
-        found.configs.len() >= 2,
-        "the base config and the homelab config"
-    );
+    assert!(found.configs.len() >= 2, "the base config and the homelab config");
     assert!(found.markdown >= 1);
     assert!(found.dashboards >= 1, "the Grafana dashboard");
 }
@@ -692,9 +531,7 @@ fn every_file_in_deploy_parses_and_checks() {
 #[test]
 fn dashboard_metric_check_catches_unknown_names() {
     assert_eq!(
-        metric_names(
-            "sum by (le) (rate(geodns_query_duration_seconds_bucket{x=\"geodns_no\"}[5m])) / not_geodns_x"
-        ),
+        metric_names("sum by (le) (rate(geodns_query_duration_seconds_bucket{x=\"geodns_no\"}[5m])) / not_geodns_x"),
         ["geodns_query_duration_seconds_bucket", "geodns_no"]
     );
     let defined = defined_metrics();
@@ -711,14 +548,8 @@ fn dashboard_metric_check_catches_unknown_names() {
     };
     let file = deploy_dir().join("grafana/test.json");
     check_dashboard_metrics(&file, &dashboard("rate(geodns_queries_total[5m])"));
-    check_dashboard_metrics(
-        &file,
-        &dashboard("rate(geodns_query_duration_seconds_count[5m])"),
-    );
-    for bad in [
-        "rate(geodns_querys_total[5m])",
-        "rate(geodns_queries_total_count[5m])",
-    ] {
+    check_dashboard_metrics(&file, &dashboard("rate(geodns_query_duration_seconds_count[5m])"));
+    for bad in ["rate(geodns_querys_total[5m])", "rate(geodns_queries_total_count[5m])"] {
         let result = std::panic::catch_unwind(|| check_dashboard_metrics(&file, &dashboard(bad)));
         assert!(result.is_err(), "{bad} should be rejected");
     }
@@ -728,18 +559,11 @@ fn dashboard_metric_check_catches_unknown_names() {
 fn cluster_role_covers_exactly_what_the_watchers_read() {
     let found = check_everything();
     assert!(!found.cluster_roles.is_empty(), "no ClusterRole in deploy/");
-    let want: BTreeSet<(String, String)> = [
-        ("", "services"),
-        ("discovery.k8s.io", "endpointslices"),
-        ("", "nodes"),
-    ]
-    .into_iter()
-    .map(|(g, r)| (g.to_owned(), r.to_owned()))
-    .collect();
-    let verbs: BTreeSet<String> = ["get", "list", "watch"]
+    let want: BTreeSet<(String, String)> = [("", "services"), ("discovery.k8s.io", "endpointslices"), ("", "nodes")]
         .into_iter()
-        .map(String::from)
+        .map(|(g, r)| (g.to_owned(), r.to_owned()))
         .collect();
+    let verbs: BTreeSet<String> = ["get", "list", "watch"].into_iter().map(String::from).collect();
     for (at, role) in &found.cluster_roles {
         assert!(role.aggregation_rule.is_none(), "{at}: no aggregation");
         let mut covered = BTreeSet::new();
@@ -747,20 +571,14 @@ fn cluster_role_covers_exactly_what_the_watchers_read() {
             let rule_verbs: BTreeSet<String> = rule.verbs.iter().cloned().collect();
             assert_eq!(rule_verbs, verbs, "{at}: verbs of {rule:?}");
             assert!(rule.non_resource_urls.is_none(), "{at}: nonResourceURLs");
-            assert!(
-                rule.resource_names.is_none(),
-                "{at}: resourceNames would break list/watch"
-            );
+            assert!(rule.resource_names.is_none(), "{at}: resourceNames would break list/watch");
             for g in rule.api_groups.iter().flatten() {
                 for r in rule.resources.iter().flatten() {
                     covered.insert((g.clone(), r.clone()));
                 }
             }
         }
-        assert_eq!(
-            covered, want,
-            "{at}: rules must cover exactly services, endpointslices and nodes"
-        );
+        assert_eq!(covered, want, "{at}: rules must cover exactly services, endpointslices and nodes");
     }
     // The binding ties that role to the ServiceAccount the Deployment runs as.
     let role = one(&found.cluster_roles, "ClusterRole");
@@ -775,26 +593,12 @@ fn cluster_role_covers_exactly_what_the_watchers_read() {
     assert_eq!(subjects[0].kind, "ServiceAccount");
     assert_eq!(Some(&subjects[0].name), sa.metadata.name.as_ref());
     assert_eq!(subjects[0].namespace, sa.metadata.namespace);
-    let pod = deployment
-        .spec
-        .as_ref()
-        .unwrap()
-        .template
-        .spec
-        .as_ref()
-        .unwrap();
+    let pod = deployment.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
     assert_eq!(pod.service_account_name, sa.metadata.name);
 }
 
 fn container(deployment: &Deployment) -> &Container {
-    let pod = deployment
-        .spec
-        .as_ref()
-        .unwrap()
-        .template
-        .spec
-        .as_ref()
-        .unwrap();
+    let pod = deployment.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
     assert_eq!(pod.containers.len(), 1, "one container");
     &pod.containers[0]
 }
@@ -808,79 +612,30 @@ fn deployment_runs_two_non_root_replicas_with_only_net_bind_service() {
     let pod = spec.template.spec.as_ref().unwrap();
 
     // Spread across zones and nodes.
-    let keys: BTreeSet<&str> = pod
-        .topology_spread_constraints
-        .iter()
-        .flatten()
-        .map(|c| c.topology_key.as_str())
-        .collect();
-    assert!(
-        keys.contains("topology.kubernetes.io/zone"),
-        "spread across zones: {keys:?}"
-    );
-    assert!(
-        keys.contains("kubernetes.io/hostname"),
-        "spread across nodes: {keys:?}"
-    );
-    let pod_labels = spec
-        .template
-        .metadata
-        .as_ref()
-        .and_then(|m| m.labels.clone())
-        .unwrap_or_default();
+    let keys: BTreeSet<&str> =
+        pod.topology_spread_constraints.iter().flatten().map(|c| c.topology_key.as_str()).collect();
+    assert!(keys.contains("topology.kubernetes.io/zone"), "spread across zones: {keys:?}");
+    assert!(keys.contains("kubernetes.io/hostname"), "spread across nodes: {keys:?}");
+    let pod_labels = spec.template.metadata.as_ref().and_then(|m| m.labels.clone()).unwrap_or_default();
     for c in pod.topology_spread_constraints.iter().flatten() {
-        let sel = c
-            .label_selector
-            .as_ref()
-            .and_then(|s| s.match_labels.clone())
-            .unwrap_or_default();
-        assert!(
-            !sel.is_empty() && sel.iter().all(|(k, v)| pod_labels.get(k) == Some(v)),
-            "spread selector"
-        );
+        let sel = c.label_selector.as_ref().and_then(|s| s.match_labels.clone()).unwrap_or_default();
+        assert!(!sel.is_empty() && sel.iter().all(|(k, v)| pod_labels.get(k) == Some(v)), "spread selector");
     }
 
     // Security: non-root, read-only root, no escalation, ALL dropped, NET_BIND_SERVICE only.
     let psc = pod.security_context.as_ref().expect("pod securityContext");
     let c = container(d);
-    let sc = c
-        .security_context
-        .as_ref()
-        .expect("container securityContext");
-    assert_eq!(
-        sc.run_as_non_root.or(psc.run_as_non_root),
-        Some(true),
-        "runAsNonRoot"
-    );
+    let sc = c.security_context.as_ref().expect("container securityContext");
+    assert_eq!(sc.run_as_non_root.or(psc.run_as_non_root), Some(true), "runAsNonRoot");
     let uid = sc.run_as_user.or(psc.run_as_user);
     assert_eq!(uid, Some(65532), "runAsUser");
-    assert_eq!(
-        sc.read_only_root_filesystem,
-        Some(true),
-        "readOnlyRootFilesystem"
-    );
-    assert_eq!(
-        sc.allow_privilege_escalation,
-        Some(false),
-        "allowPrivilegeEscalation"
-    );
+    assert_eq!(sc.read_only_root_filesystem, Some(true), "readOnlyRootFilesystem");
+    assert_eq!(sc.allow_privilege_escalation, Some(false), "allowPrivilegeEscalation");
     assert_ne!(sc.privileged, Some(true));
     let caps = sc.capabilities.as_ref().expect("capabilities");
-    assert_eq!(
-        caps.drop.as_deref(),
-        Some(&["ALL".to_owned()][..]),
-        "drop ALL"
-    );
-    assert_eq!(
-        caps.add.as_deref(),
-        Some(&["NET_BIND_SERVICE".to_owned()][..]),
-        "add NET_BIND_SERVICE only"
-    );
-    let seccomp = sc
-        .seccomp_profile
-        .as_ref()
-        .or(psc.seccomp_profile.as_ref())
-        .expect("seccompProfile");
+    assert_eq!(caps.drop.as_deref(), Some(&["ALL".to_owned()][..]), "drop ALL");
+    assert_eq!(caps.add.as_deref(), Some(&["NET_BIND_SERVICE".to_owned()][..]), "add NET_BIND_SERVICE only");
+    let seccomp = sc.seccomp_profile.as_ref().or(psc.seccomp_profile.as_ref()).expect("seccompProfile");
     assert_eq!(seccomp.type_, "RuntimeDefault");
     assert_ne!(pod.host_network, Some(true));
 
@@ -896,33 +651,14 @@ fn deployment_runs_two_non_root_replicas_with_only_net_bind_service() {
         .ports
         .iter()
         .flatten()
-        .map(|p| {
-            (
-                p.container_port,
-                p.protocol.clone().unwrap_or_else(|| "TCP".into()),
-            )
-        })
+        .map(|p| (p.container_port, p.protocol.clone().unwrap_or_else(|| "TCP".into())))
         .collect();
     for want in [(53, "UDP"), (53, "TCP"), (9153, "TCP")] {
-        assert!(
-            ports.contains(&(want.0, want.1.to_owned())),
-            "container port {want:?}: {ports:?}"
-        );
+        assert!(ports.contains(&(want.0, want.1.to_owned())), "container port {want:?}: {ports:?}");
     }
-    let admin_name = c
-        .ports
-        .iter()
-        .flatten()
-        .find(|p| p.container_port == 9153)
-        .and_then(|p| p.name.clone());
-    for (probe, path) in [
-        (&c.liveness_probe, "/livez"),
-        (&c.readiness_probe, "/readyz"),
-    ] {
-        let get = probe
-            .as_ref()
-            .and_then(|p| p.http_get.as_ref())
-            .unwrap_or_else(|| panic!("{path} probe"));
+    let admin_name = c.ports.iter().flatten().find(|p| p.container_port == 9153).and_then(|p| p.name.clone());
+    for (probe, path) in [(&c.liveness_probe, "/livez"), (&c.readiness_probe, "/readyz")] {
+        let get = probe.as_ref().and_then(|p| p.http_get.as_ref()).unwrap_or_else(|| panic!("{path} probe"));
         assert_eq!(get.path.as_deref(), Some(path));
         let on_admin = match &get.port {
             IntOrString::Int(p) => *p == 9153,
@@ -931,19 +667,8 @@ fn deployment_runs_two_non_root_replicas_with_only_net_bind_service() {
         assert!(on_admin, "{path} probe on the admin port");
     }
     let resources = c.resources.as_ref().expect("resources");
-    assert!(
-        resources
-            .requests
-            .as_ref()
-            .is_some_and(|r| r.contains_key("cpu") && r.contains_key("memory"))
-    );
-    assert!(
-        resources
-            .limits
-            .as_ref()
-            .is_some_and(|r| r.contains_key("memory")),
-        "memory limit"
-    );
+    assert!(resources.requests.as_ref().is_some_and(|r| r.contains_key("cpu") && r.contains_key("memory")));
+    assert!(resources.limits.as_ref().is_some_and(|r| r.contains_key("memory")), "memory limit");
 
     // The config comes from the base ConfigMap, mounted at /etc/geodns.
     let mount = c
@@ -952,71 +677,31 @@ fn deployment_runs_two_non_root_replicas_with_only_net_bind_service() {
         .flatten()
         .find(|m| m.mount_path == "/etc/geodns")
         .expect("a volume mounted at /etc/geodns");
-    let volume = pod
-        .volumes
-        .iter()
-        .flatten()
-        .find(|v| v.name == mount.name)
-        .expect("the config volume");
-    let cm_name = volume
-        .config_map
-        .as_ref()
-        .map(|c| c.name.clone())
-        .expect("a ConfigMap volume");
+    let volume = pod.volumes.iter().flatten().find(|v| v.name == mount.name).expect("the config volume");
+    let cm_name = volume.config_map.as_ref().map(|c| c.name.clone()).expect("a ConfigMap volume");
     let cm = one(&found.config_maps, "ConfigMap");
     assert_eq!(cm.metadata.name.as_ref(), Some(&cm_name));
-    assert!(
-        cm.data
-            .as_ref()
-            .is_some_and(|d| d.contains_key("config.yaml"))
-    );
+    assert!(cm.data.as_ref().is_some_and(|d| d.contains_key("config.yaml")));
 
     // The kubelet waits longer than the server's own drain.
-    let base_config = &found
-        .configs
-        .iter()
-        .find(|(at, _)| in_base(at))
-        .expect("the base config")
-        .1;
-    let grace = Duration::from_secs(
-        pod.termination_grace_period_seconds
-            .expect("terminationGracePeriodSeconds") as u64,
-    );
-    assert!(
-        grace > base_config.server.shutdown_grace,
-        "terminationGracePeriodSeconds above shutdown_grace"
-    );
+    let base_config = &found.configs.iter().find(|(at, _)| in_base(at)).expect("the base config").1;
+    let grace =
+        Duration::from_secs(pod.termination_grace_period_seconds.expect("terminationGracePeriodSeconds") as u64);
+    assert!(grace > base_config.server.shutdown_grace, "terminationGracePeriodSeconds above shutdown_grace");
 
     // The PDB keeps one of them.
-    let pdb = one(&found.pdbs, "PodDisruptionBudget")
-        .spec
-        .as_ref()
-        .unwrap();
+    let pdb = one(&found.pdbs, "PodDisruptionBudget").spec.as_ref().unwrap();
     assert_eq!(pdb.min_available, Some(IntOrString::Int(1)));
-    let sel = pdb
-        .selector
-        .as_ref()
-        .and_then(|s| s.match_labels.clone())
-        .unwrap_or_default();
-    assert!(
-        !sel.is_empty() && sel.iter().all(|(k, v)| pod_labels.get(k) == Some(v)),
-        "PDB selects the pods"
-    );
+    let sel = pdb.selector.as_ref().and_then(|s| s.match_labels.clone()).unwrap_or_default();
+    assert!(!sel.is_empty() && sel.iter().all(|(k, v)| pod_labels.get(k) == Some(v)), "PDB selects the pods");
 }
 
 #[test]
 fn service_publishes_dns_over_udp_and_tcp() {
     let found = check_everything();
     let d = one(&found.deployments, "Deployment");
-    let pod_labels: BTreeMap<String, String> = d
-        .spec
-        .as_ref()
-        .unwrap()
-        .template
-        .metadata
-        .as_ref()
-        .and_then(|m| m.labels.clone())
-        .unwrap_or_default();
+    let pod_labels: BTreeMap<String, String> =
+        d.spec.as_ref().unwrap().template.metadata.as_ref().and_then(|m| m.labels.clone()).unwrap_or_default();
     let c = container(d);
     let dns = found
         .services
@@ -1025,28 +710,17 @@ fn service_publishes_dns_over_udp_and_tcp() {
         .map(|(_, s)| s)
         .expect("the geodns Service in deploy/base");
     let spec = dns.spec.as_ref().unwrap();
-    let ports: BTreeSet<(i32, String)> = spec
-        .ports
-        .iter()
-        .flatten()
-        .map(|p| (p.port, p.protocol.clone().unwrap_or_else(|| "TCP".into())))
-        .collect();
+    let ports: BTreeSet<(i32, String)> =
+        spec.ports.iter().flatten().map(|p| (p.port, p.protocol.clone().unwrap_or_else(|| "TCP".into()))).collect();
     assert!(ports.contains(&(53, "UDP".into())), "53/UDP: {ports:?}");
     assert!(ports.contains(&(53, "TCP".into())), "53/TCP: {ports:?}");
-    assert_eq!(
-        spec.external_traffic_policy.as_deref(),
-        Some("Local"),
-        "keep client source addresses"
-    );
+    assert_eq!(spec.external_traffic_policy.as_deref(), Some("Local"), "keep client source addresses");
 
     // Every Service in the base selects the geodns pods and targets a real container port.
     for (at, svc) in found.services.iter().filter(|(at, _)| in_base(at)) {
         let spec = svc.spec.as_ref().unwrap();
         let sel = spec.selector.clone().unwrap_or_default();
-        assert!(
-            !sel.is_empty() && sel.iter().all(|(k, v)| pod_labels.get(k) == Some(v)),
-            "{at}: selector"
-        );
+        assert!(!sel.is_empty() && sel.iter().all(|(k, v)| pod_labels.get(k) == Some(v)), "{at}: selector");
         for p in spec.ports.iter().flatten() {
             let proto = p.protocol.clone().unwrap_or_else(|| "TCP".into());
             let hit = c.ports.iter().flatten().any(|cp| {
@@ -1064,47 +738,21 @@ fn service_publishes_dns_over_udp_and_tcp() {
     // The ServiceMonitor selects a Service with its port name.
     for (at, sm) in &found.service_monitors {
         let spec = get(sm, "spec").unwrap();
-        let labels = get(get(spec, "selector").unwrap(), "matchLabels")
-            .unwrap()
-            .as_mapping()
-            .unwrap();
-        let port = get_str(
-            &get(spec, "endpoints").unwrap().as_sequence().unwrap()[0],
-            "port",
-        )
-        .unwrap();
-        let hit = found
-            .services
-            .iter()
-            .filter(|(at, _)| in_base(at))
-            .any(|(_, s)| {
-                let svc_labels = s.metadata.labels.clone().unwrap_or_default();
-                labels.iter().all(|(k, v)| {
-                    svc_labels.get(k.as_str().unwrap()).map(String::as_str) == v.as_str()
-                }) && s
-                    .spec
-                    .as_ref()
-                    .unwrap()
-                    .ports
-                    .iter()
-                    .flatten()
-                    .any(|p| p.name.as_deref() == Some(port))
-            });
-        assert!(
-            hit,
-            "{at}: selects no base Service with a port named {port:?}"
-        );
+        let labels = get(get(spec, "selector").unwrap(), "matchLabels").unwrap().as_mapping().unwrap();
+        let port = get_str(&get(spec, "endpoints").unwrap().as_sequence().unwrap()[0], "port").unwrap();
+        let hit = found.services.iter().filter(|(at, _)| in_base(at)).any(|(_, s)| {
+            let svc_labels = s.metadata.labels.clone().unwrap_or_default();
+            labels.iter().all(|(k, v)| svc_labels.get(k.as_str().unwrap()).map(String::as_str) == v.as_str())
+                && s.spec.as_ref().unwrap().ports.iter().flatten().any(|p| p.name.as_deref() == Some(port))
+        });
+        assert!(hit, "{at}: selects no base Service with a port named {port:?}");
     }
 }
 
 #[test]
 fn homelab_overlay_is_one_stretched_cluster() {
     let found = check_everything();
-    let homelab: Vec<_> = found
-        .configs
-        .iter()
-        .filter(|(at, _)| at.contains("examples/homelab/"))
-        .collect();
+    let homelab: Vec<_> = found.configs.iter().filter(|(at, _)| at.contains("examples/homelab/")).collect();
     assert_eq!(homelab.len(), 1, "the homelab config");
     let config = &homelab[0].1;
     let names: Vec<&str> = config.sites.iter().map(|s| s.name.as_str()).collect();
@@ -1122,10 +770,7 @@ fn homelab_overlay_is_one_stretched_cluster() {
         .map(|(_, s)| s)
         .expect("the example annotated Service");
     let ann = app.metadata.annotations.clone().unwrap_or_default();
-    assert_eq!(
-        ann.get("geodns.io/hostname").map(String::as_str),
-        Some("app.geo.example")
-    );
+    assert_eq!(ann.get("geodns.io/hostname").map(String::as_str), Some("app.geo.example"));
 }
 
 /// `kubectl kustomize` builds every kustomization (offline), so the overlay's patches apply.
@@ -1134,23 +779,14 @@ fn homelab_overlay_is_one_stretched_cluster() {
 fn kustomizations_build() {
     let found = check_everything();
     for dir in &found.kustomizations {
-        let out = match std::process::Command::new("kubectl")
-            .arg("kustomize")
-            .arg(dir)
-            .output()
-        {
+        let out = match std::process::Command::new("kubectl").arg("kustomize").arg(dir).output() {
             Ok(out) => out,
             Err(e) => panic!(
                 "kubectl is needed to build {} ({e}); install it (Debian: apt-get install kubernetes-client)",
                 rel(dir)
             ),
         };
-        assert!(
-            out.status.success(),
-            "kubectl kustomize {}: {}",
-            rel(dir),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "kubectl kustomize {}: {}", rel(dir), String::from_utf8_lossy(&out.stderr));
         // The built output parses too, and any ConfigMap config in it is valid.
         use serde::Deserialize;
         let text = String::from_utf8(out.stdout).unwrap();
@@ -1161,25 +797,13 @@ fn kustomizations_build() {
             if get_str(&v, "kind") == Some("ConfigMap") {
                 let cm: ConfigMap = serde_yaml_ng::from_value(v).unwrap();
                 if let Some(text) = cm.data.as_ref().and_then(|d| d.get("config.yaml")) {
-                    geodns::config::parse(text, Path::new("/etc/geodns")).unwrap_or_else(|e| {
-                        panic!("{}: built config: {:#?}", rel(dir), e.problems())
-                    });
+                    geodns::config::parse(text, Path::new("/etc/geodns"))
+                        .unwrap_or_else(|e| panic!("{}: built config: {:#?}", rel(dir), e.problems()));
                 }
             }
         }
-        for kind in [
-            "Deployment",
-            "Service",
-            "ConfigMap",
-            "ClusterRole",
-            "ClusterRoleBinding",
-            "ServiceAccount",
-        ] {
-            assert!(
-                kinds.contains(kind),
-                "{}: the build lacks a {kind}",
-                rel(dir)
-            );
+        for kind in ["Deployment", "Service", "ConfigMap", "ClusterRole", "ClusterRoleBinding", "ServiceAccount"] {
+            assert!(kinds.contains(kind), "{}: the build lacks a {kind}", rel(dir));
         }
     }
 }

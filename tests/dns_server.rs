@@ -52,15 +52,15 @@ async fn answers_follow_the_nearest_site_for_clients_on_five_continents() {
     let addr = v4(&s);
     // (subnet, expected site address, expected scope = min(source prefix, database network))
     let cases = [
-        ("81.2.69.0/24", "192.0.2.1", 24), // London -> london
-        ("2.1.0.0/16", "192.0.2.1", 12),   // Paris -> london (343 km) before frankfurt (478 km)
-        ("5.9.1.0/24", "192.0.2.2", 16),   // Berlin -> frankfurt
-        ("31.0.5.0/24", "192.0.2.2", 16),  // Warsaw -> frankfurt
-        ("24.1.2.0/24", "192.0.2.3", 12),  // New York -> seattle (3,866 km) before london (5,570 km)
-        ("8.8.8.0/24", "192.0.2.3", 24),   // California -> seattle
+        ("81.2.69.0/24", "192.0.2.1", 24),   // London -> london
+        ("2.1.0.0/16", "192.0.2.1", 12),     // Paris -> london (343 km) before frankfurt (478 km)
+        ("5.9.1.0/24", "192.0.2.2", 16),     // Berlin -> frankfurt
+        ("31.0.5.0/24", "192.0.2.2", 16),    // Warsaw -> frankfurt
+        ("24.1.2.0/24", "192.0.2.3", 12),    // New York -> seattle (3,866 km) before london (5,570 km)
+        ("8.8.8.0/24", "192.0.2.3", 24),     // California -> seattle
         ("200.160.1.0/24", "192.0.2.1", 20), // Sao Paulo -> london (9,497 km) before frankfurt
-        ("1.0.16.0/24", "192.0.2.4", 20),  // Tokyo -> singapore
-        ("1.130.0.0/16", "192.0.2.4", 11), // Sydney -> singapore
+        ("1.0.16.0/24", "192.0.2.4", 20),    // Tokyo -> singapore
+        ("1.130.0.0/16", "192.0.2.4", 11),   // Sydney -> singapore
         ("103.6.148.0/24", "192.0.2.4", 22), // Singapore -> singapore
     ];
     for t in BOTH {
@@ -176,7 +176,7 @@ async fn nxdomain_nodata_and_empty_non_terminals_carry_the_soa() {
             ("deep.nope.geo.example.", RecordType::AAAA, ResponseCode::NXDomain),
             ("ent.geo.example.", RecordType::A, ResponseCode::NoError), // empty non-terminal
             ("static.geo.example.", RecordType::AAAA, ResponseCode::NoError), // NODATA
-            ("app.geo.example.", RecordType::TXT, ResponseCode::NoError),     // NODATA at a geo name
+            ("app.geo.example.", RecordType::TXT, ResponseCode::NoError), // NODATA at a geo name
         ] {
             let reply = ask(t, v4(&s), &query(name, rtype)).await;
             assert_eq!(rcode(&reply), code, "{name} {rtype}");

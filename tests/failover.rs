@@ -157,7 +157,11 @@ async fn a_flapping_server_never_flips() {
     let started = Instant::now();
     while backends[0].requests() < start_requests + 20 {
         assert!(started.elapsed() < Duration::from_secs(10), "probes stalled");
-        assert_eq!(answer(dns, "app.geo.example.", "81.2.69.0/24").await, [ip("127.0.0.2")], "London keeps its clients");
+        assert_eq!(
+            answer(dns, "app.geo.example.", "81.2.69.0/24").await,
+            [ip("127.0.0.2")],
+            "London keeps its clients"
+        );
         let london = s.status().endpoints.iter().find(|e| e.address == "127.0.0.2").cloned().unwrap();
         assert_eq!(london.state, "up", "{london:?}");
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -176,10 +180,18 @@ async fn every_all_down_policy_when_every_site_is_down() {
     }
     wait_until(|| s.status().endpoints.iter().all(|e| e.state == "down"), "all endpoints down").await;
     // A UK client: London is nearest, Frankfurt next.
-    assert_eq!(answer(dns, "p-all.geo.example.", "81.2.69.0/24").await, [ip("127.0.0.2"), ip("127.0.0.3")], "all: every site, nearest first");
+    assert_eq!(
+        answer(dns, "p-all.geo.example.", "81.2.69.0/24").await,
+        [ip("127.0.0.2"), ip("127.0.0.3")],
+        "all: every site, nearest first"
+    );
     assert_eq!(answer(dns, "p-first.geo.example.", "81.2.69.0/24").await, [ip("127.0.0.2")], "first: the nearest");
     let r = udp(dns, &with_ecs(query("p-nodata.geo.example.", RecordType::A), "81.2.69.0/24")).await;
-    assert_eq!((r.metadata.response_code, r.answers.len(), r.authorities.len()), (ResponseCode::NoError, 0, 1), "nodata");
+    assert_eq!(
+        (r.metadata.response_code, r.answers.len(), r.authorities.len()),
+        (ResponseCode::NoError, 0, 1),
+        "nodata"
+    );
     let r = udp(dns, &with_ecs(query("p-servfail.geo.example.", RecordType::A), "81.2.69.0/24")).await;
     assert_eq!(r.metadata.response_code, ResponseCode::ServFail, "servfail");
     // Recovery of one site ends it for every policy.
@@ -202,12 +214,14 @@ async fn the_admin_state_file_drains_and_forces_and_survives_a_restart() {
     // Force Frankfurt's failing endpoint up: it keeps serving despite its probes.
     backends[1].set_mode(Mode::Failing);
     std::fs::write(&state, "sites:\n  london: down\nendpoints:\n  web/127.0.0.3: up\n").unwrap();
-    wait_until(|| s.status().endpoints.iter().any(|e| e.address == "127.0.0.3" && e.state == "forced-up"), "forced up").await;
+    wait_until(|| s.status().endpoints.iter().any(|e| e.address == "127.0.0.3" && e.state == "forced-up"), "forced up")
+        .await;
     tokio::time::sleep(Duration::from_millis(300)).await; // several failing probe rounds
     assert_eq!(answer(dns, "app.geo.example.", "81.2.69.0/24").await, [ip("127.0.0.3")]);
     // An invalid file is rejected with the reason and the previous overrides stay.
     std::fs::write(&state, "sites:\n  atlantis: down\n").unwrap();
-    wait_until(|| s.status().drained.iter().any(|d| d.contains("unknown site \"atlantis\"")), "rejection reported").await;
+    wait_until(|| s.status().drained.iter().any(|d| d.contains("unknown site \"atlantis\"")), "rejection reported")
+        .await;
     assert_eq!(answer(dns, "app.geo.example.", "81.2.69.0/24").await, [ip("127.0.0.3")]);
     std::fs::write(&state, "sites:\n  london: down\n").unwrap();
     backends[1].set_mode(Mode::Healthy);
@@ -215,7 +229,8 @@ async fn the_admin_state_file_drains_and_forces_and_survives_a_restart() {
 
     // A new process with the same file starts with London drained.
     let db = dir.path().join("city.mmdb");
-    let text = config(&db, backends[0].addr.port(), &format!(r#", admin_state: "{}/admin_state""#, dir.path().display()));
+    let text =
+        config(&db, backends[0].addr.port(), &format!(r#", admin_state: "{}/admin_state""#, dir.path().display()));
     let s = start(&text, dir.path()).await;
     let first = answer(v4(&s), "app.geo.example.", "81.2.69.0/24").await;
     assert_eq!(first, [ip("127.0.0.3")], "drained from the first answer on");

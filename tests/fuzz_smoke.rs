@@ -95,8 +95,7 @@ fn valid_query(rng: &mut Rng) -> Vec<u8> {
         if rng.chance(2) {
             let v6 = rng.chance(3);
             let addr: std::net::IpAddr = if v6 {
-                std::net::Ipv6Addr::from(u128::from(rng.next()) << 64 | u128::from(rng.next()))
-                    .into()
+                std::net::Ipv6Addr::from(u128::from(rng.next()) << 64 | u128::from(rng.next())).into()
             } else {
                 std::net::Ipv4Addr::from(rng.next() as u32).into()
             };
@@ -118,19 +117,11 @@ fn valid_query(rng: &mut Rng) -> Vec<u8> {
 fn mask(addr: std::net::IpAddr, len: u8) -> std::net::IpAddr {
     match addr {
         std::net::IpAddr::V4(a) => {
-            let m = if len == 0 {
-                0
-            } else {
-                u32::MAX << (32 - u32::from(len))
-            };
+            let m = if len == 0 { 0 } else { u32::MAX << (32 - u32::from(len)) };
             std::net::Ipv4Addr::from(u32::from(a) & m).into()
         }
         std::net::IpAddr::V6(a) => {
-            let m = if len == 0 {
-                0
-            } else {
-                u128::MAX << (128 - u32::from(len))
-            };
+            let m = if len == 0 { 0 } else { u128::MAX << (128 - u32::from(len)) };
             std::net::Ipv6Addr::from(u128::from(a) & m).into()
         }
     }
@@ -212,34 +203,15 @@ async fn random_and_mutated_packets_never_break_the_handler() {
                 .unwrap_or_else(|e| panic!("packet {i}: fast-path response does not parse: {e}"));
             let id = u16::from_be_bytes([packet[0], packet[1]]);
             assert_eq!(m.metadata.id, id, "packet {i}: fast path echoes the ID");
-            assert!(
-                fast_out.len() <= 1232,
-                "packet {i}: fast path sent {} bytes",
-                fast_out.len()
-            );
-            if !matches!(
-                m.metadata.response_code,
-                ResponseCode::NoError | ResponseCode::NXDomain
-            ) {
+            assert!(fast_out.len() <= 1232, "packet {i}: fast path sent {} bytes", fast_out.len());
+            if !matches!(m.metadata.response_code, ResponseCode::NoError | ResponseCode::NXDomain) {
                 let bound = packet.len().max(12 + question_len(&m));
-                assert!(
-                    fast_out.len() <= bound,
-                    "packet {i}: fast-path error larger than the query"
-                );
+                assert!(fast_out.len() <= bound, "packet {i}: fast-path error larger than the query");
             }
         }
-        let protocol = if i % 5 == 0 {
-            Protocol::Tcp
-        } else {
-            Protocol::Udp
-        };
+        let protocol = if i % 5 == 0 { Protocol::Tcp } else { Protocol::Udp };
         let outcome = inproc::answer(&handler, &packet, src, protocol).await;
-        let hex = || {
-            packet
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<String>()
-        };
+        let hex = || packet.iter().map(|b| format!("{b:02x}")).collect::<String>();
         match outcome {
             Outcome::Dropped => dropped += 1,
             Outcome::FormErr(r) => {
@@ -293,10 +265,7 @@ async fn random_and_mutated_packets_never_break_the_handler() {
         "fuzz smoke: {answered} answered {by_rcode:?}, {formerr} FORMERR undecodable, {dropped} dropped, \
          {question_pointer} unparseable answers to a question with a compression pointer (known issue)"
     );
-    assert!(
-        answered > 5_000 && formerr > 100 && dropped > 100,
-        "the mix reaches every outcome"
-    );
+    assert!(answered > 5_000 && formerr > 100 && dropped > 100, "the mix reaches every outcome");
 }
 
 /// True when the first question's name contains a compression pointer (legal on the wire only
@@ -323,9 +292,7 @@ fn question_uses_pointer(p: &[u8]) -> bool {
 
 async fn a_pointer_in_the_question_gets_a_parseable_response() {
     let handler = inproc::example_handler();
-    let packet = [
-        0x20, 0xcc, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0xc0, 0x02, 0, 1, 0, 1,
-    ];
+    let packet = [0x20, 0xcc, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0xc0, 0x02, 0, 1, 0, 1];
     let src: SocketAddr = "192.0.2.99:5300".parse().unwrap();
     match inproc::answer(&handler, &packet, src, Protocol::Udp).await {
         Outcome::Answered(r) => {
@@ -397,9 +364,7 @@ fn mutated_configs_never_panic_the_parser() {
                 4 => {
                     // Replace a number or a value by another line's tail.
                     let j = rng.below(lines.len());
-                    if let (Some((k, _)), Some((_, v))) =
-                        (ls[i].clone().split_once(": "), lines[j].split_once(": "))
-                    {
+                    if let (Some((k, _)), Some((_, v))) = (ls[i].clone().split_once(": "), lines[j].split_once(": ")) {
                         ls[i] = format!("{k}: {v}");
                     }
                 }

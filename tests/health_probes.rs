@@ -69,12 +69,7 @@ impl HttpServer {
                 });
             }
         });
-        HttpServer {
-            addr,
-            status,
-            seen,
-            task,
-        }
+        HttpServer { addr, status, seen, task }
     }
 
     fn seen(&self) -> Vec<Seen> {
@@ -90,11 +85,7 @@ impl HttpServer {
 }
 
 /// Reads one request head (bounded) and answers it with the current status, then closes.
-async fn respond<S: AsyncRead + AsyncWrite + Unpin>(
-    mut stream: S,
-    status: &AtomicU16,
-    seen: &Mutex<Vec<Seen>>,
-) {
+async fn respond<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, status: &AtomicU16, seen: &Mutex<Vec<Seen>>) {
     let mut head = Vec::new();
     let mut buf = [0u8; 1024];
     while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 16 * 1024 {
@@ -105,20 +96,12 @@ async fn respond<S: AsyncRead + AsyncWrite + Unpin>(
     }
     let text = String::from_utf8_lossy(&head).into_owned();
     let mut lines = text.split("\r\n");
-    let path = lines
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .unwrap_or_default()
-        .to_owned();
+    let path = lines.next().and_then(|l| l.split(' ').nth(1)).unwrap_or_default().to_owned();
     let host = lines
         .filter_map(|l| l.split_once(':'))
         .find(|(k, _)| k.eq_ignore_ascii_case("host"))
         .map(|(_, v)| v.trim().to_owned());
-    seen.lock().unwrap().push(Seen {
-        path,
-        host,
-        at: Instant::now(),
-    });
+    seen.lock().unwrap().push(Seen { path, host, at: Instant::now() });
     let code = status.load(Ordering::SeqCst);
     let reply = format!("HTTP/1.1 {code} Test\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
     let _ = stream.write_all(reply.as_bytes()).await;
@@ -126,19 +109,15 @@ async fn respond<S: AsyncRead + AsyncWrite + Unpin>(
 }
 
 fn self_signed_acceptor() -> TlsAcceptor {
-    let key =
-        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
-            .unwrap();
+    let key = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).unwrap();
     let cert = key.cert.der().clone();
     let private = rustls::pki_types::PrivateKeyDer::Pkcs8(key.signing_key.serialize_der().into());
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(vec![cert], private)
-    .unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert], private)
+        .unwrap();
     TlsAcceptor::from(Arc::new(config))
 }
 
@@ -162,25 +141,11 @@ async fn closed_port() -> u16 {
 }
 
 fn http(port: u16, path: &str, host: Option<&str>, expect: (u16, u16)) -> Probe {
-    Probe::Http {
-        tls: false,
-        tls_verify: true,
-        path: path.to_owned(),
-        port,
-        host: host.map(str::to_owned),
-        expect,
-    }
+    Probe::Http { tls: false, tls_verify: true, path: path.to_owned(), port, host: host.map(str::to_owned), expect }
 }
 
 fn https(port: u16, tls_verify: bool) -> Probe {
-    Probe::Http {
-        tls: true,
-        tls_verify,
-        path: "/".to_owned(),
-        port,
-        host: None,
-        expect: (200, 399),
-    }
+    Probe::Http { tls: true, tls_verify, path: "/".to_owned(), port, host: None, expect: (200, 399) }
 }
 
 const TIMEOUT: Duration = Duration::from_secs(2);
@@ -201,37 +166,17 @@ fn reason(outcome: Outcome) -> FailReason {
 async fn http_status_in_range_passes_and_outside_fails() {
     let server = HttpServer::start(200).await;
     let port = server.addr.port();
-    assert_eq!(
-        probe(&http(port, "/", None, (200, 399)), TIMEOUT).await,
-        Outcome::pass("HTTP status 200")
-    );
+    assert_eq!(probe(&http(port, "/", None, (200, 399)), TIMEOUT).await, Outcome::pass("HTTP status 200"));
 
     server.status.store(503, Ordering::SeqCst);
-    assert_eq!(
-        reason(probe(&http(port, "/", None, (200, 399)), TIMEOUT).await),
-        FailReason::Status(503)
-    );
-    assert_eq!(
-        probe(&http(port, "/", None, (500, 503)), TIMEOUT).await,
-        Outcome::pass("HTTP status 503")
-    );
+    assert_eq!(reason(probe(&http(port, "/", None, (200, 399)), TIMEOUT).await), FailReason::Status(503));
+    assert_eq!(probe(&http(port, "/", None, (500, 503)), TIMEOUT).await, Outcome::pass("HTTP status 503"));
 
     // Redirects are answers, not followed: judged by the range (both ends inclusive).
     server.status.store(302, Ordering::SeqCst);
-    assert!(
-        probe(&http(port, "/", None, (200, 399)), TIMEOUT)
-            .await
-            .is_pass()
-    );
-    assert_eq!(
-        reason(probe(&http(port, "/", None, (200, 299)), TIMEOUT).await),
-        FailReason::Status(302)
-    );
-    assert!(
-        probe(&http(port, "/", None, (302, 302)), TIMEOUT)
-            .await
-            .is_pass()
-    );
+    assert!(probe(&http(port, "/", None, (200, 399)), TIMEOUT).await.is_pass());
+    assert_eq!(reason(probe(&http(port, "/", None, (200, 299)), TIMEOUT).await), FailReason::Status(302));
+    assert!(probe(&http(port, "/", None, (302, 302)), TIMEOUT).await.is_pass());
     server.stop().await;
 }
 
@@ -239,19 +184,8 @@ async fn http_status_in_range_passes_and_outside_fails() {
 async fn http_sends_the_path_and_the_configured_host_header() {
     let server = HttpServer::start(204).await;
     let port = server.addr.port();
-    assert!(
-        probe(
-            &http(port, "/healthz?deep=1", Some("app.geo.example"), (200, 299)),
-            TIMEOUT
-        )
-        .await
-        .is_pass()
-    );
-    assert!(
-        probe(&http(port, "/ready", None, (200, 299)), TIMEOUT)
-            .await
-            .is_pass()
-    );
+    assert!(probe(&http(port, "/healthz?deep=1", Some("app.geo.example"), (200, 299)), TIMEOUT).await.is_pass());
+    assert!(probe(&http(port, "/ready", None, (200, 299)), TIMEOUT).await.is_pass());
     let seen = server.seen();
     assert_eq!(seen.len(), 2, "{seen:?}");
     assert_eq!(seen[0].path, "/healthz?deep=1");
@@ -265,28 +199,16 @@ async fn http_sends_the_path_and_the_configured_host_header() {
 #[tokio::test]
 async fn tcp_connect_passes_when_something_listens() {
     let (addr, task) = silent_server().await;
-    assert_eq!(
-        probe(&Probe::Tcp { port: addr.port() }, TIMEOUT).await,
-        Outcome::pass("TCP connect ok")
-    );
+    assert_eq!(probe(&Probe::Tcp { port: addr.port() }, TIMEOUT).await, Outcome::pass("TCP connect ok"));
     task.abort();
 }
 
 #[tokio::test]
 async fn closed_port_is_connection_refused() {
     let port = closed_port().await;
-    assert_eq!(
-        reason(probe(&Probe::Tcp { port }, TIMEOUT).await),
-        FailReason::ConnectionRefused
-    );
-    assert_eq!(
-        reason(probe(&http(port, "/", None, (200, 399)), TIMEOUT).await),
-        FailReason::ConnectionRefused
-    );
-    assert_eq!(
-        reason(probe(&https(port, false), TIMEOUT).await),
-        FailReason::ConnectionRefused
-    );
+    assert_eq!(reason(probe(&Probe::Tcp { port }, TIMEOUT).await), FailReason::ConnectionRefused);
+    assert_eq!(reason(probe(&http(port, "/", None, (200, 399)), TIMEOUT).await), FailReason::ConnectionRefused);
+    assert_eq!(reason(probe(&https(port, false), TIMEOUT).await), FailReason::ConnectionRefused);
 }
 
 #[tokio::test]
@@ -298,15 +220,9 @@ async fn a_server_that_never_answers_times_out() {
     let took = started.elapsed();
     assert_eq!(got, FailReason::Timeout(timeout));
     assert_eq!(got.to_string(), "timed out after 300ms");
-    assert!(
-        took >= timeout && took < timeout + Duration::from_millis(500),
-        "took {took:?}"
-    );
+    assert!(took >= timeout && took < timeout + Duration::from_millis(500), "took {took:?}");
     // The TLS handshake never completes either.
-    assert_eq!(
-        reason(probe(&https(addr.port(), false), timeout).await),
-        FailReason::Timeout(timeout)
-    );
+    assert_eq!(reason(probe(&https(addr.port(), false), timeout).await), FailReason::Timeout(timeout));
     task.abort();
 }
 
@@ -314,20 +230,13 @@ async fn a_server_that_never_answers_times_out() {
 async fn https_with_a_self_signed_certificate_passes_only_without_verification() {
     let server = HttpServer::start_tls(200).await;
     let port = server.addr.port();
-    assert_eq!(
-        probe(&https(port, false), TIMEOUT).await,
-        Outcome::pass("HTTP status 200")
-    );
+    assert_eq!(probe(&https(port, false), TIMEOUT).await, Outcome::pass("HTTP status 200"));
     let got = reason(probe(&https(port, true), TIMEOUT).await);
     assert_eq!(got.kind(), "tls", "{got}");
     // Only the unverified probe reached the HTTP layer.
     assert_eq!(server.seen().len(), 1);
     // A plain-HTTP probe of the TLS port fails without hanging.
-    assert!(
-        !probe(&http(port, "/", None, (200, 399)), TIMEOUT)
-            .await
-            .is_pass()
-    );
+    assert!(!probe(&http(port, "/", None, (200, 399)), TIMEOUT).await.is_pass());
     server.stop().await;
 }
 
@@ -362,11 +271,7 @@ async fn monitor_follows_a_server_going_away_and_coming_back() {
         fall: 2,
     };
     let shutdown = CancellationToken::new();
-    let target = Target {
-        check: "web".to_owned(),
-        config,
-        addr: LOCALHOST,
-    };
+    let target = Target { check: "web".to_owned(), config, addr: LOCALHOST };
     let key = target.key();
     // Two names sharing the endpoint: still one probe per round.
     let monitor = health::spawn(vec![target.clone(), target], shutdown.clone()).unwrap();
@@ -377,10 +282,7 @@ async fn monitor_follows_a_server_going_away_and_coming_back() {
     let seen = server.seen();
     assert_eq!(seen.len(), 2, "Up after exactly two passes: {seen:?}");
     let lag = up_at - seen[1].at;
-    assert!(
-        lag < Duration::from_millis(50),
-        "flip published {lag:?} after the deciding probe"
-    );
+    assert!(lag < Duration::from_millis(50), "flip published {lag:?} after the deciding probe");
 
     // Kill the server: two refused connections later it is Down.
     let killed_at = Instant::now();
@@ -390,10 +292,7 @@ async fn monitor_follows_a_server_going_away_and_coming_back() {
     assert_eq!(snap.endpoints[&key].reason, "connection refused");
     assert_eq!(snap.down().collect::<Vec<_>>(), [&key]);
     let took = down_at - killed_at;
-    assert!(
-        took <= Duration::from_millis(350),
-        "Down {took:?} after the kill (two rounds of 100 ms)"
-    );
+    assert!(took <= Duration::from_millis(350), "Down {took:?} after the kill (two rounds of 100 ms)");
 
     // Restart on the same port: Up again after two passes, published at the second one.
     let socket = TcpSocket::new_v4().unwrap();
@@ -404,16 +303,11 @@ async fn monitor_follows_a_server_going_away_and_coming_back() {
     let seen = server.seen();
     assert_eq!(seen.len(), 2, "Up after exactly two passes: {seen:?}");
     let lag = up_at - seen[1].at;
-    assert!(
-        lag < Duration::from_millis(50),
-        "flip published {lag:?} after the deciding probe"
-    );
+    assert!(lag < Duration::from_millis(50), "flip published {lag:?} after the deciding probe");
     assert_eq!(rx.borrow().down().count(), 0);
     assert_eq!(rx.borrow().endpoints[&key].reason, "HTTP status 200");
 
     shutdown.cancel();
-    tokio::time::timeout(Duration::from_secs(2), monitor.stopped())
-        .await
-        .expect("tasks stop on shutdown");
+    tokio::time::timeout(Duration::from_secs(2), monitor.stopped()).await.expect("tasks stop on shutdown");
     server.stop().await;
 }

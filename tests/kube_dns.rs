@@ -76,7 +76,8 @@ async fn from_source(dns: SocketAddr, source: &str) -> Vec<IpAddr> {
     let q = query("app.geo.example.", RecordType::A);
     socket.send_to(&q.to_vec().unwrap(), dns).await.unwrap();
     let mut buf = vec![0u8; 4096];
-    let (n, _) = tokio::time::timeout(Duration::from_secs(3), socket.recv_from(&mut buf)).await.expect("an answer").unwrap();
+    let (n, _) =
+        tokio::time::timeout(Duration::from_secs(3), socket.recv_from(&mut buf)).await.expect("an answer").unwrap();
     addresses(&Message::from_vec(&buf[..n]).unwrap())
 }
 
@@ -127,7 +128,10 @@ kubernetes:
     wait_for(dns, "8.8.8.0/24", &["198.51.100.3"], Duration::from_secs(10)).await;
     let st = s.status();
     assert!(st.ready, "{:?}", st.not_ready);
-    assert_eq!(st.kubernetes.iter().map(|c| (c.name.as_str(), c.synced)).collect::<Vec<_>>(), [("eu", true), ("us", true)]);
+    assert_eq!(
+        st.kubernetes.iter().map(|c| (c.name.as_str(), c.synced)).collect::<Vec<_>>(),
+        [("eu", true), ("us", true)]
+    );
 
     // A pod of Frankfurt's cluster asking through its CoreDNS (no ECS, source in the pod CIDR)
     // gets Frankfurt; a node of Seattle's cluster gets Seattle.

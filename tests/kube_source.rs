@@ -25,26 +25,13 @@ const WAIT: Duration = Duration::from_secs(10);
 const RECOVERY_WAIT: Duration = Duration::from_secs(40);
 
 fn sites() -> Vec<SiteConfig> {
-    [
-        ("london", 51.51, -0.13),
-        ("frankfurt", 50.11, 8.68),
-        ("seattle", 47.61, -122.33),
-        ("singapore", 1.35, 103.82),
-    ]
-    .into_iter()
-    .map(|(name, lat, lon)| SiteConfig {
-        name: name.into(),
-        location: Location::new(lat, lon),
-    })
-    .collect()
+    [("london", 51.51, -0.13), ("frankfurt", 50.11, 8.68), ("seattle", 47.61, -122.33), ("singapore", 1.35, 103.82)]
+        .into_iter()
+        .map(|(name, lat, lon)| SiteConfig { name: name.into(), location: Location::new(lat, lon) })
+        .collect()
 }
 
-fn cluster(
-    name: &str,
-    kubeconfig: &Path,
-    context: &str,
-    placement: ClusterPlacement,
-) -> ClusterConfig {
+fn cluster(name: &str, kubeconfig: &Path, context: &str, placement: ClusterPlacement) -> ClusterConfig {
     ClusterConfig {
         name: name.into(),
         kubeconfig: Some(kubeconfig.to_owned()),
@@ -87,13 +74,7 @@ fn slice(name: &str, service: &str, endpoints: &[(&str, bool)]) -> Value {
     })
 }
 
-fn node(
-    name: &str,
-    region: &str,
-    internal_ip: &str,
-    pod_cidr: &str,
-    public_ip: Option<&str>,
-) -> Value {
+fn node(name: &str, region: &str, internal_ip: &str, pod_cidr: &str, public_ip: Option<&str>) -> Value {
     let mut v = json!({
         "apiVersion": "v1", "kind": "Node",
         "metadata": { "name": name, "labels": { REGION: region } },
@@ -140,10 +121,7 @@ async fn wait_for(
 async fn wait_until(limit: Duration, what: &str, cond: impl Fn() -> bool) {
     let deadline = tokio::time::Instant::now() + limit;
     while !cond() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -153,9 +131,7 @@ fn entries<'a>(snap: &'a KubeSnapshot, name: &Name) -> Vec<&'a Discovered> {
 }
 
 fn entry<'a>(snap: &'a KubeSnapshot, name: &Name, site: SiteId) -> Option<&'a Discovered> {
-    snap.discovered
-        .iter()
-        .find(|d| d.name == *name && d.site == site)
+    snap.discovered.iter().find(|d| d.name == *name && d.site == site)
 }
 
 fn all_synced_connected(snap: &KubeSnapshot) -> bool {
@@ -172,36 +148,21 @@ async fn two_clusters_give_both_sites_and_readiness_follows_endpoint_slices() {
         fake.apply(slice("app-abc", "app", &[("n1", true)]));
     }
     let dir = tempfile::tempdir().expect("tempdir");
-    let kubeconfig = write_kubeconfig(
-        dir.path(),
-        "config",
-        &[("eu-admin", &eu), ("us-admin", &us)],
-    );
+    let kubeconfig = write_kubeconfig(dir.path(), "config", &[("eu-admin", &eu), ("us-admin", &us)]);
     let token = CancellationToken::new();
     let source = kube_source::spawn(
         vec![
-            cluster(
-                "eu",
-                &kubeconfig,
-                "eu-admin",
-                ClusterPlacement::Site(FRANKFURT),
-            ),
-            cluster(
-                "us",
-                &kubeconfig,
-                "us-admin",
-                ClusterPlacement::Site(SEATTLE),
-            ),
+            cluster("eu", &kubeconfig, "eu-admin", ClusterPlacement::Site(FRANKFURT)),
+            cluster("us", &kubeconfig, "us-admin", ClusterPlacement::Site(SEATTLE)),
         ],
         sites(),
         token.clone(),
     );
     let mut rx = source.subscribe();
 
-    let snap = wait_for(&mut rx, WAIT, "both clusters' entries", |s| {
-        all_synced_connected(s) && entries(s, &app()).len() == 2
-    })
-    .await;
+    let snap =
+        wait_for(&mut rx, WAIT, "both clusters' entries", |s| all_synced_connected(s) && entries(s, &app()).len() == 2)
+            .await;
     assert_eq!(
         entries(&snap, &app()),
         vec![
@@ -221,94 +182,52 @@ async fn two_clusters_give_both_sites_and_readiness_follows_endpoint_slices() {
             },
         ]
     );
-    assert_eq!(
-        snap.discovered.len(),
-        2,
-        "the unannotated Service joins no name"
-    );
+    assert_eq!(snap.discovered.len(), 2, "the unannotated Service joins no name");
     assert!(snap.clusters.values().all(|c| c.last_sync.is_some()));
 
     // Frankfurt loses its last ready endpoint: that site is down for the name, Seattle is not.
     eu.apply(slice("app-abc", "app", &[("n1", false)]));
-    let snap = wait_for(&mut rx, WAIT, "frankfurt not ready", |s| {
-        entry(s, &app(), FRANKFURT).is_some_and(|d| !d.ready)
-    })
-    .await;
+    let snap =
+        wait_for(&mut rx, WAIT, "frankfurt not ready", |s| entry(s, &app(), FRANKFURT).is_some_and(|d| !d.ready)).await;
     assert!(entry(&snap, &app(), SEATTLE).expect("seattle entry").ready);
-    assert_eq!(
-        entry(&snap, &app(), FRANKFURT).expect("entry").addrs,
-        vec![ip("192.0.2.2")]
-    );
+    assert_eq!(entry(&snap, &app(), FRANKFURT).expect("entry").addrs, vec![ip("192.0.2.2")]);
 
     // And back.
     eu.apply(slice("app-abc", "app", &[("n1", false), ("n2", true)]));
-    wait_for(&mut rx, WAIT, "frankfurt ready again", |s| {
-        entry(s, &app(), FRANKFURT).is_some_and(|d| d.ready)
-    })
-    .await;
+    wait_for(&mut rx, WAIT, "frankfurt ready again", |s| entry(s, &app(), FRANKFURT).is_some_and(|d| d.ready)).await;
     token.cancel();
 }
 
 #[tokio::test]
 async fn stretched_cluster_follows_node_public_ip_and_service_annotation() {
     let fake = FakeKube::start().await;
-    fake.apply(node(
-        "lon-1",
-        "london",
-        "10.0.0.1",
-        "10.42.0.0/24",
-        Some("203.0.113.1"),
-    ));
+    fake.apply(node("lon-1", "london", "10.0.0.1", "10.42.0.0/24", Some("203.0.113.1")));
     fake.apply(node("lon-2", "london", "10.0.0.2", "10.42.1.0/24", None));
     fake.apply(node("sea-1", "seattle", "10.0.2.1", "10.42.2.0/24", None));
     fake.apply(node("mars-1", "mars", "10.0.9.1", "10.42.9.0/24", None));
-    fake.apply(service(
-        "app",
-        Some("app.geo.example, www.geo.example"),
-        &[],
-    ));
-    fake.apply(slice(
-        "app-abc",
-        "app",
-        &[("lon-1", true), ("lon-2", false), ("sea-1", true)],
-    ));
+    fake.apply(service("app", Some("app.geo.example, www.geo.example"), &[]));
+    fake.apply(slice("app-abc", "app", &[("lon-1", true), ("lon-2", false), ("sea-1", true)]));
     let dir = tempfile::tempdir().expect("tempdir");
     let kubeconfig = write_kubeconfig(dir.path(), "config", &[("homelab", &fake)]);
     let token = CancellationToken::new();
     let source = kube_source::spawn(
-        vec![cluster(
-            "homelab",
-            &kubeconfig,
-            "homelab",
-            ClusterPlacement::Label(REGION.into()),
-        )],
+        vec![cluster("homelab", &kubeconfig, "homelab", ClusterPlacement::Label(REGION.into()))],
         sites(),
         token.clone(),
     );
     let mut rx = source.subscribe();
 
-    let snap = wait_for(&mut rx, WAIT, "stretched entries", |s| {
-        all_synced_connected(s) && entries(s, &app()).len() == 2
-    })
-    .await;
+    let snap =
+        wait_for(&mut rx, WAIT, "stretched entries", |s| all_synced_connected(s) && entries(s, &app()).len() == 2)
+            .await;
     let london = entry(&snap, &app(), LONDON).expect("london entry");
-    assert_eq!(
-        (london.addrs.clone(), london.ready),
-        (vec![ip("203.0.113.1")], true)
-    );
+    assert_eq!((london.addrs.clone(), london.ready), (vec![ip("203.0.113.1")], true));
     let seattle = entry(&snap, &app(), SEATTLE).expect("seattle entry");
-    assert_eq!(
-        (seattle.addrs.clone(), seattle.ready),
-        (vec![ip("10.0.2.1")], true)
-    );
+    assert_eq!((seattle.addrs.clone(), seattle.ready), (vec![ip("10.0.2.1")], true));
     assert_eq!(snap.discovered.len(), 4, "two names at two sites");
 
     // Node pod CIDRs and addresses are client networks at the node's site; unknown sites skipped.
-    let nets: Vec<(String, SiteId)> = snap
-        .client_networks
-        .iter()
-        .map(|c| (c.net.to_string(), c.site))
-        .collect();
+    let nets: Vec<(String, SiteId)> = snap.client_networks.iter().map(|c| (c.net.to_string(), c.site)).collect();
     for expected in [
         ("10.42.0.0/24", LONDON),
         ("10.42.1.0/24", LONDON),
@@ -317,35 +236,19 @@ async fn stretched_cluster_follows_node_public_ip_and_service_annotation() {
         ("203.0.113.1/32", LONDON),
         ("10.0.2.1/32", SEATTLE),
     ] {
-        assert!(
-            nets.contains(&(expected.0.into(), expected.1)),
-            "{expected:?} in {nets:?}"
-        );
+        assert!(nets.contains(&(expected.0.into(), expected.1)), "{expected:?} in {nets:?}");
     }
-    assert!(
-        !nets.iter().any(|(n, _)| n == "10.42.9.0/24"),
-        "a node at an unknown site is skipped"
-    );
+    assert!(!nets.iter().any(|(n, _)| n == "10.42.9.0/24"), "a node at an unknown site is skipped");
 
     // The residential address changes: the annotation follows, and so does the answer.
-    fake.apply(node(
-        "lon-1",
-        "london",
-        "10.0.0.1",
-        "10.42.0.0/24",
-        Some("203.0.113.77"),
-    ));
+    fake.apply(node("lon-1", "london", "10.0.0.1", "10.42.0.0/24", Some("203.0.113.77")));
     wait_for(&mut rx, WAIT, "new public ip", |s| {
         entry(s, &app(), LONDON).is_some_and(|d| d.addrs == vec![ip("203.0.113.77")])
     })
     .await;
 
     // Seattle's only endpoint goes unready: the site stays listed, down, with no addresses.
-    fake.apply(slice(
-        "app-abc",
-        "app",
-        &[("lon-1", true), ("sea-1", false)],
-    ));
+    fake.apply(slice("app-abc", "app", &[("lon-1", true), ("sea-1", false)]));
     wait_for(&mut rx, WAIT, "seattle down", |s| {
         entry(s, &app(), SEATTLE).is_some_and(|d| !d.ready && d.addrs.is_empty())
     })
@@ -369,31 +272,17 @@ async fn outage_keeps_the_last_state_and_the_relist_drops_what_was_deleted_meanw
     let kubeconfig = write_kubeconfig(dir.path(), "config", &[("eu-admin", &fake)]);
     let token = CancellationToken::new();
     let source = kube_source::spawn(
-        vec![cluster(
-            "eu",
-            &kubeconfig,
-            "eu-admin",
-            ClusterPlacement::Site(FRANKFURT),
-        )],
+        vec![cluster("eu", &kubeconfig, "eu-admin", ClusterPlacement::Site(FRANKFURT))],
         sites(),
         token.clone(),
     );
     let mut rx = source.subscribe();
-    let before = wait_for(&mut rx, WAIT, "initial sync", |s| {
-        all_synced_connected(s) && s.discovered.len() == 2
-    })
-    .await;
+    let before = wait_for(&mut rx, WAIT, "initial sync", |s| all_synced_connected(s) && s.discovered.len() == 2).await;
 
     let lists_before = fake.list_requests();
     fake.stop().await;
-    let during = wait_for(&mut rx, WAIT, "disconnected", |s| {
-        !s.clusters["eu"].connected
-    })
-    .await;
-    assert_eq!(
-        during.discovered, before.discovered,
-        "an outage never drops names"
-    );
+    let during = wait_for(&mut rx, WAIT, "disconnected", |s| !s.clusters["eu"].connected).await;
+    assert_eq!(during.discovered, before.discovered, "an outage never drops names");
     assert_eq!(during.client_networks.len(), before.client_networks.len());
     let status = &during.clusters["eu"];
     assert!(status.synced && status.watch_errors > 0 && status.last_error.is_some());
@@ -402,18 +291,12 @@ async fn outage_keeps_the_last_state_and_the_relist_drops_what_was_deleted_meanw
     assert!(fake.delete("Service", "web", "other"));
     assert!(fake.delete("EndpointSlice", "web", "other-abc"));
     fake.restart().await;
-    let after = wait_for(
-        &mut rx,
-        RECOVERY_WAIT,
-        "re-list without the deleted Service",
-        |s| s.clusters["eu"].connected && s.discovered.len() == 1,
-    )
+    let after = wait_for(&mut rx, RECOVERY_WAIT, "re-list without the deleted Service", |s| {
+        s.clusters["eu"].connected && s.discovered.len() == 1
+    })
     .await;
     assert_eq!(after.discovered, vec![before.discovered[0].clone()]);
-    assert!(
-        fake.list_requests() > lists_before,
-        "the deletion came from a re-list (410 on resume)"
-    );
+    assert!(fake.list_requests() > lists_before, "the deletion came from a re-list (410 on resume)");
     assert_eq!(after.discovered[0].name, app());
 
     // Watches work again after the recovery.
@@ -435,46 +318,30 @@ async fn gone_410_forces_a_relist_without_losing_state() {
     let kubeconfig = write_kubeconfig(dir.path(), "config", &[("eu-admin", &fake)]);
     let token = CancellationToken::new();
     let source = kube_source::spawn(
-        vec![cluster(
-            "eu",
-            &kubeconfig,
-            "eu-admin",
-            ClusterPlacement::Site(FRANKFURT),
-        )],
+        vec![cluster("eu", &kubeconfig, "eu-admin", ClusterPlacement::Site(FRANKFURT))],
         sites(),
         token.clone(),
     );
     let mut rx = source.subscribe();
-    let before = wait_for(&mut rx, WAIT, "initial sync", |s| {
-        all_synced_connected(s) && s.discovered.len() == 1
-    })
-    .await;
+    let before = wait_for(&mut rx, WAIT, "initial sync", |s| all_synced_connected(s) && s.discovered.len() == 1).await;
     // All three watches are open before the compaction.
     wait_until(WAIT, "three watches", || fake.watch_requests() >= 3).await;
     let lists = fake.list_requests();
     let first_sync = before.clusters["eu"].last_sync.expect("synced");
 
     fake.compact();
-    wait_until(RECOVERY_WAIT, "three re-lists", || {
-        fake.list_requests() >= lists + 3
-    })
-    .await;
+    wait_until(RECOVERY_WAIT, "three re-lists", || fake.list_requests() >= lists + 3).await;
     let after = wait_for(&mut rx, RECOVERY_WAIT, "re-list done", |s| {
         s.clusters["eu"].last_sync.is_some_and(|t| t > first_sync) && s.clusters["eu"].connected
     })
     .await;
-    assert_eq!(
-        after.discovered, before.discovered,
-        "a 410 never drops names"
-    );
+    assert_eq!(after.discovered, before.discovered, "a 410 never drops names");
     assert!(after.clusters["eu"].watch_errors >= 1, "the 410 is counted");
 
     // The watches resumed after the re-list.
     fake.apply(slice("app-abc", "app", &[("n1", false)]));
-    wait_for(&mut rx, RECOVERY_WAIT, "change after re-list", |s| {
-        entry(s, &app(), FRANKFURT).is_some_and(|d| !d.ready)
-    })
-    .await;
+    wait_for(&mut rx, RECOVERY_WAIT, "change after re-list", |s| entry(s, &app(), FRANKFURT).is_some_and(|d| !d.ready))
+        .await;
     token.cancel();
 }
 
@@ -488,25 +355,14 @@ async fn node_pod_cidrs_of_a_single_site_cluster_map_to_its_site() {
     let kubeconfig = write_kubeconfig(dir.path(), "config", &[("eu-admin", &fake)]);
     let token = CancellationToken::new();
     let source = kube_source::spawn(
-        vec![cluster(
-            "eu",
-            &kubeconfig,
-            "eu-admin",
-            ClusterPlacement::Site(FRANKFURT),
-        )],
+        vec![cluster("eu", &kubeconfig, "eu-admin", ClusterPlacement::Site(FRANKFURT))],
         sites(),
         token.clone(),
     );
     let mut rx = source.subscribe();
-    let snap = wait_for(&mut rx, WAIT, "client networks", |s| {
-        all_synced_connected(s) && s.client_networks.len() == 4
-    })
-    .await;
-    let mut nets: Vec<(String, SiteId)> = snap
-        .client_networks
-        .iter()
-        .map(|c| (c.net.to_string(), c.site))
-        .collect();
+    let snap =
+        wait_for(&mut rx, WAIT, "client networks", |s| all_synced_connected(s) && s.client_networks.len() == 4).await;
+    let mut nets: Vec<(String, SiteId)> = snap.client_networks.iter().map(|c| (c.net.to_string(), c.site)).collect();
     nets.sort();
     assert_eq!(
         nets,
@@ -534,20 +390,12 @@ async fn unreachable_cluster_reports_errors_and_never_syncs() {
     let kubeconfig = write_kubeconfig(dir.path(), "config", &[("gone", &fake)]);
     let token = CancellationToken::new();
     let source = kube_source::spawn(
-        vec![cluster(
-            "gone",
-            &kubeconfig,
-            "gone",
-            ClusterPlacement::Site(LONDON),
-        )],
+        vec![cluster("gone", &kubeconfig, "gone", ClusterPlacement::Site(LONDON))],
         sites(),
         token.clone(),
     );
     let mut rx = source.subscribe();
-    let snap = wait_for(&mut rx, WAIT, "errors reported", |s| {
-        s.clusters["gone"].watch_errors > 0
-    })
-    .await;
+    let snap = wait_for(&mut rx, WAIT, "errors reported", |s| s.clusters["gone"].watch_errors > 0).await;
     let status = &snap.clusters["gone"];
     assert!(!status.synced && !status.connected && status.last_error.is_some());
     assert!(!snap.all_synced());

@@ -15,7 +15,8 @@ use geodns::app;
 use hickory_proto::op::Message;
 use hickory_proto::rr::RecordType;
 
-const FIXTURE: &[(&str, f64, f64, &str)] = &[("81.2.69.0/24", 51.5, -0.1, "GB"), ("103.6.148.0/22", 1.29, 103.85, "SG")];
+const FIXTURE: &[(&str, f64, f64, &str)] =
+    &[("81.2.69.0/24", 51.5, -0.1, "GB"), ("103.6.148.0/22", 1.29, 103.85, "SG")];
 
 fn http() -> reqwest::Client {
     geodns::sources::health::install_crypto_provider();
@@ -129,14 +130,19 @@ async fn metrics_count_known_traffic() {
 
 /// Queries the server continuously from two tasks; every query must be answered, with one of
 /// the allowed answers. Returns (answered, wrong, lost) when `stop` is set.
-fn query_loop(dns: SocketAddr, allowed: Arc<std::sync::Mutex<Vec<IpAddr>>>, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<(u64, u64, u64)> {
+fn query_loop(
+    dns: SocketAddr,
+    allowed: Arc<std::sync::Mutex<Vec<IpAddr>>>,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<(u64, u64, u64)> {
     tokio::spawn(async move {
         let answered = Arc::new(AtomicU64::new(0));
         let wrong = Arc::new(AtomicU64::new(0));
         let lost = Arc::new(AtomicU64::new(0));
         let mut workers = Vec::new();
         for _ in 0..2 {
-            let (allowed, stop, answered, wrong, lost) = (allowed.clone(), stop.clone(), answered.clone(), wrong.clone(), lost.clone());
+            let (allowed, stop, answered, wrong, lost) =
+                (allowed.clone(), stop.clone(), answered.clone(), wrong.clone(), lost.clone());
             workers.push(tokio::spawn(async move {
                 let started = Instant::now();
                 // Bounded: at most 20 s or 100,000 queries.
@@ -206,7 +212,10 @@ async fn reloads_under_load_lose_nothing_and_an_invalid_config_keeps_the_old_one
     }
     let failed = status.borrow().config.last_reload.clone().unwrap();
     assert_eq!(failed.result, "failed");
-    assert!(failed.error.as_deref().unwrap().contains("\"not-an-address\" is not an IPv4 or IPv6 address"), "{failed:?}");
+    assert!(
+        failed.error.as_deref().unwrap().contains("\"not-an-address\" is not an IPv4 or IPv6 address"),
+        "{failed:?}"
+    );
     // An explicit reload (as SIGHUP does) of the same bad file is rejected again.
     s.reload().await;
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -230,7 +239,9 @@ async fn a_new_geoip_database_is_picked_up_and_a_broken_one_rejected() {
     let (_path, s) = start_from_file(dir.path(), &config_text(dir.path())).await;
     let dns = v4(&s);
     let db = dir.path().join("city.mmdb");
-    let ask = || async { addresses(&common::dns::udp(dns, &with_ecs(query("app.geo.example.", RecordType::A), "81.2.69.0/24")).await) };
+    let ask = || async {
+        addresses(&common::dns::udp(dns, &with_ecs(query("app.geo.example.", RecordType::A), "81.2.69.0/24")).await)
+    };
     assert_eq!(ask().await, ["192.0.2.1".parse::<IpAddr>().unwrap()]);
     // The same network now placed in Singapore: answers follow after the file is replaced.
     common::mmdb::write_city_db(&db, &[("81.2.69.0/24", 1.29, 103.85, "SG")]);
@@ -272,5 +283,4 @@ async fn stop_drains_and_closes_the_listeners() {
     let q = query("app.geo.example.", RecordType::A).to_vec().unwrap();
     assert!(udp_raw_wait(dns, &q, Duration::from_millis(300)).await.is_none());
     assert!(tokio::net::TcpStream::connect(dns).await.is_err(), "TCP listener closed");
-
 }

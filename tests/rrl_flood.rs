@@ -49,17 +49,9 @@ async fn a_spoofed_flood_is_limited_while_another_client_is_answered() {
         let now = t0 + Duration::from_millis(ms);
         for k in 0..2u64 {
             let i = ms * 2 + k;
-            let src = SocketAddr::new(
-                IpAddr::from([198, 51, 100, (i % 250) as u8 + 1]),
-                victim_port,
-            );
-            let name = if i % 3 == 0 {
-                format!("r{i}.geo.example.")
-            } else {
-                "app.geo.example.".to_owned()
-            };
-            let Outcome::Answered(bytes) =
-                inproc::answer(&handler, &wire(i as u16, &name), src, Protocol::Udp).await
+            let src = SocketAddr::new(IpAddr::from([198, 51, 100, (i % 250) as u8 + 1]), victim_port);
+            let name = if i % 3 == 0 { format!("r{i}.geo.example.") } else { "app.geo.example.".to_owned() };
+            let Outcome::Answered(bytes) = inproc::answer(&handler, &wire(i as u16, &name), src, Protocol::Udp).await
             else {
                 panic!("a valid query is answered")
             };
@@ -68,9 +60,7 @@ async fn a_spoofed_flood_is_limited_while_another_client_is_answered() {
                 Verdict::Slip => {
                     let t = truncated(&bytes).expect("a response has a header");
                     let m = Message::from_vec(&t).expect("the slipped response parses");
-                    assert!(
-                        m.metadata.truncation && m.answers.is_empty() && t.len() <= bytes.len()
-                    );
+                    assert!(m.metadata.truncation && m.answers.is_empty() && t.len() <= bytes.len());
                     assert_eq!(m.metadata.id, i as u16);
                     slipped += 1
                 }
@@ -98,17 +88,8 @@ async fn a_spoofed_flood_is_limited_while_another_client_is_answered() {
     // nothing more is sent in full while the flood lasts.
     assert_eq!(sent, 2 * 200, "sent {sent}");
     assert_eq!(sent + slipped + dropped, 10_000);
-    assert!(
-        slipped.abs_diff(dropped) <= 2,
-        "slip 2: half and half ({slipped} / {dropped})"
-    );
+    assert!(slipped.abs_diff(dropped) <= 2, "slip 2: half and half ({slipped} / {dropped})");
     let text = handle.render();
-    assert!(
-        text.contains("geodns_rrl_limited_total{action=\"slip\"}"),
-        "{text}"
-    );
-    assert!(
-        text.contains("geodns_rrl_limited_total{action=\"drop\"}"),
-        "{text}"
-    );
+    assert!(text.contains("geodns_rrl_limited_total{action=\"slip\"}"), "{text}");
+    assert!(text.contains("geodns_rrl_limited_total{action=\"drop\"}"), "{text}");
 }

@@ -46,11 +46,7 @@ fn free_dns_port() -> u16 {
 }
 
 fn free_tcp_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// A `geodns serve` child process, killed (by its PID) if the test ends without stopping it.
@@ -80,14 +76,8 @@ impl Server {
             .arg(format!("-{name}"))
             .arg(self.child.id().to_string())
             .status()
-            .unwrap_or_else(|e| {
-                panic!("cannot run `kill` to send SIG{name} (install procps): {e}")
-            });
-        assert!(
-            status.success(),
-            "kill -{name} {}: {status}",
-            self.child.id()
-        );
+            .unwrap_or_else(|e| panic!("cannot run `kill` to send SIG{name} (install procps): {e}"));
+        assert!(status.success(), "kill -{name} {}: {status}", self.child.id());
     }
 
     /// Waits for the process to exit, up to `limit`.
@@ -104,16 +94,8 @@ impl Server {
 
     async fn status(&self) -> serde_json::Value {
         geodns::sources::health::install_crypto_provider();
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            .timeout(Duration::from_secs(5))
-            .build()
-            .unwrap();
-        let r = client
-            .get(format!("http://{}/status", self.admin))
-            .send()
-            .await
-            .expect("GET /status");
+        let client = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(5)).build().unwrap();
+        let r = client.get(format!("http://{}/status", self.admin)).send().await.expect("GET /status");
         assert!(r.status().is_success(), "/status: {}", r.status());
         serde_json::from_str(&r.text().await.expect("/status body")).expect("/status is JSON")
     }
@@ -138,8 +120,7 @@ fn spawn(config: &Path) -> (Child, PathBuf) {
 /// Asks `app.geo.example. A` over UDP; `None` when no answer came within 300 ms.
 async fn ask(dns: SocketAddr) -> Option<Vec<IpAddr>> {
     let q = query("app.geo.example.", RecordType::A);
-    let bytes =
-        common::dns::udp_raw_wait(dns, &q.to_vec().unwrap(), Duration::from_millis(300)).await?;
+    let bytes = common::dns::udp_raw_wait(dns, &q.to_vec().unwrap(), Duration::from_millis(300)).await?;
     let reply = Message::from_vec(&bytes).expect("a DNS response");
     assert_eq!(reply.metadata.id, q.metadata.id);
     Some(addresses(&reply))
@@ -154,13 +135,7 @@ fn ip(s: &str) -> IpAddr {
 async fn start(path: &Path, config: &str) -> Server {
     for _ in 0..5 {
         let (dns, admin) = (free_dns_port(), free_tcp_port());
-        std::fs::write(
-            path,
-            config
-                .replace("{dns}", &dns.to_string())
-                .replace("{admin}", &admin.to_string()),
-        )
-        .unwrap();
+        std::fs::write(path, config.replace("{dns}", &dns.to_string()).replace("{admin}", &admin.to_string())).unwrap();
         let (child, stderr) = spawn(path);
         let mut server = Server {
             child,
@@ -172,10 +147,7 @@ async fn start(path: &Path, config: &str) -> Server {
         while started.elapsed() < Duration::from_secs(15) {
             if let Some(status) = server.child.try_wait().unwrap() {
                 let log = server.log();
-                assert!(
-                    log.contains("in use"),
-                    "geodns serve exited ({status}) before answering:\n{log}"
-                );
+                assert!(log.contains("in use"), "geodns serve exited ({status}) before answering:\n{log}");
                 break; // a port was taken in between: try others
             }
             if ask(server.dns).await.is_some() {
@@ -194,30 +166,17 @@ async fn start(path: &Path, config: &str) -> Server {
 /// Rewrites the file in place (same inode, same size) and puts its modification time back, so
 /// the config file watcher sees no change: only SIGHUP can make the server read it.
 fn rewrite_unseen(path: &Path, from: &str, to: &str) {
-    assert_eq!(
-        from.len(),
-        to.len(),
-        "same size, so the watcher's fingerprint is unchanged"
-    );
+    assert_eq!(from.len(), to.len(), "same size, so the watcher's fingerprint is unchanged");
     let before = std::fs::metadata(path).unwrap();
     let text = std::fs::read_to_string(path).unwrap();
     assert!(text.contains(from), "{from:?} not in the config");
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .truncate(true)
-        .open(path)
-        .unwrap();
+    let file = std::fs::OpenOptions::new().write(true).truncate(true).open(path).unwrap();
     use std::io::Write;
-    (&file)
-        .write_all(text.replacen(from, to, 1).as_bytes())
-        .unwrap();
+    (&file).write_all(text.replacen(from, to, 1).as_bytes()).unwrap();
     file.set_modified(before.modified().unwrap()).unwrap();
     drop(file);
     let after = std::fs::metadata(path).unwrap();
-    assert_eq!(
-        (after.len(), after.modified().unwrap()),
-        (before.len(), before.modified().unwrap())
-    );
+    assert_eq!((after.len(), after.modified().unwrap()), (before.len(), before.modified().unwrap()));
 }
 
 /// Polls the answer until it is `want` (bounded).
@@ -244,11 +203,7 @@ async fn wait_for_reload(server: &Server, result: &str) -> serde_json::Value {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!(
-        "/status never reported a reload {result}: {}\n{}",
-        server.status().await,
-        server.log()
-    );
+    panic!("/status never reported a reload {result}: {}\n{}", server.status().await, server.log());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -256,35 +211,19 @@ async fn sighup_reloads_an_invalid_config_is_rejected_and_sigterm_exits_0() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("geodns.yaml");
     let mut server = start(&path, CONFIG).await;
-    assert_eq!(
-        ask(server.dns).await,
-        Some(vec![ip("192.0.2.1")]),
-        "london's address, first in the config"
-    );
+    assert_eq!(ask(server.dns).await, Some(vec![ip("192.0.2.1")]), "london's address, first in the config");
     let status = server.status().await;
-    assert!(
-        status["config"]["last_reload"].is_null(),
-        "no reload yet: {status}"
-    );
+    assert!(status["config"]["last_reload"].is_null(), "no reload yet: {status}");
     assert_eq!(status["config"]["path"], path.display().to_string());
 
     // A new address for london, unseen by the file watcher: still the old answer a watcher
     // poll later...
     rewrite_unseen(&path, "london: [192.0.2.1]", "london: [192.0.2.9]");
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(
-        ask(server.dns).await,
-        Some(vec![ip("192.0.2.1")]),
-        "no reload without SIGHUP"
-    );
+    assert_eq!(ask(server.dns).await, Some(vec![ip("192.0.2.1")]), "no reload without SIGHUP");
     // ...and the new one after SIGHUP.
     server.signal("HUP");
-    wait_for_answer(
-        &server,
-        &[ip("192.0.2.9")],
-        "after SIGHUP with a valid config",
-    )
-    .await;
+    wait_for_answer(&server, &[ip("192.0.2.9")], "after SIGHUP with a valid config").await;
     let last = wait_for_reload(&server, "ok").await;
     assert!(last["error"].is_null(), "{last}");
     let ok_at = last["at"].as_f64().unwrap();
@@ -294,17 +233,10 @@ async fn sighup_reloads_an_invalid_config_is_rejected_and_sigterm_exits_0() {
     server.signal("HUP");
     let last = wait_for_reload(&server, "failed").await;
     let error = last["error"].as_str().unwrap_or_default();
-    assert!(
-        error.contains("unknown site \"lond0n\""),
-        "the reason: {last}"
-    );
+    assert!(error.contains("unknown site \"lond0n\""), "the reason: {last}");
     assert!(last["at"].as_f64().unwrap() >= ok_at);
     for _ in 0..10 {
-        assert_eq!(
-            ask(server.dns).await,
-            Some(vec![ip("192.0.2.9")]),
-            "the previous config keeps serving"
-        );
+        assert_eq!(ask(server.dns).await, Some(vec![ip("192.0.2.9")]), "the previous config keeps serving");
     }
     let log = server.log();
     assert!(log.contains("SIGHUP"), "the signal is logged:\n{log}");
@@ -312,10 +244,7 @@ async fn sighup_reloads_an_invalid_config_is_rejected_and_sigterm_exits_0() {
         log.contains("reload rejected") && log.contains("lond0n"),
         "the rejection is logged with its reason:\n{log}"
     );
-    assert!(
-        !log.contains("watched file changed"),
-        "only SIGHUP reloaded:\n{log}"
-    );
+    assert!(!log.contains("watched file changed"), "only SIGHUP reloaded:\n{log}");
     let metrics = reqwest::Client::builder()
         .no_proxy()
         .build()
@@ -327,26 +256,14 @@ async fn sighup_reloads_an_invalid_config_is_rejected_and_sigterm_exits_0() {
         .text()
         .await
         .unwrap();
-    assert!(
-        metrics.contains("geodns_config_reloads_total{result=\"ok\"} 1"),
-        "{metrics}"
-    );
-    assert!(
-        metrics.contains("geodns_config_reloads_total{result=\"failed\"} 1"),
-        "{metrics}"
-    );
+    assert!(metrics.contains("geodns_config_reloads_total{result=\"ok\"} 1"), "{metrics}");
+    assert!(metrics.contains("geodns_config_reloads_total{result=\"failed\"} 1"), "{metrics}");
 
     // SIGTERM: drains and exits 0 within the grace period (2 s) and a margin.
     server.signal("TERM");
     let status = tokio::task::block_in_place(|| server.wait_exit(Duration::from_secs(5)));
-    let status =
-        status.unwrap_or_else(|| panic!("still running 5 s after SIGTERM:\n{}", server.log()));
-    assert_eq!(
-        status.code(),
-        Some(0),
-        "exit status after SIGTERM:\n{}",
-        server.log()
-    );
+    let status = status.unwrap_or_else(|| panic!("still running 5 s after SIGTERM:\n{}", server.log()));
+    assert_eq!(status.code(), Some(0), "exit status after SIGTERM:\n{}", server.log());
     let log = server.log();
     assert!(log.contains("SIGTERM") && log.contains("stopping"), "{log}");
     // The listeners are gone.
@@ -356,12 +273,8 @@ async fn sighup_reloads_an_invalid_config_is_rejected_and_sigterm_exits_0() {
 /// Runs `geodns serve` to its exit (bounded) and returns the status and stderr.
 fn serve_until_exit(config: &Path) -> (ExitStatus, String) {
     let (child, stderr) = spawn(config);
-    let mut server = Server {
-        child,
-        stderr,
-        dns: "127.0.0.1:1".parse().unwrap(),
-        admin: "127.0.0.1:1".parse().unwrap(),
-    };
+    let mut server =
+        Server { child, stderr, dns: "127.0.0.1:1".parse().unwrap(), admin: "127.0.0.1:1".parse().unwrap() };
     let status = server
         .wait_exit(Duration::from_secs(15))
         .unwrap_or_else(|| panic!("geodns serve kept running:\n{}", server.log()));
@@ -382,10 +295,7 @@ fn an_invalid_config_exits_78_listing_every_problem() {
     let (status, log) = serve_until_exit(&path);
     assert_eq!(status.code(), Some(78), "{log}");
     for problem in ["shutdown_grace", "unknown site \"paris\"", "151.51"] {
-        assert!(
-            log.contains(problem),
-            "missing the problem {problem:?} in:\n{log}"
-        );
+        assert!(log.contains(problem), "missing the problem {problem:?} in:\n{log}");
     }
     assert!(log.contains("3 problems"), "every problem, counted:\n{log}");
 }
@@ -399,38 +309,18 @@ fn a_port_in_use_exits_1_saying_which() {
     let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
     let port = udp.local_addr().unwrap().port();
     let _tcp = TcpListener::bind(("127.0.0.1", port)).ok();
-    std::fs::write(
-        &path,
-        CONFIG
-            .replace("{dns}", &port.to_string())
-            .replace("{admin}", "0"),
-    )
-    .unwrap();
+    std::fs::write(&path, CONFIG.replace("{dns}", &port.to_string()).replace("{admin}", "0")).unwrap();
     let (status, log) = serve_until_exit(&path);
     assert_eq!(status.code(), Some(1), "{log}");
-    assert!(
-        log.contains("cannot listen on") && log.contains(&format!("127.0.0.1:{port}")),
-        "{log}"
-    );
+    assert!(log.contains("cannot listen on") && log.contains(&format!("127.0.0.1:{port}")), "{log}");
     assert!(log.contains("in use"), "{log}");
 
     // The admin port.
     let held = TcpListener::bind("127.0.0.1:0").unwrap();
     let admin = held.local_addr().unwrap().port();
-    std::fs::write(
-        &path,
-        CONFIG
-            .replace("{dns}", "0")
-            .replace("{admin}", &admin.to_string()),
-    )
-    .unwrap();
+    std::fs::write(&path, CONFIG.replace("{dns}", "0").replace("{admin}", &admin.to_string())).unwrap();
     let (status, log) = serve_until_exit(&path);
     assert_eq!(status.code(), Some(1), "{log}");
-    assert!(
-        log.contains(&format!(
-            "cannot listen on the admin address 127.0.0.1:{admin}"
-        )),
-        "{log}"
-    );
+    assert!(log.contains(&format!("cannot listen on the admin address 127.0.0.1:{admin}")), "{log}");
     assert!(log.contains("in use"), "{log}");
 }

@@ -83,9 +83,7 @@ fn chromium(profile: &Path, url: &str, extra: &[String], stdout: &Path) -> (Exit
     .stdin(Stdio::null())
     .stdout(std::fs::File::create(stdout).unwrap())
     .stderr(std::fs::File::create(&stderr_path).unwrap());
-    let mut child = cmd
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {CHROMIUM}: {e}"));
+    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {CHROMIUM}: {e}"));
     let started = Instant::now();
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
@@ -105,12 +103,7 @@ fn chromium(profile: &Path, url: &str, extra: &[String], stdout: &Path) -> (Exit
     (status, stderr)
 }
 
-async fn chromium_async(
-    profile: PathBuf,
-    url: String,
-    extra: Vec<String>,
-    stdout: PathBuf,
-) -> (ExitStatus, String) {
+async fn chromium_async(profile: PathBuf, url: String, extra: Vec<String>, stdout: PathBuf) -> (ExitStatus, String) {
     tokio::task::spawn_blocking(move || chromium(&profile, &url, &extra, &stdout))
         .await
         .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
@@ -119,9 +112,7 @@ async fn chromium_async(
 /// The `<tr data-site="NAME">...</tr>` row of the sites table in a dumped DOM.
 fn site_row<'a>(dom: &'a str, site: &str) -> &'a str {
     let open = format!("<tr data-site=\"{site}\">");
-    let start = dom
-        .find(&open)
-        .unwrap_or_else(|| panic!("no sites-table row for {site} in the page:\n{dom}"));
+    let start = dom.find(&open).unwrap_or_else(|| panic!("no sites-table row for {site} in the page:\n{dom}"));
     let end = dom[start..].find("</tr>").expect("the row closes") + start;
     &dom[start..end]
 }
@@ -142,70 +133,33 @@ async fn the_status_page_shows_a_down_site_down_in_chromium() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("city.mmdb");
     common::mmdb::write_city_db(&db, FIXTURE);
-    let backends = on_same_port(
-        &["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"],
-        Mode::Healthy,
-    )
-    .await;
+    let backends = on_same_port(&["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"], Mode::Healthy).await;
     let s = start(&config(&db, backends[0].addr.port()), dir.path()).await;
     let admin = s.admin_addr.expect("admin_listen is set");
 
-    wait_until("every endpoint up", || {
-        s.status().endpoints.iter().all(|e| e.state == "up")
-    })
-    .await;
+    wait_until("every endpoint up", || s.status().endpoints.iter().all(|e| e.state == "up")).await;
     // London's backend fails its probes: after `fall` (2) of them its endpoint is down.
     backends[0].set_mode(Mode::Failing);
     wait_until("london down", || {
         let st = s.status();
-        st.endpoints
-            .iter()
-            .any(|e| e.address == "127.0.0.2" && e.state == "down")
-            && st
-                .sites
-                .iter()
-                .any(|site| site.name == "london" && !site.up)
+        st.endpoints.iter().any(|e| e.address == "127.0.0.2" && e.state == "down")
+            && st.sites.iter().any(|site| site.name == "london" && !site.up)
     })
     .await;
-    assert!(
-        s.status()
-            .sites
-            .iter()
-            .filter(|site| site.name != "london")
-            .all(|site| site.up),
-        "{:?}",
-        s.status().sites
-    );
+    assert!(s.status().sites.iter().filter(|site| site.name != "london").all(|site| site.up), "{:?}", s.status().sites);
 
     let url = format!("http://{admin}/");
 
     // The DOM after the page's script has fetched /status and drawn it.
     let dom_file = dir.path().join("dom.html");
-    let (status, stderr) = chromium_async(
-        dir.path().join("profile-dom"),
-        url.clone(),
-        vec!["--dump-dom".into()],
-        dom_file.clone(),
-    )
-    .await;
+    let (status, stderr) =
+        chromium_async(dir.path().join("profile-dom"), url.clone(), vec!["--dump-dom".into()], dom_file.clone()).await;
     let dom = std::fs::read_to_string(&dom_file).unwrap();
-    assert!(
-        status.success(),
-        "chromium --dump-dom failed ({status}):\n{stderr}"
-    );
-    assert!(
-        dom.contains("<svg id=\"map\""),
-        "no map in the page:\n{dom}"
-    );
-    assert!(
-        dom.contains("<div id=\"error\"></div>"),
-        "the page could not fetch /status:\n{dom}"
-    );
+    assert!(status.success(), "chromium --dump-dom failed ({status}):\n{stderr}");
+    assert!(dom.contains("<svg id=\"map\""), "no map in the page:\n{dom}");
+    assert!(dom.contains("<div id=\"error\"></div>"), "the page could not fetch /status:\n{dom}");
     // On the map: one group per site, its health in data-health.
-    assert!(
-        dom.contains(r#"data-site="london" data-health="down""#),
-        "london is not drawn down on the map:\n{dom}"
-    );
+    assert!(dom.contains(r#"data-site="london" data-health="down""#), "london is not drawn down on the map:\n{dom}");
     for up in ["frankfurt", "seattle", "singapore"] {
         assert!(
             dom.contains(&format!(r#"data-site="{up}" data-health="up""#)),
@@ -214,32 +168,14 @@ async fn the_status_page_shows_a_down_site_down_in_chromium() {
     }
     // In the sites table.
     let london = site_row(&dom, "london");
-    assert!(
-        london.contains(r#"<td class="down">down</td>"#),
-        "london's row: {london}"
-    );
+    assert!(london.contains(r#"<td class="down">down</td>"#), "london's row: {london}");
     let frankfurt = site_row(&dom, "frankfurt");
-    assert!(
-        frankfurt.contains(r#"<td class="up">up</td>"#),
-        "frankfurt's row: {frankfurt}"
-    );
+    assert!(frankfurt.contains(r#"<td class="up">up</td>"#), "frankfurt's row: {frankfurt}");
     // The names and where each is answered from, and the endpoint with its reason.
-    assert!(
-        dom.contains("app.geo.example.") && dom.contains("api.geo.example."),
-        "names table:\n{dom}"
-    );
-    assert!(
-        dom.contains("london down (127.0.0.2)"),
-        "london's badge in the names table:\n{dom}"
-    );
-    assert!(
-        dom.contains("frankfurt up (127.0.0.3)"),
-        "frankfurt's badge in the names table:\n{dom}"
-    );
-    assert!(
-        dom.contains("127.0.0.2</td><td class=\"down\">down</td>"),
-        "london's endpoint row:\n{dom}"
-    );
+    assert!(dom.contains("app.geo.example.") && dom.contains("api.geo.example."), "names table:\n{dom}");
+    assert!(dom.contains("london down (127.0.0.2)"), "london's badge in the names table:\n{dom}");
+    assert!(dom.contains("frankfurt up (127.0.0.3)"), "frankfurt's badge in the names table:\n{dom}");
+    assert!(dom.contains("127.0.0.2</td><td class=\"down\">down</td>"), "london's endpoint row:\n{dom}");
 
     // A screenshot for people.
     let shot = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/status-page.png");
@@ -248,31 +184,14 @@ async fn the_status_page_shows_a_down_site_down_in_chromium() {
     let (status, stderr) = chromium_async(
         dir.path().join("profile-shot"),
         url,
-        vec![
-            format!("--screenshot={}", shot.display()),
-            "--window-size=1000,900".into(),
-            "--hide-scrollbars".into(),
-        ],
+        vec![format!("--screenshot={}", shot.display()), "--window-size=1000,900".into(), "--hide-scrollbars".into()],
         dir.path().join("shot.out"),
     )
     .await;
-    assert!(
-        status.success(),
-        "chromium --screenshot failed ({status}):\n{stderr}"
-    );
-    let png = std::fs::read(&shot)
-        .unwrap_or_else(|e| panic!("no screenshot at {}: {e}\n{stderr}", shot.display()));
-    assert!(
-        png.starts_with(b"\x89PNG\r\n\x1a\n"),
-        "{} is not a PNG",
-        shot.display()
-    );
-    assert!(
-        png.len() > 10_000,
-        "{} is only {} bytes: a blank page?",
-        shot.display(),
-        png.len()
-    );
+    assert!(status.success(), "chromium --screenshot failed ({status}):\n{stderr}");
+    let png = std::fs::read(&shot).unwrap_or_else(|e| panic!("no screenshot at {}: {e}\n{stderr}", shot.display()));
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "{} is not a PNG", shot.display());
+    assert!(png.len() > 10_000, "{} is only {} bytes: a blank page?", shot.display(), png.len());
     println!("screenshot: {} ({} bytes)", shot.display(), png.len());
 
     s.stop().await;

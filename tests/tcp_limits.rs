@@ -45,11 +45,7 @@ async fn serve_with<H: RequestHandler>(handler: H, limits: TcpLimits) -> Server 
     let addr = listener.local_addr().unwrap();
     let shutdown = CancellationToken::new();
     let task = spawn_tcp(listener, handler, limits, shutdown.clone());
-    Server {
-        addr,
-        shutdown,
-        task,
-    }
+    Server { addr, shutdown, task }
 }
 
 async fn serve(limits: TcpLimits) -> Server {
@@ -59,9 +55,7 @@ async fn serve(limits: TcpLimits) -> Server {
 /// Connects from a chosen loopback source address (127.0.0.0/8 is all loopback on Linux).
 async fn connect_from(server: SocketAddr, src: &str) -> TcpStream {
     let socket = TcpSocket::new_v4().unwrap();
-    socket
-        .bind(format!("{src}:0").parse().unwrap())
-        .expect("bind a loopback source");
+    socket.bind(format!("{src}:0").parse().unwrap()).expect("bind a loopback source");
     tokio::time::timeout(Duration::from_secs(3), socket.connect(server))
         .await
         .expect("connect in time")
@@ -79,9 +73,7 @@ fn framed(m: &Message) -> Vec<u8> {
 async fn ask(stream: &mut TcpStream, name: &str) -> Message {
     let q = query(name, RecordType::A);
     stream.write_all(&framed(&q)).await.expect("write");
-    let reply = tokio::time::timeout(Duration::from_secs(2), read_framed(stream))
-        .await
-        .expect("an answer in time");
+    let reply = tokio::time::timeout(Duration::from_secs(2), read_framed(stream)).await.expect("an answer in time");
     let reply = Message::from_vec(&reply).expect("the answer decodes");
     assert_eq!(reply.metadata.id, q.metadata.id);
     reply
@@ -109,19 +101,12 @@ async fn five_hundred_idle_connections_do_not_stop_a_new_client() {
     let mut fresh = connect_from(s.addr, "127.0.0.1").await;
     let reply = ask(&mut fresh, "app.geo.example.").await;
     assert_eq!(reply.metadata.response_code, ResponseCode::NoError);
-    assert!(
-        started.elapsed() < Duration::from_secs(1),
-        "answered in {:?}",
-        started.elapsed()
-    );
+    assert!(started.elapsed() < Duration::from_secs(1), "answered in {:?}", started.elapsed());
     // One of the idle ones is still served too.
     let reply = ask(&mut idle[250], "static.geo.example.").await;
     assert_eq!(reply.answers.len(), 1);
     s.shutdown.cancel();
-    tokio::time::timeout(Duration::from_secs(2), s.task)
-        .await
-        .expect("the listener stops on shutdown")
-        .unwrap();
+    tokio::time::timeout(Duration::from_secs(2), s.task).await.expect("the listener stops on shutdown").unwrap();
 }
 
 #[tokio::test]
@@ -138,34 +123,21 @@ async fn the_running_app_answers_a_new_client_beside_500_idle_connections() {
     let started = Instant::now();
     let reply = common::dns::tcp(addr, &query("app.geo.example.", RecordType::A)).await;
     assert_eq!(reply.metadata.response_code, ResponseCode::NoError);
-    assert!(
-        started.elapsed() < Duration::from_secs(1),
-        "answered in {:?}",
-        started.elapsed()
-    );
+    assert!(started.elapsed() < Duration::from_secs(1), "answered in {:?}", started.elapsed());
 }
 
 #[tokio::test]
 async fn pipelined_queries_are_all_answered_in_order() {
     let s = serve(limits()).await;
     let mut stream = connect_from(s.addr, "127.0.0.1").await;
-    let names = [
-        "app.geo.example.",
-        "static.geo.example.",
-        "nope.geo.example.",
-        "other.org.",
-        "www.geo.example.",
-    ];
-    let queries: Vec<Message> = (0..50)
-        .map(|i| query(names[i % names.len()], RecordType::A))
-        .collect();
+    let names = ["app.geo.example.", "static.geo.example.", "nope.geo.example.", "other.org.", "www.geo.example."];
+    let queries: Vec<Message> = (0..50).map(|i| query(names[i % names.len()], RecordType::A)).collect();
     // All 50 in one write.
     let burst: Vec<u8> = queries.iter().flat_map(framed).collect();
     stream.write_all(&burst).await.unwrap();
     for (i, q) in queries.iter().enumerate() {
-        let reply = tokio::time::timeout(Duration::from_secs(2), read_framed(&mut stream))
-            .await
-            .expect("an answer in time");
+        let reply =
+            tokio::time::timeout(Duration::from_secs(2), read_framed(&mut stream)).await.expect("an answer in time");
         let reply = Message::from_vec(&reply).expect("decodes");
         assert_eq!(reply.metadata.id, q.metadata.id, "answer {i} in order");
         assert_eq!(reply.queries[0].name(), q.queries[0].name());
@@ -174,12 +146,7 @@ async fn pipelined_queries_are_all_answered_in_order() {
 
 #[tokio::test]
 async fn the_per_client_and_global_limits_hold_and_free_up() {
-    let s = serve(TcpLimits {
-        max_connections: 6,
-        max_connections_per_client: 4,
-        ..limits()
-    })
-    .await;
+    let s = serve(TcpLimits { max_connections: 6, max_connections_per_client: 4, ..limits() }).await;
     let mut first = Vec::new();
     for _ in 0..4 {
         let mut c = connect_from(s.addr, "127.0.0.1").await;
@@ -188,10 +155,7 @@ async fn the_per_client_and_global_limits_hold_and_free_up() {
     }
     // A fifth from the same address is closed at once; another address is served.
     let mut over = connect_from(s.addr, "127.0.0.1").await;
-    assert!(
-        closed_within(&mut over, Duration::from_secs(1)).await,
-        "per-client limit"
-    );
+    assert!(closed_within(&mut over, Duration::from_secs(1)).await, "per-client limit");
     let mut second = Vec::new();
     for _ in 0..2 {
         let mut c = connect_from(s.addr, "127.0.0.2").await;
@@ -200,10 +164,7 @@ async fn the_per_client_and_global_limits_hold_and_free_up() {
     }
     // Six open: a third address is refused by the global limit.
     let mut global = connect_from(s.addr, "127.0.0.3").await;
-    assert!(
-        closed_within(&mut global, Duration::from_secs(1)).await,
-        "global limit"
-    );
+    assert!(closed_within(&mut global, Duration::from_secs(1)).await, "global limit");
     // Closing one frees its slot.
     drop(first.pop());
     let deadline = Instant::now() + Duration::from_secs(2);
@@ -221,39 +182,25 @@ async fn the_per_client_and_global_limits_hold_and_free_up() {
 
 #[tokio::test]
 async fn an_idle_connection_is_closed_after_the_idle_timeout() {
-    let s = serve(TcpLimits {
-        idle_timeout: Duration::from_millis(300),
-        ..limits()
-    })
-    .await;
+    let s = serve(TcpLimits { idle_timeout: Duration::from_millis(300), ..limits() }).await;
     let mut c = connect_from(s.addr, "127.0.0.1").await;
     ask(&mut c, "app.geo.example.").await;
     let started = Instant::now();
     assert!(closed_within(&mut c, Duration::from_secs(3)).await);
     let waited = started.elapsed();
-    assert!(
-        waited >= Duration::from_millis(250) && waited < Duration::from_secs(2),
-        "closed after {waited:?}"
-    );
+    assert!(waited >= Duration::from_millis(250) && waited < Duration::from_secs(2), "closed after {waited:?}");
 }
 
 #[tokio::test]
 async fn a_half_sent_query_is_closed_after_the_read_timeout() {
-    let s = serve(TcpLimits {
-        read_timeout: Duration::from_millis(300),
-        ..limits()
-    })
-    .await;
+    let s = serve(TcpLimits { read_timeout: Duration::from_millis(300), ..limits() }).await;
     let mut c = connect_from(s.addr, "127.0.0.1").await;
     let whole = framed(&query("app.geo.example.", RecordType::A));
     c.write_all(&whole[..whole.len() / 2]).await.unwrap();
     let started = Instant::now();
     assert!(closed_within(&mut c, Duration::from_secs(3)).await);
     let waited = started.elapsed();
-    assert!(
-        waited >= Duration::from_millis(250) && waited < Duration::from_secs(2),
-        "closed after {waited:?}"
-    );
+    assert!(waited >= Duration::from_millis(250) && waited < Duration::from_secs(2), "closed after {waited:?}");
     // One byte of the length prefix alone counts as a started query too.
     let mut c = connect_from(s.addr, "127.0.0.1").await;
     c.write_all(&[0]).await.unwrap();
@@ -262,26 +209,15 @@ async fn a_half_sent_query_is_closed_after_the_read_timeout() {
 
 #[tokio::test]
 async fn a_connection_is_closed_after_its_query_budget() {
-    let s = serve(TcpLimits {
-        max_queries_per_connection: 3,
-        ..limits()
-    })
-    .await;
+    let s = serve(TcpLimits { max_queries_per_connection: 3, ..limits() }).await;
     let mut c = connect_from(s.addr, "127.0.0.1").await;
-    let burst: Vec<u8> = (0..5)
-        .flat_map(|_| framed(&query("app.geo.example.", RecordType::A)))
-        .collect();
+    let burst: Vec<u8> = (0..5).flat_map(|_| framed(&query("app.geo.example.", RecordType::A))).collect();
     c.write_all(&burst).await.unwrap();
     for _ in 0..3 {
-        let reply = tokio::time::timeout(Duration::from_secs(2), read_framed(&mut c))
-            .await
-            .expect("answered");
+        let reply = tokio::time::timeout(Duration::from_secs(2), read_framed(&mut c)).await.expect("answered");
         Message::from_vec(&reply).expect("decodes");
     }
-    assert!(
-        closed_within(&mut c, Duration::from_secs(2)).await,
-        "closed after 3 answers"
-    );
+    assert!(closed_within(&mut c, Duration::from_secs(2)).await, "closed after 3 answers");
 }
 
 #[tokio::test]
@@ -292,9 +228,7 @@ async fn malformed_messages_get_formerr_or_close() {
     let header = [0xbe, 0xef, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
     c.write_all(&[0, 12]).await.unwrap();
     c.write_all(&header).await.unwrap();
-    let reply = tokio::time::timeout(Duration::from_secs(2), read_framed(&mut c))
-        .await
-        .expect("answered");
+    let reply = tokio::time::timeout(Duration::from_secs(2), read_framed(&mut c)).await.expect("answered");
     assert_eq!(reply.len(), 12);
     let reply = Message::from_vec(&reply).unwrap();
     assert_eq!(reply.metadata.id, 0xbeef);
@@ -303,9 +237,7 @@ async fn malformed_messages_get_formerr_or_close() {
     // A response (QR=1) is ignored; the next query is still answered.
     let mut response = query("app.geo.example.", RecordType::A).to_vec().unwrap();
     response[2] |= 0x80;
-    c.write_all(&(response.len() as u16).to_be_bytes())
-        .await
-        .unwrap();
+    c.write_all(&(response.len() as u16).to_be_bytes()).await.unwrap();
     c.write_all(&response).await.unwrap();
     ask(&mut c, "static.geo.example.").await;
     // Fewer than 12 bytes: closed.
@@ -315,15 +247,9 @@ async fn malformed_messages_get_formerr_or_close() {
 
 #[tokio::test]
 async fn a_client_that_never_reads_does_not_block_others() {
-    let s = serve(TcpLimits {
-        idle_timeout: Duration::from_millis(500),
-        ..limits()
-    })
-    .await;
+    let s = serve(TcpLimits { idle_timeout: Duration::from_millis(500), ..limits() }).await;
     let mut hog = connect_from(s.addr, "127.0.0.9").await;
-    let burst: Vec<u8> = (0..1000)
-        .flat_map(|_| framed(&query("app.geo.example.", RecordType::TXT)))
-        .collect();
+    let burst: Vec<u8> = (0..1000).flat_map(|_| framed(&query("app.geo.example.", RecordType::TXT))).collect();
     // Written from another task: the hog never reads, so this may stall on a full window.
     let writer = tokio::spawn(async move {
         let _ = hog.write_all(&burst).await;
@@ -342,17 +268,8 @@ struct Panicky(geodns::dns::Handler);
 
 #[async_trait::async_trait]
 impl RequestHandler for Panicky {
-    async fn handle_request<R: ResponseHandler, T: Time>(
-        &self,
-        request: &Request,
-        response: R,
-    ) -> ResponseInfo {
-        if request
-            .queries
-            .queries()
-            .first()
-            .is_some_and(|q| q.name().to_ascii().starts_with("panic"))
-        {
+    async fn handle_request<R: ResponseHandler, T: Time>(&self, request: &Request, response: R) -> ResponseInfo {
+        if request.queries.queries().first().is_some_and(|q| q.name().to_ascii().starts_with("panic")) {
             panic!("test handler panics on purpose");
         }
         self.0.handle_request::<R, T>(request, response).await
@@ -361,23 +278,12 @@ impl RequestHandler for Panicky {
 
 #[tokio::test]
 async fn a_panicking_connection_does_not_take_the_listener_down() {
-    let s = serve_with(
-        Panicky(inproc::example_handler()),
-        TcpLimits {
-            max_connections_per_client: 2,
-            ..limits()
-        },
-    )
-    .await;
+    let s =
+        serve_with(Panicky(inproc::example_handler()), TcpLimits { max_connections_per_client: 2, ..limits() }).await;
     for _ in 0..3 {
         let mut bad = connect_from(s.addr, "127.0.0.1").await;
-        bad.write_all(&framed(&query("panic.geo.example.", RecordType::A)))
-            .await
-            .unwrap();
-        assert!(
-            closed_within(&mut bad, Duration::from_secs(2)).await,
-            "the panicking connection is closed"
-        );
+        bad.write_all(&framed(&query("panic.geo.example.", RecordType::A))).await.unwrap();
+        assert!(closed_within(&mut bad, Duration::from_secs(2)).await, "the panicking connection is closed");
     }
     // The panicked connections' slots were released (limit 2 per client) and others are served.
     let mut a = connect_from(s.addr, "127.0.0.1").await;
@@ -392,22 +298,10 @@ fn tcp_and_rrl_keys_are_validated_with_their_paths() {
     let base = "sites: { a: { location: [0, 0] } }\nzones: { x.: { soa: { mname: ns.x., rname: h.x., serial: 1 }, ns: ns.x., records: { ns: { A: 127.0.0.1 } } } }\n";
     let c = geodns::config::parse(base, Path::new(".")).expect("valid");
     assert!(c.server.rrl.enabled);
-    assert_eq!(
-        (c.server.rrl.responses_per_second, c.server.rrl.slip),
-        (200, 2)
-    );
-    assert_eq!(
-        (c.server.rrl.ipv4_prefix, c.server.rrl.ipv6_prefix),
-        (24, 56)
-    );
+    assert_eq!((c.server.rrl.responses_per_second, c.server.rrl.slip), (200, 2));
+    assert_eq!((c.server.rrl.ipv4_prefix, c.server.rrl.ipv6_prefix), (24, 56));
     assert_eq!(c.server.rrl.window, Duration::from_secs(15));
-    assert_eq!(
-        (
-            c.server.tcp.max_connections,
-            c.server.tcp.max_connections_per_client
-        ),
-        (1024, 32)
-    );
+    assert_eq!((c.server.tcp.max_connections, c.server.tcp.max_connections_per_client), (1024, 32));
     assert_eq!(c.server.tcp.idle_timeout, Duration::from_secs(10));
     assert_eq!(c.server.tcp_timeout, Duration::from_secs(10));
 
@@ -417,15 +311,8 @@ fn tcp_and_rrl_keys_are_validated_with_their_paths() {
     let c = geodns::config::parse(&set, Path::new(".")).expect("valid");
     assert!(!c.server.rrl.enabled);
     assert_eq!(c.server.rrl.responses_per_second, 50);
-    assert_eq!(
-        c.server.tcp.idle_timeout,
-        Duration::from_secs(3),
-        "tcp_timeout is the idle timeout"
-    );
-    assert_eq!(
-        tcp::TcpLimits::from(&c.server.tcp).max_queries_per_connection,
-        10
-    );
+    assert_eq!(c.server.tcp.idle_timeout, Duration::from_secs(3), "tcp_timeout is the idle timeout");
+    assert_eq!(tcp::TcpLimits::from(&c.server.tcp).max_queries_per_connection, 10);
 
     let bad = format!(
         "server:\n  tcp_timeout: 3s\n  rrl: {{ responses_per_second: 0, slip: 11, ipv4_prefix: 33, window: 0s }}\n  tcp: {{ idle_timeout: 4s, max_connections: 0, read_timeout: 0s }}\n{base}"
@@ -443,10 +330,7 @@ fn tcp_and_rrl_keys_are_validated_with_their_paths() {
         "server.tcp.read_timeout: must be more than 0",
         "server.tcp_timeout: set either tcp_timeout or tcp.idle_timeout, not both",
     ] {
-        assert!(
-            problems.iter().any(|p| p == want),
-            "missing {want:?} in {problems:#?}"
-        );
+        assert!(problems.iter().any(|p| p == want), "missing {want:?} in {problems:#?}");
     }
     let unknown = format!("server:\n  tcp: {{ max_conns: 1 }}\n{base}");
     assert!(geodns::config::parse(&unknown, Path::new(".")).is_err());

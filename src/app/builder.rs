@@ -9,8 +9,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use arc_swap::ArcSwap;
 use ::metrics::{counter, gauge, histogram};
+use arc_swap::ArcSwap;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -305,10 +305,16 @@ impl Builder {
                         Err(error) => warn!(%error, "cannot restart health probes; keeping the old targets"),
                     }
                 }
-                let clusters_changed = self.kube.as_ref().map_or_else(Vec::new, |k| k.clusters.clone()) != loaded.config.kubernetes
+                let clusters_changed = self.kube.as_ref().map_or_else(Vec::new, |k| k.clusters.clone())
+                    != loaded.config.kubernetes
                     || loaded.config.sites.iter().map(|s| &s.name).ne(self.loaded.config.sites.iter().map(|s| &s.name));
                 if clusters_changed {
-                    let same_sites = loaded.config.sites.iter().map(|s| &s.name).eq(self.loaded.config.sites.iter().map(|s| &s.name));
+                    let same_sites = loaded.config.sites.iter().map(|s| &s.name).eq(self
+                        .loaded
+                        .config
+                        .sites
+                        .iter()
+                        .map(|s| &s.name));
                     // Site ids index the site list: an old snapshot is only meaningful with the same sites.
                     let previous = self.kube_snapshot().filter(|_| same_sites);
                     if let Some(old) = self.kube.take() {

@@ -169,7 +169,8 @@ pub async fn start_with(loaded: Loaded, config_path: Option<PathBuf>) -> Result<
 
     let admin_addr = match server.admin_listen {
         Some(addr) => {
-            let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| AppError::AdminListen { addr, source })?;
+            let listener =
+                tokio::net::TcpListener::bind(addr).await.map_err(|source| AppError::AdminListen { addr, source })?;
             let bound = listener.local_addr().map_err(|source| AppError::AdminListen { addr, source })?;
             let state = AdminState { status: status.clone(), metrics };
             let token = shutdown.clone();

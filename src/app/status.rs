@@ -4,7 +4,9 @@
 use std::time::SystemTime;
 
 use super::builder::Builder;
-use crate::admin::{ClusterStatus, ConfigStatus, EndpointStatus, GeoIpStatus, NameSiteStatus, NameStatus, SiteStatus, Status};
+use crate::admin::{
+    ClusterStatus, ConfigStatus, EndpointStatus, GeoIpStatus, NameSiteStatus, NameStatus, SiteStatus, Status,
+};
 use crate::config::Forced;
 use crate::routing::RoutingTable;
 use crate::sources::health::HealthSnapshot;
@@ -26,7 +28,12 @@ pub(super) fn build(b: &Builder, table: &RoutingTable, health: &HealthSnapshot) 
                 .map(|s| NameSiteStatus {
                     site: sites[s.site].name.clone(),
                     up: s.up,
-                    addresses: s.v4.iter().map(ToString::to_string).chain(s.v6.iter().map(ToString::to_string)).collect(),
+                    addresses: s
+                        .v4
+                        .iter()
+                        .map(ToString::to_string)
+                        .chain(s.v6.iter().map(ToString::to_string))
+                        .collect(),
                 })
                 .collect(),
         })

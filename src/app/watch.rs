@@ -37,7 +37,11 @@ fn prints(paths: &[PathBuf]) -> Prints {
 }
 
 /// Polls the watched files and tells the builder what changed.
-pub async fn files(mut watched: tokio::sync::watch::Receiver<Watched>, events: mpsc::Sender<Event>, shutdown: CancellationToken) {
+pub async fn files(
+    mut watched: tokio::sync::watch::Receiver<Watched>,
+    events: mpsc::Sender<Event>,
+    shutdown: CancellationToken,
+) {
     let mut current = watched.borrow_and_update().clone();
     let admin_paths = |w: &Watched| w.admin_state.iter().cloned().collect::<Vec<_>>();
     let (mut config, mut admin) = (prints(&current.config), prints(&admin_paths(&current)));

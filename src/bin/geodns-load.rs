@@ -50,12 +50,7 @@ Bounded: --duration (at most 120 s) and --max-queries, whichever comes first."
 )]
 struct Args {
     /// Server address.
-    #[arg(
-        long,
-        short,
-        default_value = "127.0.0.1:8053",
-        value_name = "ADDR:PORT"
-    )]
+    #[arg(long, short, default_value = "127.0.0.1:8053", value_name = "ADDR:PORT")]
     server: SocketAddr,
     /// Query file: records of a 2-byte big-endian length, then the DNS message (dnsperf -B).
     #[arg(long, short = 'f', value_name = "FILE")]
@@ -138,10 +133,7 @@ fn read_queries(path: &PathBuf) -> io::Result<Vec<Vec<u8>>> {
     let mut at = 0;
     while at < data.len() {
         if at + 2 > data.len() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("truncated length at byte {at}"),
-            ));
+            return Err(io::Error::new(io::ErrorKind::InvalidData, format!("truncated length at byte {at}")));
         }
         let len = usize::from(u16::from_be_bytes([data[at], data[at + 1]]));
         at += 2;
@@ -158,16 +150,10 @@ fn read_queries(path: &PathBuf) -> io::Result<Vec<Vec<u8>>> {
 }
 
 fn socket(args: &Args) -> io::Result<UdpSocket> {
-    let local: SocketAddr = if args.server.is_ipv6() {
-        "[::]:0".parse().unwrap()
-    } else {
-        "0.0.0.0:0".parse().unwrap()
-    };
-    let s = socket2::Socket::new(
-        socket2::Domain::for_address(local),
-        socket2::Type::DGRAM,
-        Some(socket2::Protocol::UDP),
-    )?;
+    let local: SocketAddr =
+        if args.server.is_ipv6() { "[::]:0".parse().unwrap() } else { "0.0.0.0:0".parse().unwrap() };
+    let s =
+        socket2::Socket::new(socket2::Domain::for_address(local), socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
     if args.bufsize > 0 {
         // Best effort: the kernel caps these at net.core.{r,w}mem_max.
         let _ = s.set_recv_buffer_size(args.bufsize);
@@ -233,38 +219,18 @@ fn run(args: &Args, queries: &[Vec<u8>]) -> io::Result<ExitCode> {
             send_bufs: vec![vec![0u8; 512]; batch],
         });
     }
-    let mut stats = Stats {
-        hist: vec![0; HIST_US + 1],
-        ..Stats::default()
-    };
+    let mut stats = Stats { hist: vec![0; HIST_US + 1], ..Stats::default() };
 
     // recvmmsg buffers, shared by all sockets (processed before the next call).
     let mut recv_bufs = vec![vec![0u8; RECV_BUF]; batch];
-    let mut recv_iov: Vec<libc::iovec> = recv_bufs
-        .iter_mut()
-        .map(|b| libc::iovec {
-            iov_base: b.as_mut_ptr().cast(),
-            iov_len: b.len(),
-        })
-        .collect();
+    let mut recv_iov: Vec<libc::iovec> =
+        recv_bufs.iter_mut().map(|b| libc::iovec { iov_base: b.as_mut_ptr().cast(), iov_len: b.len() }).collect();
     let mut recv_msgs: Vec<libc::mmsghdr> = recv_iov.iter_mut().map(|iov| mmsghdr(iov)).collect();
-    let mut send_iov: Vec<libc::iovec> = vec![
-        libc::iovec {
-            iov_base: std::ptr::null_mut(),
-            iov_len: 0
-        };
-        batch
-    ];
+    let mut send_iov: Vec<libc::iovec> = vec![libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; batch];
     let mut send_msgs: Vec<libc::mmsghdr> = send_iov.iter_mut().map(|iov| mmsghdr(iov)).collect();
     let mut pending_ids: Vec<u16> = Vec::with_capacity(batch);
-    let mut pollfds: Vec<libc::pollfd> = clients
-        .iter()
-        .map(|c| libc::pollfd {
-            fd: c.sock.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        })
-        .collect();
+    let mut pollfds: Vec<libc::pollfd> =
+        clients.iter().map(|c| libc::pollfd { fd: c.sock.as_raw_fd(), events: libc::POLLIN, revents: 0 }).collect();
 
     let start = Instant::now();
     let send_for = Duration::from_secs_f64(args.duration);
@@ -347,9 +313,7 @@ fn run(args: &Args, queries: &[Vec<u8>]) -> io::Result<ExitCode> {
             if send_stopped.is_some() {
                 continue;
             }
-            let room = (window - c.inflight)
-                .min(batch)
-                .min((args.max_queries - stats.sent) as usize);
+            let room = (window - c.inflight).min(batch).min((args.max_queries - stats.sent) as usize);
             if room == 0 {
                 continue;
             }
@@ -369,19 +333,11 @@ fn run(args: &Args, queries: &[Vec<u8>]) -> io::Result<ExitCode> {
                 buf.clear();
                 buf.extend_from_slice(q);
                 buf[..2].copy_from_slice(&id.to_be_bytes());
-                send_iov[k] = libc::iovec {
-                    iov_base: buf.as_mut_ptr().cast(),
-                    iov_len: buf.len(),
-                };
+                send_iov[k] = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
                 send_msgs[k] = mmsghdr(&mut send_iov[k]);
             }
             let n = unsafe {
-                libc::sendmmsg(
-                    c.sock.as_raw_fd(),
-                    send_msgs.as_mut_ptr(),
-                    room as libc::c_uint,
-                    libc::MSG_DONTWAIT,
-                )
+                libc::sendmmsg(c.sock.as_raw_fd(), send_msgs.as_mut_ptr(), room as libc::c_uint, libc::MSG_DONTWAIT)
             };
             let n = if n < 0 {
                 let e = io::Error::last_os_error();
@@ -414,17 +370,11 @@ fn run(args: &Args, queries: &[Vec<u8>]) -> io::Result<ExitCode> {
             }
         }
     }
-    let send_time = send_stopped
-        .unwrap_or_else(|| start.elapsed())
-        .as_secs_f64();
+    let send_time = send_stopped.unwrap_or_else(|| start.elapsed()).as_secs_f64();
     let still_inflight: usize = clients.iter().map(|c| c.inflight).sum();
     let lost = stats.sent - stats.received;
     let qps = stats.received as f64 / send_time.max(1e-9);
-    let avg_us = if stats.received > 0 {
-        stats.lat_sum_ns as f64 / stats.received as f64 / 1000.0
-    } else {
-        0.0
-    };
+    let avg_us = if stats.received > 0 { stats.lat_sum_ns as f64 / stats.received as f64 / 1000.0 } else { 0.0 };
     let max_us = stats.lat_max_ns as f64 / 1000.0;
     let (p50, p99) = (stats.percentile_us(0.50), stats.percentile_us(0.99));
     let _ = last_answer;
@@ -464,11 +414,7 @@ fn run(args: &Args, queries: &[Vec<u8>]) -> io::Result<ExitCode> {
         );
         println!("  Queries sent:         {}", stats.sent);
         println!("  Queries completed:    {}", stats.received);
-        println!(
-            "  Queries lost:         {} ({:.3}%)",
-            lost,
-            100.0 * lost as f64 / (stats.sent.max(1)) as f64
-        );
+        println!("  Queries lost:         {} ({:.3}%)", lost, 100.0 * lost as f64 / (stats.sent.max(1)) as f64);
         println!("  Unmatched answers:    {}", stats.unmatched);
         println!("  Run time (s):         {send_time:.3}");
         println!("  Queries per second:   {qps:.1}");
@@ -495,12 +441,8 @@ fn mmsghdr(iov: &mut libc::iovec) -> libc::mmsghdr {
 fn wait_ready(args: &Args, query: &[u8], secs: f64) -> io::Result<ExitCode> {
     let since = match args.since_ns {
         Some(ns) => {
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_nanos();
-            Instant::now()
-                - Duration::from_nanos(now.saturating_sub(ns).min(u128::from(u64::MAX)) as u64)
+            let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos();
+            Instant::now() - Duration::from_nanos(now.saturating_sub(ns).min(u128::from(u64::MAX)) as u64)
         }
         None => Instant::now(),
     };
@@ -509,14 +451,10 @@ fn wait_ready(args: &Args, query: &[u8], secs: f64) -> io::Result<ExitCode> {
     let mut q = query.to_vec();
     let mut id: u16 = 0x5a00;
     let mut buf = [0u8; RECV_BUF];
-    let alive =
-        |pid: Option<u32>| pid.is_none_or(|p| std::path::Path::new(&format!("/proc/{p}")).exists());
+    let alive = |pid: Option<u32>| pid.is_none_or(|p| std::path::Path::new(&format!("/proc/{p}")).exists());
     while Instant::now() < deadline {
         if !alive(args.pid) {
-            eprintln!(
-                "geodns-load: process {} exited before answering",
-                args.pid.unwrap_or(0)
-            );
+            eprintln!("geodns-load: process {} exited before answering", args.pid.unwrap_or(0));
             return Ok(ExitCode::FAILURE);
         }
         id = id.wrapping_add(1);
@@ -535,16 +473,11 @@ fn wait_ready(args: &Args, query: &[u8], secs: f64) -> io::Result<ExitCode> {
                     return Ok(ExitCode::SUCCESS);
                 }
                 Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    std::thread::sleep(Duration::from_micros(100))
-                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_micros(100)),
                 Err(_) => std::thread::sleep(Duration::from_micros(100)),
             }
         }
     }
-    eprintln!(
-        "geodns-load: no answer from {} within {secs} s",
-        args.server
-    );
+    eprintln!("geodns-load: no answer from {} within {secs} s", args.server);
     Ok(ExitCode::FAILURE)
 }

@@ -88,11 +88,15 @@ pub struct Outcome {
 pub fn load(path: &Path) -> Result<Vec<Case>, Vec<String>> {
     let text = std::fs::read_to_string(path).map_err(|e| vec![format!("cannot read {path:?}: {e}")])?;
     let de = serde_yaml_ng::Deserializer::from_str(&text);
-    let file: File = serde_path_to_error::deserialize(de).map_err(|e| vec![format!("{path:?}: {}: {}", e.path(), e.inner())])?;
+    let file: File =
+        serde_path_to_error::deserialize(de).map_err(|e| vec![format!("{path:?}: {}: {}", e.path(), e.inner())])?;
     let mut problems = Vec::new();
     let mut cases = Vec::new();
     for (i, c) in file.cases.into_iter().enumerate() {
-        let label = c.name.clone().unwrap_or_else(|| format!("{} {} from {}", c.query, c.rtype.as_deref().unwrap_or("A"), c.client));
+        let label = c
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("{} {} from {}", c.query, c.rtype.as_deref().unwrap_or("A"), c.client));
         let at = format!("cases[{i}] ({label})");
         let client = Client::parse(&c.client).map_err(|e| problems.push(format!("{at}.client: {e}"))).ok();
         let name = Name::parse_absolute(&c.query).map_err(|e| problems.push(format!("{at}.query: {e}"))).ok();
@@ -104,8 +108,16 @@ pub fn load(path: &Path) -> Result<Vec<Case>, Vec<String>> {
             }),
         };
         let e = &c.expect;
-        if e.site.is_none() && e.sites.is_none() && e.addresses.is_none() && e.rcode.is_none() && e.scope.is_none() && e.rule.is_none() && e.ttl.is_none() {
-            problems.push(format!("{at}.expect: expect at least one of site, sites, addresses, rcode, scope, rule, ttl"));
+        if e.site.is_none()
+            && e.sites.is_none()
+            && e.addresses.is_none()
+            && e.rcode.is_none()
+            && e.scope.is_none()
+            && e.rule.is_none()
+            && e.ttl.is_none()
+        {
+            problems
+                .push(format!("{at}.expect: expect at least one of site, sites, addresses, rcode, scope, rule, ttl"));
         }
         if let (Some(client), Some(name), Some(rtype)) = (client, name, rtype) {
             cases.push(Case { label, client, name, rtype, down: c.down, expect: c.expect });
@@ -145,7 +157,10 @@ pub fn compare(expect: &Expect, got: &Observed) -> Vec<String> {
     if let Some(scope) = expect.scope
         && got.scope != Some(scope)
     {
-        problems.push(format!("expected ECS scope /{scope}, got {}", got.scope.map_or("none".to_owned(), |s| format!("/{s}"))));
+        problems.push(format!(
+            "expected ECS scope /{scope}, got {}",
+            got.scope.map_or("none".to_owned(), |s| format!("/{s}"))
+        ));
     }
     if let Some(rule) = &expect.rule
         && got.rule.as_deref() != Some(rule.as_str())

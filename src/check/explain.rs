@@ -131,7 +131,12 @@ pub fn explain(table: &RoutingTable, name: &Name, rtype: RType, client: Client) 
         answer: answer
             .answers
             .iter()
-            .map(|r| RecordReport { owner: r.owner.to_string(), ttl: r.ttl, rtype: r.data.rtype().to_string(), data: r.data.to_string() })
+            .map(|r| RecordReport {
+                owner: r.owner.to_string(),
+                ttl: r.ttl,
+                rtype: r.data.rtype().to_string(),
+                data: r.data.to_string(),
+            })
             .collect(),
         ttl: answer.answers.first().map(|r| r.ttl),
         ecs_scope: matches!(client, Client::Subnet(_)).then_some(answer.scope),
@@ -223,7 +228,15 @@ pub fn render(e: &Explanation) -> String {
         let _ = writeln!(out, "answer     (none)");
     }
     for (i, r) in e.answer.iter().enumerate() {
-        let _ = writeln!(out, "{}{} {} {} {}", if i == 0 { "answer     " } else { "           " }, r.owner, r.ttl, r.rtype, r.data);
+        let _ = writeln!(
+            out,
+            "{}{} {} {} {}",
+            if i == 0 { "answer     " } else { "           " },
+            r.owner,
+            r.ttl,
+            r.rtype,
+            r.data
+        );
     }
     if let Some(ttl) = e.ttl {
         let _ = writeln!(out, "ttl        {ttl}");

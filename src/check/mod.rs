@@ -97,7 +97,10 @@ pub async fn run(args: &Args) -> Result<Report, CheckError> {
         None => RType::A,
         Some(t) => RType::parse(t).ok_or_else(|| CheckError::Usage(format!("unknown record type {t:?}")))?,
     };
-    let client_text = args.client.as_deref().ok_or_else(|| CheckError::Usage("--client IP|CIDR is required to explain a NAME".into()))?;
+    let client_text = args
+        .client
+        .as_deref()
+        .ok_or_else(|| CheckError::Usage("--client IP|CIDR is required to explain a NAME".into()))?;
     let client = Client::parse(client_text).map_err(|e| CheckError::Usage(format!("--client: {e}")))?;
     if let Some(server) = args.server {
         if !args.down.is_empty() {
@@ -140,7 +143,9 @@ fn run_cases(loaded: &Loaded, cases: &[Case]) -> Vec<Outcome> {
         .map(|case| {
             let inputs = match inputs_for(loaded, &case.down) {
                 Ok(i) => i,
-                Err(e) => return Outcome { case: case.label.clone(), result: "fail", problems: vec![e], observed: None },
+                Err(e) => {
+                    return Outcome { case: case.label.clone(), result: "fail", problems: vec![e], observed: None };
+                }
             };
             let table = loaded.build(&inputs, 0);
             let (answer, e) = explain(&table, &case.name, case.rtype, case.client);
@@ -161,7 +166,12 @@ fn run_cases(loaded: &Loaded, cases: &[Case]) -> Vec<Outcome> {
 
 fn outcome(case: &Case, observed: Observed) -> Outcome {
     let problems = cases::compare(&case.expect, &observed);
-    Outcome { case: case.label.clone(), result: if problems.is_empty() { "pass" } else { "fail" }, problems, observed: Some(observed) }
+    Outcome {
+        case: case.label.clone(),
+        result: if problems.is_empty() { "pass" } else { "fail" },
+        problems,
+        observed: Some(observed),
+    }
 }
 
 fn ip_of(d: &crate::model::RData) -> Option<IpAddr> {
@@ -172,7 +182,12 @@ fn ip_of(d: &crate::model::RData) -> Option<IpAddr> {
     }
 }
 
-async fn run_live_cases(server: SocketAddr, loaded: Option<&Loaded>, cases: &[Case], timeout: Duration) -> Vec<Outcome> {
+async fn run_live_cases(
+    server: SocketAddr,
+    loaded: Option<&Loaded>,
+    cases: &[Case],
+    timeout: Duration,
+) -> Vec<Outcome> {
     let mut out = Vec::new();
     for case in cases {
         if !case.down.is_empty() {
@@ -184,7 +199,8 @@ async fn run_live_cases(server: SocketAddr, loaded: Option<&Loaded>, cases: &[Ca
             });
             continue;
         }
-        if loaded.is_none() && (case.expect.site.is_some() || case.expect.sites.is_some() || case.expect.rule.is_some()) {
+        if loaded.is_none() && (case.expect.site.is_some() || case.expect.sites.is_some() || case.expect.rule.is_some())
+        {
             out.push(Outcome {
                 case: case.label.clone(),
                 result: "fail",
@@ -204,14 +220,26 @@ async fn run_live_cases(server: SocketAddr, loaded: Option<&Loaded>, cases: &[Ca
                 }
                 out.push(outcome(case, observed));
             }
-            Err(e) => out.push(Outcome { case: case.label.clone(), result: "fail", problems: vec![e.to_string()], observed: None }),
+            Err(e) => out.push(Outcome {
+                case: case.label.clone(),
+                result: "fail",
+                problems: vec![e.to_string()],
+                observed: None,
+            }),
         }
     }
     out
 }
 
 /// Queries a live server and maps its addresses back to sites when a config is given.
-async fn live_observe(server: SocketAddr, loaded: Option<&Loaded>, name: &Name, rtype: RType, client: Client, timeout: Duration) -> Result<Observed, live::ClientError> {
+async fn live_observe(
+    server: SocketAddr,
+    loaded: Option<&Loaded>,
+    name: &Name,
+    rtype: RType,
+    client: Client,
+    timeout: Duration,
+) -> Result<Observed, live::ClientError> {
     let subnet = match client {
         Client::Subnet(net) => Some(net),
         // A live query comes from this machine; the address can only travel as ECS.
@@ -251,7 +279,10 @@ fn render_live(server: SocketAddr, name: &Name, rtype: RType, client: Client, o:
         out.push_str(&format!("{}{a}\n", if i == 0 { "answer     " } else { "           " }));
     }
     if let Some(sites) = &o.sites {
-        out.push_str(&format!("sites      {}\n", if sites.is_empty() { "(none of the config's)".to_owned() } else { sites.join(", ") }));
+        out.push_str(&format!(
+            "sites      {}\n",
+            if sites.is_empty() { "(none of the config's)".to_owned() } else { sites.join(", ") }
+        ));
     }
     if let Some(ttl) = o.ttl {
         out.push_str(&format!("ttl        {ttl}\n"));

@@ -71,7 +71,11 @@ pub fn summarise(loaded: &Loaded, path: &Path) -> Summary {
                     .collect(),
             })
             .collect(),
-        sites: c.sites.iter().map(|s| SiteSummary { name: s.name.clone(), latitude: s.location.lat, longitude: s.location.lon }).collect(),
+        sites: c
+            .sites
+            .iter()
+            .map(|s| SiteSummary { name: s.name.clone(), latitude: s.location.lat, longitude: s.location.lon })
+            .collect(),
         client_networks: c.client_networks.len(),
         health_checks: c.health_checks.keys().cloned().collect(),
         kubernetes_clusters: c.kubernetes.iter().map(|k| k.name.clone()).collect(),
@@ -90,7 +94,12 @@ pub fn summarise(loaded: &Loaded, path: &Path) -> Summary {
 pub fn render(s: &Summary) -> String {
     let mut out = format!("{}: OK\n", s.config);
     for z in &s.zones {
-        out.push_str(&format!("zone       {} ({} static names, {} geo names)\n", z.apex, z.static_names, z.geo_names.len()));
+        out.push_str(&format!(
+            "zone       {} ({} static names, {} geo names)\n",
+            z.apex,
+            z.static_names,
+            z.geo_names.len()
+        ));
         for g in &z.geo_names {
             out.push_str(&format!(
                 "  geo      {} -> {} (ttl {}, all_down {}{})\n",

@@ -63,8 +63,8 @@ pub fn parse_admin_state(text: &str, config: &Config) -> Result<AdminState, Vec<
     if text.trim().is_empty() {
         return Ok(AdminState::default());
     }
-    let wire: Wire = serde_yaml_ng::from_str(text)
-        .map_err(|e| vec![Problem { path: String::new(), message: e.to_string() }])?;
+    let wire: Wire =
+        serde_yaml_ng::from_str(text).map_err(|e| vec![Problem { path: String::new(), message: e.to_string() }])?;
     let mut problems = Vec::new();
     let mut state = AdminState::default();
     for (site, forced) in wire.sites {
@@ -111,7 +111,11 @@ mod tests {
 
     #[test]
     fn parses_sites_and_endpoints() {
-        let s = parse_admin_state("sites: { paris: down }\nendpoints: { web/192.0.2.7: up, \"web/2001:db8::1\": down }\n", &config()).unwrap();
+        let s = parse_admin_state(
+            "sites: { paris: down }\nendpoints: { web/192.0.2.7: up, \"web/2001:db8::1\": down }\n",
+            &config(),
+        )
+        .unwrap();
         assert_eq!(s.sites.get(&1), Some(&Forced::Down));
         assert_eq!(s.endpoints.get(&("web".into(), "192.0.2.7".parse().unwrap())), Some(&Forced::Up));
         assert_eq!(s.endpoints.len(), 2);
@@ -121,7 +125,11 @@ mod tests {
 
     #[test]
     fn reports_every_problem() {
-        let err = parse_admin_state("sites: { rome: down }\nendpoints: { x/1.2.3.4: down, web/nope: up, plain: down }\n", &config()).unwrap_err();
+        let err = parse_admin_state(
+            "sites: { rome: down }\nendpoints: { x/1.2.3.4: down, web/nope: up, plain: down }\n",
+            &config(),
+        )
+        .unwrap_err();
         let got: Vec<String> = err.iter().map(ToString::to_string).collect();
         assert_eq!(
             got,

@@ -17,8 +17,8 @@ pub use admin_state::{AdminState, Forced, parse_admin_state};
 pub use duration::parse as parse_duration;
 pub use model::*;
 pub use validate::{
-    DEFAULT_DNS_LISTEN, DEFAULT_FALL, DEFAULT_INTERVAL, DEFAULT_RISE, DEFAULT_SHUTDOWN_GRACE,
-    DEFAULT_TCP_TIMEOUT, DEFAULT_TIMEOUT, DEFAULT_ZONE_TTL,
+    DEFAULT_DNS_LISTEN, DEFAULT_FALL, DEFAULT_INTERVAL, DEFAULT_RISE, DEFAULT_SHUTDOWN_GRACE, DEFAULT_TCP_TIMEOUT,
+    DEFAULT_TIMEOUT, DEFAULT_ZONE_TTL,
 };
 
 /// One problem in a config file, with the path of the key it is about.
@@ -31,11 +31,7 @@ pub struct Problem {
 
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.path.is_empty() {
-            f.write_str(&self.message)
-        } else {
-            write!(f, "{}: {}", self.path, self.message)
-        }
+        if self.path.is_empty() { f.write_str(&self.message) } else { write!(f, "{}: {}", self.path, self.message) }
     }
 }
 
@@ -77,8 +73,7 @@ impl ConfigError {
 /// Reads, parses and validates a config file. Relative paths inside it (the GeoIP database,
 /// kubeconfigs) are taken relative to the file's own directory.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
     let base = path.parent().unwrap_or(Path::new("."));
     parse(&text, base).map_err(|e| match e {
         ParseError::Syntax(problem) => ConfigError::Syntax { path: path.to_owned(), problem },
@@ -105,8 +100,7 @@ impl ParseError {
 pub fn parse(text: &str, base: &Path) -> Result<Config, ParseError> {
     let de = serde_yaml_ng::Deserializer::from_str(text);
     let file: wire::File = serde_path_to_error::deserialize(de).map_err(|e| {
-        let mut segments: Vec<String> =
-            e.path().iter().map(|seg| seg.to_string()).filter(|s| s != "?").collect();
+        let mut segments: Vec<String> = e.path().iter().map(|seg| seg.to_string()).filter(|s| s != "?").collect();
         let inner = e.into_inner();
         let mut message = inner.to_string();
         // The YAML error repeats the path in front of its message; keep the message alone.

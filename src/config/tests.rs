@@ -52,8 +52,8 @@ fn every_invalid_example_fails_with_its_expected_problems() {
     assert!(files.len() >= 5, "expected invalid examples, found {}", files.len());
     for file in files {
         let expected_file = file.with_extension("expected");
-        let expected = std::fs::read_to_string(&expected_file)
-            .unwrap_or_else(|e| panic!("{}: {e}", expected_file.display()));
+        let expected =
+            std::fs::read_to_string(&expected_file).unwrap_or_else(|e| panic!("{}: {e}", expected_file.display()));
         let expected: Vec<&str> = expected.lines().filter(|l| !l.trim().is_empty()).collect();
         let err = load(&file).expect_err(&format!("{} should be rejected", file.display()));
         let got: Vec<String> = err.problems().iter().map(ToString::to_string).collect();
@@ -69,7 +69,8 @@ fn every_invalid_example_fails_with_its_expected_problems() {
 
 #[test]
 fn unknown_keys_are_rejected_everywhere() {
-    let base = "sites: { l: { location: [1, 2] } }\nzones: { z.: { soa: { mname: ns, rname: h, serial: 1 }, ns: [ns] } }\n";
+    let base =
+        "sites: { l: { location: [1, 2] } }\nzones: { z.: { soa: { mname: ns, rname: h, serial: 1 }, ns: [ns] } }\n";
     for (extra, path) in [
         ("colour: red\n", ""),
         ("server: { dns_listen: [\"127.0.0.1:1\"], port: 53 }\n", "server"),
@@ -103,7 +104,10 @@ fn defaults_apply() {
     assert_eq!(c.zones[0].soa.minimum, 300);
     assert_eq!(c.zones[0].ns[0].as_str(), "ns.z.");
     let t = &c.health_checks["t"];
-    assert_eq!((t.interval, t.timeout, t.rise, t.fall), (DEFAULT_INTERVAL, DEFAULT_TIMEOUT, DEFAULT_RISE, DEFAULT_FALL));
+    assert_eq!(
+        (t.interval, t.timeout, t.rise, t.fall),
+        (DEFAULT_INTERVAL, DEFAULT_TIMEOUT, DEFAULT_RISE, DEFAULT_FALL)
+    );
     assert_eq!(t.probe, Probe::Tcp { port: 22 });
     assert!(c.geoip.is_none());
 }

@@ -49,8 +49,8 @@ struct P(String);
 
 impl P {
     fn key(&self, key: &str) -> P {
-        let plain = !key.is_empty()
-            && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'@');
+        let plain =
+            !key.is_empty() && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'@');
         let seg = if plain { key.to_owned() } else { format!("{key:?}") };
         if self.0.is_empty() { P(seg) } else { P(format!("{}.{seg}", self.0)) }
     }
@@ -135,9 +135,7 @@ pub fn validate(file: wire::File, base: &Path) -> Result<Config, Vec<Problem>> {
     let mut sites = Vec::new();
     for (name, site) in &file.sites {
         let path = root.key("sites").key(name);
-        if name.is_empty()
-            || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
-        {
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.') {
             v.err(&path, "site names may use only letters, digits, '-', '_' and '.'");
         }
         let location = match site.location.as_slice() {
@@ -161,8 +159,7 @@ pub fn validate(file: wire::File, base: &Path) -> Result<Config, Vec<Problem>> {
     if sites.is_empty() {
         v.err(&root.key("sites"), "at least one site is required");
     }
-    let site_ids: HashMap<&str, SiteId> =
-        file.sites.keys().enumerate().map(|(i, n)| (n.as_str(), i)).collect();
+    let site_ids: HashMap<&str, SiteId> = file.sites.keys().enumerate().map(|(i, n)| (n.as_str(), i)).collect();
 
     let mut client_networks = Vec::new();
     let mut seen_nets = HashSet::new();
@@ -205,8 +202,7 @@ pub fn validate(file: wire::File, base: &Path) -> Result<Config, Vec<Problem>> {
     let mut apexes = HashSet::new();
     for (apex_text, z) in &file.zones {
         let path = root.key("zones").key(apex_text);
-        let Some(apex) = Name::parse_absolute(apex_text).map_err(|e| v.err(&path, e.to_string())).ok()
-        else {
+        let Some(apex) = Name::parse_absolute(apex_text).map_err(|e| v.err(&path, e.to_string())).ok() else {
             continue;
         };
         if apex.is_root() {
@@ -241,7 +237,10 @@ pub fn validate(file: wire::File, base: &Path) -> Result<Config, Vec<Problem>> {
                     None
                 }
                 (Some(_), Some(_)) => {
-                    v.err(&path, "set either site (one cluster per site) or site_label (a stretched cluster), not both");
+                    v.err(
+                        &path,
+                        "set either site (one cluster per site) or site_label (a stretched cluster), not both",
+                    );
                     None
                 }
                 (None, None) => {
@@ -259,7 +258,10 @@ pub fn validate(file: wire::File, base: &Path) -> Result<Config, Vec<Problem>> {
             }
         }
         if k.clusters.is_empty() {
-            v.err(&root.key("kubernetes").key("clusters"), "list at least one cluster, or remove the kubernetes section");
+            v.err(
+                &root.key("kubernetes").key("clusters"),
+                "list at least one cluster, or remove the kubernetes section",
+            );
         }
     }
 
@@ -328,11 +330,19 @@ fn rrl(v: &mut V, path: &P, r: &wire::Rrl) -> RrlConfig {
     }
     RrlConfig {
         enabled: r.enabled.unwrap_or(DEFAULT_RRL_ENABLED),
-        responses_per_second: bounded(v, &path.key("responses_per_second"), r.responses_per_second, 1..=100_000, i64::from(DEFAULT_RRL_RESPONSES_PER_SECOND)) as u32,
+        responses_per_second: bounded(
+            v,
+            &path.key("responses_per_second"),
+            r.responses_per_second,
+            1..=100_000,
+            i64::from(DEFAULT_RRL_RESPONSES_PER_SECOND),
+        ) as u32,
         window: window.clamp(Duration::from_secs(1), Duration::from_secs(3600)),
         slip: bounded(v, &path.key("slip"), r.slip, 0..=10, i64::from(DEFAULT_RRL_SLIP)) as u32,
-        ipv4_prefix: bounded(v, &path.key("ipv4_prefix"), r.ipv4_prefix, 0..=32, i64::from(DEFAULT_RRL_IPV4_PREFIX)) as u8,
-        ipv6_prefix: bounded(v, &path.key("ipv6_prefix"), r.ipv6_prefix, 0..=128, i64::from(DEFAULT_RRL_IPV6_PREFIX)) as u8,
+        ipv4_prefix: bounded(v, &path.key("ipv4_prefix"), r.ipv4_prefix, 0..=32, i64::from(DEFAULT_RRL_IPV4_PREFIX))
+            as u8,
+        ipv6_prefix: bounded(v, &path.key("ipv6_prefix"), r.ipv6_prefix, 0..=128, i64::from(DEFAULT_RRL_IPV6_PREFIX))
+            as u8,
     }
 }
 
@@ -344,7 +354,9 @@ fn tcp(v: &mut V, path: &P, t: &wire::Tcp, idle_default: Duration) -> TcpConfig 
             v.err(&path.key(key), "must be more than 0");
         }
     }
-    let max_connections = bounded(v, &path.key("max_connections"), t.max_connections, 1..=1_000_000, DEFAULT_TCP_MAX_CONNECTIONS as i64) as usize;
+    let max_connections =
+        bounded(v, &path.key("max_connections"), t.max_connections, 1..=1_000_000, DEFAULT_TCP_MAX_CONNECTIONS as i64)
+            as usize;
     let per_client = bounded(
         v,
         &path.key("max_connections_per_client"),
@@ -525,7 +537,10 @@ fn zone(
         let max_answers = g.max_answers.and_then(|m| {
             let n = usize::try_from(m).ok().and_then(NonZeroUsize::new);
             if n.is_none() {
-                v.err(&p.key("max_answers"), format!("{m} must be 1 or more (leave it out for every address of the nearest site)"));
+                v.err(
+                    &p.key("max_answers"),
+                    format!("{m} must be 1 or more (leave it out for every address of the nearest site)"),
+                );
             }
             n
         });

@@ -48,7 +48,13 @@ pub struct LiveAnswer {
 }
 
 /// Sends one query (RD clear, EDNS with a 1232-octet UDP size, ECS when `subnet` is given).
-pub async fn query(server: SocketAddr, name: &str, rtype: RType, subnet: Option<IpNet>, timeout: Duration) -> Result<LiveAnswer, ClientError> {
+pub async fn query(
+    server: SocketAddr,
+    name: &str,
+    rtype: RType,
+    subnet: Option<IpNet>,
+    timeout: Duration,
+) -> Result<LiveAnswer, ClientError> {
     let qname = rr::Name::from_ascii(name).map_err(|_| ClientError::Name(name.to_owned()))?;
     let mut m = Message::new(rand_id(), MessageType::Query, OpCode::Query);
     m.add_query(Query::query(qname, RecordType::from(type_code(rtype))));
@@ -69,7 +75,8 @@ pub async fn query(server: SocketAddr, name: &str, rtype: RType, subnet: Option<
         }
         Ok((reply, false))
     };
-    let (reply, truncated) = tokio::time::timeout(timeout, exchange).await.map_err(|_| ClientError::Timeout { server, timeout })??;
+    let (reply, truncated) =
+        tokio::time::timeout(timeout, exchange).await.map_err(|_| ClientError::Timeout { server, timeout })??;
     let scope = reply.edns.as_ref().and_then(|e| match e.option(EdnsCode::Subnet) {
         Some(EdnsOption::Subnet(cs)) => Some(cs.scope_prefix()),
         _ => None,
@@ -128,8 +135,15 @@ fn live_record(r: &rr::Record) -> LiveRecord {
         rr::RData::AAAA(a) => Some(RData::Aaaa(a.0)),
         rr::RData::CNAME(c) => Some(RData::Cname(Name::from_ascii_lossy(&c.0.to_ascii()))),
         rr::RData::NS(n) => Some(RData::Ns(Name::from_ascii_lossy(&n.0.to_ascii()))),
-        rr::RData::MX(m) => Some(RData::Mx(Mx { preference: m.preference, exchange: Name::from_ascii_lossy(&m.exchange.to_ascii()) })),
-        rr::RData::SRV(s) => Some(RData::Srv(Srv { priority: s.priority, weight: s.weight, port: s.port, target: Name::from_ascii_lossy(&s.target.to_ascii()) })),
+        rr::RData::MX(m) => {
+            Some(RData::Mx(Mx { preference: m.preference, exchange: Name::from_ascii_lossy(&m.exchange.to_ascii()) }))
+        }
+        rr::RData::SRV(s) => Some(RData::Srv(Srv {
+            priority: s.priority,
+            weight: s.weight,
+            port: s.port,
+            target: Name::from_ascii_lossy(&s.target.to_ascii()),
+        })),
         _ => None,
     };
     LiveRecord {

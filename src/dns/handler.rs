@@ -4,20 +4,20 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use ::metrics::{counter, histogram};
 use arc_swap::ArcSwap;
 use hickory_proto::op::{Edns, MessageType, Metadata, OpCode, ResponseCode};
 use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
 use hickory_proto::rr::{DNSClass, Record};
+use hickory_proto::serialize::binary::BinDecoder;
 use hickory_server::net::runtime::Time;
 use hickory_server::net::xfer::Protocol;
-use ::metrics::{counter, histogram};
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::{MessageResponseBuilder, Queries};
-use hickory_proto::serialize::binary::BinDecoder;
 use tracing::{debug, warn};
 
-use super::{convert, wire};
 use super::ecs::Ecs;
+use super::{convert, wire};
 use crate::metrics;
 use crate::model::Name;
 use crate::routing::{Answer, Query, Rcode, RoutingTable};
@@ -62,16 +62,18 @@ impl RequestHandler for Handler {
             Ok(()) => {
                 // Validated ECS, or FORMERR.
                 match request_edns.and_then(|e| e.option(EdnsCode::Subnet)) {
-                    Some(EdnsOption::Subnet(cs)) => match Ecs::from_option(cs, wire::ecs_option_len(request.as_slice())) {
-                        Ok(e) => {
-                            ecs = Some(e);
-                            Reply::Answer(self.resolve(request, ecs.as_ref()))
+                    Some(EdnsOption::Subnet(cs)) => {
+                        match Ecs::from_option(cs, wire::ecs_option_len(request.as_slice())) {
+                            Ok(e) => {
+                                ecs = Some(e);
+                                Reply::Answer(self.resolve(request, ecs.as_ref()))
+                            }
+                            Err(error) => {
+                                debug!(%error, src = %request.src(), "malformed ECS option");
+                                Reply::Error(ResponseCode::FormErr)
+                            }
                         }
-                        Err(error) => {
-                            debug!(%error, src = %request.src(), "malformed ECS option");
-                            Reply::Error(ResponseCode::FormErr)
-                        }
-                    },
+                    }
                     _ => Reply::Answer(self.resolve(request, None)),
                 }
             }

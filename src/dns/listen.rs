@@ -45,9 +45,19 @@ impl DnsServer {
         for addr in listen {
             let (udp, tcp_listener, actual) = bind_pair(*addr, udp_sockets.max(1))?;
             for socket in udp {
-                udp_tasks.push(tokio::spawn(super::udp::serve(socket, handler.clone(), rrl.clone(), udp_token.clone())));
+                udp_tasks.push(tokio::spawn(super::udp::serve(
+                    socket,
+                    handler.clone(),
+                    rrl.clone(),
+                    udp_token.clone(),
+                )));
             }
-            udp_tasks.push(super::tcp::spawn_tcp(tcp_listener, handler.clone(), TcpLimits::from(tcp), udp_token.clone()));
+            udp_tasks.push(super::tcp::spawn_tcp(
+                tcp_listener,
+                handler.clone(),
+                TcpLimits::from(tcp),
+                udp_token.clone(),
+            ));
             info!(addr = %actual, "serving DNS over UDP and TCP");
             bound.push(actual);
         }
@@ -75,10 +85,7 @@ fn bind_pair(addr: SocketAddr, udp_sockets: usize) -> io::Result<(Vec<UdpSocket>
                 for _ in 1..udp_sockets {
                     udp.push(udp_socket(actual)?);
                 }
-                let udp = udp
-                    .into_iter()
-                    .map(|s| UdpSocket::from_std(s.into()))
-                    .collect::<io::Result<Vec<_>>>()?;
+                let udp = udp.into_iter().map(|s| UdpSocket::from_std(s.into())).collect::<io::Result<Vec<_>>>()?;
                 return Ok((udp, TcpListener::from_std(tcp.into())?, actual));
             }
             Err(e) => last_error = Some(e),
@@ -95,9 +102,7 @@ fn udp_socket(addr: SocketAddr) -> io::Result<Socket> {
     }
     socket.set_reuse_port(true)?;
     socket.set_nonblocking(true)?;
-    socket
-        .bind(&addr.into())
-        .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on UDP {addr}: {e}")))?;
+    socket.bind(&addr.into()).map_err(|e| io::Error::new(e.kind(), format!("cannot listen on UDP {addr}: {e}")))?;
     Ok(socket)
 }
 

@@ -82,10 +82,7 @@ impl ResponseKey {
     /// the SOA in the authority section (NXDOMAIN; the question name when there is no SOA).
     /// Never fails: anything it cannot walk is an [`Kind::Error`].
     pub fn from_response(msg: &[u8]) -> Self {
-        let error = ResponseKey {
-            kind: Kind::Error,
-            name: 0,
-        };
+        let error = ResponseKey { kind: Kind::Error, name: 0 };
         if msg.len() < 12 {
             return error;
         }
@@ -150,21 +147,12 @@ impl Bucket {
         let raw = (v & ((1 << BALANCE_BITS) - 1)) as u32;
         // Sign-extend the 24-bit balance.
         let balance = ((raw << (32 - BALANCE_BITS)) as i32) >> (32 - BALANCE_BITS);
-        Bucket {
-            tag: (v >> 48) as u16,
-            stamp: (v >> 32) as u16,
-            slips: (v >> 24) as u8,
-            balance,
-        }
+        Bucket { tag: (v >> 48) as u16, stamp: (v >> 32) as u16, slips: (v >> 24) as u8, balance }
     }
 
     fn pack(self) -> u64 {
-        let balance =
-            (self.balance.clamp(BALANCE_MIN, BALANCE_MAX) as u32) & ((1 << BALANCE_BITS) - 1);
-        (u64::from(self.tag) << 48)
-            | (u64::from(self.stamp) << 32)
-            | (u64::from(self.slips) << 24)
-            | u64::from(balance)
+        let balance = (self.balance.clamp(BALANCE_MIN, BALANCE_MAX) as u32) & ((1 << BALANCE_BITS) - 1);
+        (u64::from(self.tag) << 48) | (u64::from(self.stamp) << 32) | (u64::from(self.slips) << 24) | u64::from(balance)
     }
 }
 
@@ -218,12 +206,7 @@ impl Rrl {
             let old = Bucket::unpack(current);
             let mut b = if old.tag != tag || current == 0 {
                 // A new group (or another group's bucket, taken over).
-                Bucket {
-                    tag,
-                    stamp: now_secs,
-                    slips: 0,
-                    balance: self.rate,
-                }
+                Bucket { tag, stamp: now_secs, slips: 0, balance: self.rate }
             } else {
                 let elapsed = now_secs.wrapping_sub(old.stamp);
                 let earned = i64::from(elapsed) * i64::from(self.rate);
@@ -232,12 +215,7 @@ impl Rrl {
                 } else {
                     (i64::from(old.balance) + earned).min(i64::from(self.rate))
                 };
-                Bucket {
-                    tag,
-                    stamp: now_secs,
-                    slips: old.slips,
-                    balance: balance as i32,
-                }
+                Bucket { tag, stamp: now_secs, slips: old.slips, balance: balance as i32 }
             };
             b.balance = (b.balance - 1).max(self.floor);
             let verdict = if b.balance >= 0 {
@@ -251,12 +229,7 @@ impl Rrl {
                     Verdict::Drop
                 }
             };
-            match slot.compare_exchange_weak(
-                current,
-                b.pack(),
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            ) {
+            match slot.compare_exchange_weak(current, b.pack(), Ordering::Relaxed, Ordering::Relaxed) {
                 Ok(_) => return verdict,
                 Err(actual) => current = actual,
             }
@@ -292,13 +265,8 @@ pub fn truncated(response: &[u8]) -> Option<Vec<u8>> {
     }
     let qd = u16::from_be_bytes([response[4], response[5]]);
     // Keep the question when there is exactly one and it can be walked; else send none.
-    let question_end = if qd == 1 {
-        skip_name(response, 12)
-            .map(|p| p + 4)
-            .filter(|&e| e <= response.len())
-    } else {
-        None
-    };
+    let question_end =
+        if qd == 1 { skip_name(response, 12).map(|p| p + 4).filter(|&e| e <= response.len()) } else { None };
     let mut out = Vec::with_capacity(question_end.unwrap_or(12));
     out.extend_from_slice(&response[..12]);
     out[2] |= 0x02; // TC
@@ -311,19 +279,11 @@ pub fn truncated(response: &[u8]) -> Option<Vec<u8>> {
 }
 
 fn mask32(len: u8) -> u32 {
-    if len == 0 {
-        0
-    } else {
-        u32::MAX << (32 - u32::from(len.min(32)))
-    }
+    if len == 0 { 0 } else { u32::MAX << (32 - u32::from(len.min(32))) }
 }
 
 fn mask128(len: u8) -> u128 {
-    if len == 0 {
-        0
-    } else {
-        u128::MAX << (128 - u32::from(len.min(128)))
-    }
+    if len == 0 { 0 } else { u128::MAX << (128 - u32::from(len.min(128))) }
 }
 
 /// FNV-1a over lower-cased bytes: the same name in any case hashes alike.
@@ -382,9 +342,7 @@ fn skip_name(msg: &[u8], mut pos: usize) -> Option<usize> {
 
 /// The hash of the owner of the first SOA record in the authority section.
 fn soa_owner_hash(msg: &[u8]) -> Option<u64> {
-    let count = |i: usize| -> Option<usize> {
-        Some(u16::from_be_bytes([*msg.get(i)?, *msg.get(i + 1)?]) as usize)
-    };
+    let count = |i: usize| -> Option<usize> { Some(u16::from_be_bytes([*msg.get(i)?, *msg.get(i + 1)?]) as usize) };
     let (qd, an, ns) = (count(4)?, count(6)?, count(8)?);
     let mut pos = 12;
     for _ in 0..qd {
@@ -427,30 +385,10 @@ mod tests {
     #[test]
     fn buckets_pack_and_unpack() {
         for b in [
-            Bucket {
-                tag: 0xffff,
-                stamp: 0xfffe,
-                slips: 255,
-                balance: BALANCE_MIN,
-            },
-            Bucket {
-                tag: 1,
-                stamp: 0,
-                slips: 0,
-                balance: BALANCE_MAX,
-            },
-            Bucket {
-                tag: 0x1234,
-                stamp: 77,
-                slips: 3,
-                balance: -1,
-            },
-            Bucket {
-                tag: 0x1234,
-                stamp: 77,
-                slips: 3,
-                balance: 0,
-            },
+            Bucket { tag: 0xffff, stamp: 0xfffe, slips: 255, balance: BALANCE_MIN },
+            Bucket { tag: 1, stamp: 0, slips: 0, balance: BALANCE_MAX },
+            Bucket { tag: 0x1234, stamp: 77, slips: 3, balance: -1 },
+            Bucket { tag: 0x1234, stamp: 77, slips: 3, balance: 0 },
         ] {
             assert_eq!(Bucket::unpack(b.pack()), b);
         }
@@ -464,14 +402,8 @@ mod tests {
         // 20 per second for a minute, bunched at the end of each second and at the start of the next.
         for s in 0..60u64 {
             for i in 0..20 {
-                let at = t0
-                    + Duration::from_secs(s)
-                    + Duration::from_millis(if i < 10 { 990 } else { 0 });
-                assert_eq!(
-                    rrl.check(ip("192.0.2.1"), key, at),
-                    Verdict::Send,
-                    "second {s}, response {i}"
-                );
+                let at = t0 + Duration::from_secs(s) + Duration::from_millis(if i < 10 { 990 } else { 0 });
+                assert_eq!(rrl.check(ip("192.0.2.1"), key, at), Verdict::Send, "second {s}, response {i}");
             }
         }
     }
@@ -481,26 +413,14 @@ mod tests {
         let rrl = Rrl::new(&config(20, 2)).unwrap();
         let t0 = Instant::now();
         let key = ResponseKey::new(Kind::Answer, "app.geo.example.");
-        let verdicts: Vec<Verdict> = (0..1000)
-            .map(|_| rrl.check(ip("198.51.100.7"), key, t0))
-            .collect();
+        let verdicts: Vec<Verdict> = (0..1000).map(|_| rrl.check(ip("198.51.100.7"), key, t0)).collect();
         assert!(verdicts[..20].iter().all(|v| *v == Verdict::Send));
-        let slipped = verdicts[20..]
-            .iter()
-            .filter(|v| **v == Verdict::Slip)
-            .count();
-        let dropped = verdicts[20..]
-            .iter()
-            .filter(|v| **v == Verdict::Drop)
-            .count();
+        let slipped = verdicts[20..].iter().filter(|v| **v == Verdict::Slip).count();
+        let dropped = verdicts[20..].iter().filter(|v| **v == Verdict::Drop).count();
         assert_eq!((slipped, dropped), (490, 490));
         // The same prefix, another name: its own budget. Another prefix: its own budget.
         assert_eq!(
-            rrl.check(
-                ip("198.51.100.9"),
-                ResponseKey::new(Kind::Answer, "static.geo.example."),
-                t0
-            ),
+            rrl.check(ip("198.51.100.9"), ResponseKey::new(Kind::Answer, "static.geo.example."), t0),
             Verdict::Send
         );
         assert_eq!(rrl.check(ip("203.0.113.1"), key, t0), Verdict::Send);
@@ -517,15 +437,9 @@ mod tests {
             rrl.check(ip("198.51.100.7"), key, t0);
         }
         // In debt by rate * window = 150: 14 quiet seconds are not enough...
-        assert_eq!(
-            rrl.check(ip("198.51.100.7"), key, t0 + Duration::from_secs(14)),
-            Verdict::Drop
-        );
+        assert_eq!(rrl.check(ip("198.51.100.7"), key, t0 + Duration::from_secs(14)), Verdict::Drop);
         // ...but after a full window of quiet it is answered again.
-        assert_eq!(
-            rrl.check(ip("198.51.100.7"), key, t0 + Duration::from_secs(31)),
-            Verdict::Send
-        );
+        assert_eq!(rrl.check(ip("198.51.100.7"), key, t0 + Duration::from_secs(31)), Verdict::Send);
     }
 
     #[test]
@@ -538,47 +452,16 @@ mod tests {
             assert_eq!(r.check(ip("2001:db8::1"), key, t0), Verdict::Send);
         }
         for _ in 0..10 {
-            assert_eq!(
-                all.check(ip("2001:db8::2"), key, t0),
-                Verdict::Slip,
-                "same /56"
-            );
-            assert_eq!(
-                none.check(ip("2001:db8:0:ff::3"), key, t0),
-                Verdict::Drop,
-                "same /56"
-            );
+            assert_eq!(all.check(ip("2001:db8::2"), key, t0), Verdict::Slip, "same /56");
+            assert_eq!(none.check(ip("2001:db8:0:ff::3"), key, t0), Verdict::Drop, "same /56");
         }
-        assert_eq!(
-            none.check(ip("2001:db8:0:100::1"), key, t0),
-            Verdict::Send,
-            "another /56"
-        );
-        assert!(
-            Rrl::new(&RrlConfig {
-                enabled: false,
-                ..config(1, 1)
-            })
-            .is_none()
-        );
+        assert_eq!(none.check(ip("2001:db8:0:100::1"), key, t0), Verdict::Send, "another /56");
+        assert!(Rrl::new(&RrlConfig { enabled: false, ..config(1, 1) }).is_none());
     }
 
     /// A response: header, question `name` A IN, `an` answers, then an SOA in authority owned by `zone`.
     fn response(rcode: u8, name: &[&str], zone: Option<&[&str]>) -> Vec<u8> {
-        let mut m = vec![
-            0xab,
-            0xcd,
-            0x84,
-            rcode,
-            0,
-            1,
-            0,
-            0,
-            0,
-            u8::from(zone.is_some()),
-            0,
-            0,
-        ];
+        let mut m = vec![0xab, 0xcd, 0x84, rcode, 0, 1, 0, 0, 0, u8::from(zone.is_some()), 0, 0];
         for l in name {
             m.push(l.len() as u8);
             m.extend_from_slice(l.as_bytes());
@@ -597,31 +480,14 @@ mod tests {
     #[test]
     fn keys_from_encoded_responses() {
         let answer = response(0, &["App", "GEO", "example"], None);
-        assert_eq!(
-            ResponseKey::from_response(&answer),
-            ResponseKey::new(Kind::Answer, "app.geo.example.")
-        );
+        assert_eq!(ResponseKey::from_response(&answer), ResponseKey::new(Kind::Answer, "app.geo.example."));
         let nx = response(3, &["nope", "geo", "example"], Some(&["geo", "example"]));
-        assert_eq!(
-            ResponseKey::from_response(&nx),
-            ResponseKey::new(Kind::NxDomain, "geo.example")
-        );
+        assert_eq!(ResponseKey::from_response(&nx), ResponseKey::new(Kind::NxDomain, "geo.example"));
         let nx2 = response(3, &["other", "geo", "example"], Some(&["geo", "example"]));
-        assert_eq!(
-            ResponseKey::from_response(&nx),
-            ResponseKey::from_response(&nx2),
-            "one group per zone"
-        );
-        assert_eq!(
-            ResponseKey::from_response(&response(5, &["x"], None)).kind(),
-            Kind::Error
-        );
+        assert_eq!(ResponseKey::from_response(&nx), ResponseKey::from_response(&nx2), "one group per zone");
+        assert_eq!(ResponseKey::from_response(&response(5, &["x"], None)).kind(), Kind::Error);
         assert_eq!(ResponseKey::from_response(&[1, 2, 3]).kind(), Kind::Error);
-        assert_eq!(
-            ResponseKey::from_response(&answer[..14]).kind(),
-            Kind::Error,
-            "a cut name"
-        );
+        assert_eq!(ResponseKey::from_response(&answer[..14]).kind(), Kind::Error, "a cut name");
         // A pointer loop is walked a bounded number of times.
         let mut looped = answer.clone();
         looped.truncate(12);
@@ -639,11 +505,7 @@ mod tests {
         assert_eq!(&t[4..12], &[0, 1, 0, 0, 0, 0, 0, 0]);
         assert!(t.len() <= nx.len());
         assert_eq!(truncated(&nx[..12]).unwrap().len(), 12);
-        assert_eq!(
-            truncated(&nx[..20]).unwrap().len(),
-            12,
-            "a cut question is left out"
-        );
+        assert_eq!(truncated(&nx[..20]).unwrap().len(), 12, "a cut question is left out");
         assert!(truncated(&nx[..11]).is_none());
     }
 
@@ -657,9 +519,7 @@ mod tests {
                 .map(|_| {
                     let rrl = rrl.clone();
                     s.spawn(move || {
-                        (0..1000)
-                            .filter(|_| rrl.check(ip("198.51.100.1"), key, t0) == Verdict::Send)
-                            .count()
+                        (0..1000).filter(|_| rrl.check(ip("198.51.100.1"), key, t0) == Verdict::Send).count()
                     })
                 })
                 .collect();

@@ -257,26 +257,15 @@ async fn answer<H: RequestHandler>(
     }
     match Request::from_bytes(message, peer, Protocol::Tcp) {
         Ok(request) => {
-            let responder = Responder {
-                tx: tx.clone(),
-                header,
-            };
-            handler
-                .handle_request::<_, TokioTime>(&request, responder)
-                .await;
+            let responder = Responder { tx: tx.clone(), header };
+            handler.handle_request::<_, TokioTime>(&request, responder).await;
         }
         Err(error) => {
             debug!(client = %peer, %error, "undecodable TCP query answered FORMERR");
-            tx.send(error_header(&header, 1).to_vec())
-                .await
-                .map_err(|_| Stop::WriterGone)?;
+            tx.send(error_header(&header, 1).to_vec()).await.map_err(|_| Stop::WriterGone)?;
         }
     }
-    if tx.is_closed() {
-        Err(Stop::WriterGone)
-    } else {
-        Ok(())
-    }
+    if tx.is_closed() { Err(Stop::WriterGone) } else { Ok(()) }
 }
 
 /// A response with no records and `rcode`: the request's ID, opcode and RD, with QR set.
@@ -290,11 +279,7 @@ fn error_header(request: &[u8; 12], rcode: u8) -> [u8; 12] {
 
 /// Writes framed responses; flushes whenever the queue is momentarily empty, so a burst of
 /// pipelined answers leaves in few segments.
-async fn write_responses(
-    write: OwnedWriteHalf,
-    mut rx: mpsc::Receiver<Vec<u8>>,
-    write_timeout: Duration,
-) {
+async fn write_responses(write: OwnedWriteHalf, mut rx: mpsc::Receiver<Vec<u8>>, write_timeout: Duration) {
     let mut out = BufWriter::with_capacity(16 * 1024, write);
     while let Some(message) = rx.recv().await {
         let step = async {
@@ -357,17 +342,11 @@ impl ResponseHandler for Responder {
                 buf = error_header(&self.header, 2).to_vec();
                 let servfail = hickory_proto::op::Header::read(&mut BinDecoder::new(&buf))
                     .map_err(|e| NetError::from(e.to_string()))?;
-                self.tx
-                    .send(buf)
-                    .await
-                    .map_err(|_| NetError::from("TCP connection closed"))?;
+                self.tx.send(buf).await.map_err(|_| NetError::from("TCP connection closed"))?;
                 return Ok(ResponseInfo::from(servfail));
             }
         };
-        self.tx
-            .send(buf)
-            .await
-            .map_err(|_| NetError::from("TCP connection closed"))?;
+        self.tx.send(buf).await.map_err(|_| NetError::from("TCP connection closed"))?;
         Ok(info)
     }
 }
@@ -394,17 +373,7 @@ mod tests {
             max_queries_per_connection: 7,
         };
         let l = TcpLimits::from(&c);
-        assert_eq!(
-            (
-                l.max_connections,
-                l.max_connections_per_client,
-                l.max_queries_per_connection
-            ),
-            (10, 2, 7)
-        );
-        assert_eq!(
-            (l.idle_timeout, l.read_timeout),
-            (c.idle_timeout, c.read_timeout)
-        );
+        assert_eq!((l.max_connections, l.max_connections_per_client, l.max_queries_per_connection), (10, 2, 7));
+        assert_eq!((l.idle_timeout, l.read_timeout), (c.idle_timeout, c.read_timeout));
     }
 }

@@ -72,7 +72,8 @@ pub async fn serve(socket: UdpSocket, handler: Handler, rrl: Option<Arc<Rrl>>, s
 
 /// Sends a response, unless response rate limiting says to drop it or send it truncated.
 async fn send(socket: &UdpSocket, rrl: Option<&Rrl>, response: &[u8], dst: SocketAddr) {
-    let verdict = rrl.map_or(Verdict::Send, |r| r.check(dst.ip(), ResponseKey::from_response(response), Instant::now()));
+    let verdict =
+        rrl.map_or(Verdict::Send, |r| r.check(dst.ip(), ResponseKey::from_response(response), Instant::now()));
     let result = match verdict {
         Verdict::Send => socket.send_to(response, dst).await,
         Verdict::Slip => match rrl::truncated(response) {

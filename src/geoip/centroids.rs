@@ -34,15 +34,12 @@ fn parse(csv: &str) -> Table {
     let mut table: Table = [None; SLOTS];
     for line in csv.lines().skip(1) {
         let mut fields = line.splitn(4, ',');
-        let (Some(code), Some(lat), Some(lon)) = (fields.next(), fields.next(), fields.next())
-        else {
+        let (Some(code), Some(lat), Some(lon)) = (fields.next(), fields.next(), fields.next()) else {
             continue;
         };
-        let (Some(code), Ok(lat), Ok(lon)) = (
-            normalize_code(code.as_bytes()),
-            lat.trim().parse::<f64>(),
-            lon.trim().parse::<f64>(),
-        ) else {
+        let (Some(code), Ok(lat), Ok(lon)) =
+            (normalize_code(code.as_bytes()), lat.trim().parse::<f64>(), lon.trim().parse::<f64>())
+        else {
             continue;
         };
         let location = Location::new(lat, lon);
@@ -85,11 +82,7 @@ mod tests {
         let rows: Vec<&str> = lines.collect();
         assert!(rows.len() >= 245, "{} rows", rows.len());
         let known = table().iter().filter(|l| l.is_some()).count();
-        assert_eq!(
-            known,
-            rows.len(),
-            "a line failed to parse or a code is duplicated"
-        );
+        assert_eq!(known, rows.len(), "a line failed to parse or a code is duplicated");
     }
 
     #[test]

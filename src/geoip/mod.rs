@@ -31,17 +31,10 @@ use record::Record;
 pub enum GeoIpError {
     /// The file could not be opened or mapped (missing, unreadable, not a regular file).
     #[error("cannot open GeoIP database {path:?}: {reason}")]
-    Open {
-        path: PathBuf,
-        reason: String,
-        error: io::Error,
-    },
+    Open { path: PathBuf, reason: String, error: io::Error },
     /// The file was read but is not a valid MaxMind DB.
     #[error("{path:?} is not a MaxMind DB file: {error}")]
-    Invalid {
-        path: PathBuf,
-        error: MaxMindDbError,
-    },
+    Invalid { path: PathBuf, error: MaxMindDbError },
 }
 
 impl GeoIpError {
@@ -67,11 +60,7 @@ impl GeoIpError {
             Some(i) if text.ends_with(')') => text[..i].to_owned(),
             _ => text,
         };
-        GeoIpError::Open {
-            path: path.to_owned(),
-            reason,
-            error,
-        }
+        GeoIpError::Open { path: path.to_owned(), reason, error }
     }
 }
 
@@ -92,11 +81,7 @@ pub struct GeoIpMeta {
 
 impl GeoIpMeta {
     fn from_metadata(m: &maxminddb::Metadata) -> Self {
-        let description = m
-            .description
-            .get("en")
-            .or_else(|| m.description.values().next())
-            .cloned();
+        let description = m.description.get("en").or_else(|| m.description.values().next()).cloned();
         GeoIpMeta {
             database_type: m.database_type.clone(),
             build_epoch: m.build_epoch,
@@ -136,10 +121,7 @@ static NEXT_DB_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::
 
 impl std::fmt::Debug for GeoIpDb {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GeoIpDb")
-            .field("path", &self.path)
-            .field("meta", &self.meta)
-            .finish_non_exhaustive()
+        f.debug_struct("GeoIpDb").field("path", &self.path).field("meta", &self.meta).finish_non_exhaustive()
     }
 }
 
@@ -152,10 +134,7 @@ impl GeoIpDb {
         let file = File::open(path).map_err(|e| GeoIpError::open(path, e))?;
         let file_meta = file.metadata().map_err(|e| GeoIpError::open(path, e))?;
         if !file_meta.is_file() {
-            return Err(GeoIpError::open(
-                path,
-                io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"),
-            ));
+            return Err(GeoIpError::open(path, io::Error::new(io::ErrorKind::InvalidInput, "not a regular file")));
         }
         // SAFETY: the mapping stays valid and unchanged as long as nobody modifies or
         // truncates this file's contents while it is mapped (truncation would make reads
@@ -165,10 +144,7 @@ impl GeoIpDb {
         // while this mapping keeps the old inode alive and untouched until it is dropped.
         #[allow(unsafe_code)]
         let mmap = unsafe { Mmap::map(&file) }.map_err(|e| GeoIpError::open(path, e))?;
-        let reader = Reader::from_source(mmap).map_err(|error| GeoIpError::Invalid {
-            path: path.to_owned(),
-            error,
-        })?;
+        let reader = Reader::from_source(mmap).map_err(|error| GeoIpError::Invalid { path: path.to_owned(), error })?;
         let meta = GeoIpMeta::from_metadata(reader.metadata());
         Ok(GeoIpDb {
             reader,
@@ -181,10 +157,7 @@ impl GeoIpDb {
     /// Walks the whole search tree and data section (slow: for `geodns check`, not for
     /// start-up or the query path).
     pub fn verify(&self) -> Result<(), GeoIpError> {
-        self.reader.verify().map_err(|error| GeoIpError::Invalid {
-            path: self.path.clone(),
-            error,
-        })
+        self.reader.verify().map_err(|error| GeoIpError::Invalid { path: self.path.clone(), error })
     }
 
     pub fn metadata(&self) -> &GeoIpMeta {
@@ -207,10 +180,7 @@ fn full_len(ip: IpAddr) -> u8 {
 impl Locator for GeoIpDb {
     fn locate(&self, ip: IpAddr) -> GeoHit {
         if let Some(prefix_len) = special::special_purpose(ip) {
-            return GeoHit {
-                prefix_len,
-                ..GeoHit::default()
-            };
+            return GeoHit { prefix_len, ..GeoHit::default() };
         }
         if ip.is_ipv6() && self.meta.ip_version == 4 {
             // An IPv4-only tree holds no IPv6 data: every IPv6 address gets the same (empty)
@@ -221,10 +191,7 @@ impl Locator for GeoIpDb {
             Ok(result) => result,
             Err(error) => {
                 tracing::debug!(%ip, %error, path = ?self.path, "GeoIP lookup failed");
-                return GeoHit {
-                    prefix_len: full_len(ip),
-                    ..GeoHit::default()
-                };
+                return GeoHit { prefix_len: full_len(ip), ..GeoHit::default() };
             }
         };
         // `network()` counts an IPv4 address in an IPv6 tree in IPv4 terms (0-32) when the
@@ -260,16 +227,10 @@ impl Locator for GeoIpDb {
                 }
                 hit
             }
-            Ok(None) => GeoHit {
-                prefix_len,
-                ..GeoHit::default()
-            },
+            Ok(None) => GeoHit { prefix_len, ..GeoHit::default() },
             Err(error) => {
                 tracing::debug!(%ip, %error, path = ?self.path, "GeoIP record not decodable");
-                GeoHit {
-                    prefix_len,
-                    ..GeoHit::default()
-                }
+                GeoHit { prefix_len, ..GeoHit::default() }
             }
         }
     }

@@ -84,10 +84,7 @@ impl<'de> Deserialize<'de> for Coord {
             }
 
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Coord, E> {
-                v.trim()
-                    .parse()
-                    .map(Coord)
-                    .map_err(|_| E::invalid_value(de::Unexpected::Str(v), &self))
+                v.trim().parse().map(Coord).map_err(|_| E::invalid_value(de::Unexpected::Str(v), &self))
             }
         }
 
@@ -100,10 +97,7 @@ impl Record<'_> {
     /// and valid.
     fn coordinates(&self) -> Option<Location> {
         let (lat, lon) = match &self.location {
-            Some(LocationRec {
-                latitude: Some(lat),
-                longitude: Some(lon),
-            }) => (lat, lon),
+            Some(LocationRec { latitude: Some(lat), longitude: Some(lon) }) => (lat, lon),
             _ => (self.latitude.as_ref()?, self.longitude.as_ref()?),
         };
         let location = Location::new(lat.0, lon.0);
@@ -126,14 +120,8 @@ impl Record<'_> {
     /// country code (country, registered country, flat `country_code`) the table knows.
     pub(crate) fn to_hit(&self, prefix_len: u8) -> GeoHit {
         let country = self.country_codes().next();
-        let location = self
-            .coordinates()
-            .or_else(|| self.country_codes().find_map(centroid_of));
-        GeoHit {
-            location,
-            country,
-            prefix_len,
-        }
+        let location = self.coordinates().or_else(|| self.country_codes().find_map(centroid_of));
+        GeoHit { location, country, prefix_len }
     }
 }
 
@@ -148,10 +136,7 @@ mod tests {
         flat: Option<&'a str>,
     ) -> Record<'a> {
         Record {
-            location: coords.map(|(lat, lon)| LocationRec {
-                latitude: Some(Coord(lat)),
-                longitude: Some(Coord(lon)),
-            }),
+            location: coords.map(|(lat, lon)| LocationRec { latitude: Some(Coord(lat)), longitude: Some(Coord(lon)) }),
             country: country.map(|c| CountryRec { iso_code: Some(c) }),
             registered_country: registered.map(|c| CountryRec { iso_code: Some(c) }),
             country_code: flat,

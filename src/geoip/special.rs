@@ -34,9 +34,7 @@ const V6: &[(u128, u8)] = &[
 
 fn v4(addr: Ipv4Addr) -> Option<u8> {
     let bits = u32::from(addr);
-    V4.iter()
-        .find(|&&(net, len)| bits & (u32::MAX << (32 - u32::from(len))) == net)
-        .map(|&(_, len)| len)
+    V4.iter().find(|&&(net, len)| bits & (u32::MAX << (32 - u32::from(len))) == net).map(|&(_, len)| len)
 }
 
 fn v6(addr: Ipv6Addr) -> Option<u8> {
@@ -46,11 +44,7 @@ fn v6(addr: Ipv6Addr) -> Option<u8> {
     let bits = u128::from(addr);
     V6.iter()
         .find(|&&(net, len)| {
-            let mask = if len == 128 {
-                u128::MAX
-            } else {
-                !(u128::MAX >> len)
-            };
+            let mask = if len == 128 { u128::MAX } else { !(u128::MAX >> len) };
             bits & mask == net
         })
         .map(|&(_, len)| len)

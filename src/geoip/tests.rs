@@ -27,21 +27,12 @@ fn assert_near(got: Option<Location>, lat: f64, lon: f64, km: f64) {
 fn city_layout_uses_record_coordinates() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("city.mmdb");
-    fixture::write_city_db(
-        &path,
-        &[
-            ("81.2.69.0/24", 51.5142, -0.0931, "GB"),
-            ("2a02:ff0::/32", 50.11, 8.68, "de"),
-        ],
-    );
+    fixture::write_city_db(&path, &[("81.2.69.0/24", 51.5142, -0.0931, "GB"), ("2a02:ff0::/32", 50.11, 8.68, "de")]);
     let db = open(&path);
     assert_eq!(db.metadata().database_type, "GeoIP2-City");
     assert_eq!(db.metadata().ip_version, 6);
     assert_eq!(db.metadata().build_epoch, fixture::BUILD_EPOCH);
-    assert_eq!(
-        db.metadata().description.as_deref(),
-        Some("geodns test fixture")
-    );
+    assert_eq!(db.metadata().description.as_deref(), Some("geodns test fixture"));
     assert_eq!(db.path(), path);
 
     let hit = db.locate(ip("81.2.69.160"));
@@ -80,13 +71,7 @@ fn country_layout_is_placed_at_the_centroid() {
 fn flat_layout_with_f32_coordinates() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("flat.mmdb");
-    fixture::write_flat_db(
-        &path,
-        &[
-            ("192.0.2.0/25", 47.61, -122.33, "US"),
-            ("2001:db8::/48", 1.35, 103.82, "sg"),
-        ],
-    );
+    fixture::write_flat_db(&path, &[("192.0.2.0/25", 47.61, -122.33, "US"), ("2001:db8::/48", 1.35, 103.82, "sg")]);
     let db = open(&path);
     let hit = db.locate(ip("192.0.2.7"));
     assert_near(hit.location, 47.61, -122.33, 0.01);
@@ -104,12 +89,7 @@ fn flat_layout_without_coordinates_uses_the_country_code() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("asn-country.mmdb");
     let record = Value::map([("country_code", Value::from("gb"))]);
-    fixture::write_records(
-        &path,
-        "geo-whois-asn-country",
-        false,
-        &[("81.2.69.0/24", record)],
-    );
+    fixture::write_records(&path, "geo-whois-asn-country", false, &[("81.2.69.0/24", record)]);
     let hit = open(&path).locate(ip("81.2.69.1"));
     assert_eq!(hit.country_str(), Some("GB"));
     assert_eq!(hit.location, country_centroid("GB"));
@@ -203,30 +183,11 @@ fn special_purpose_addresses_are_never_placed() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("buggy.mmdb");
     // Some free databases really do map private ranges to a country.
-    fixture::write_country_db(
-        &path,
-        &[
-            ("192.168.0.0/16", "AU"),
-            ("172.16.0.0/12", "AU"),
-            ("fc00::/7", "AU"),
-        ],
-    );
+    fixture::write_country_db(&path, &[("192.168.0.0/16", "AU"), ("172.16.0.0/12", "AU"), ("fc00::/7", "AU")]);
     let db = open(&path);
-    for (addr, len) in [
-        ("192.168.1.1", 16),
-        ("172.20.0.1", 12),
-        ("fd00::1", 7),
-        ("127.0.0.1", 8),
-    ] {
+    for (addr, len) in [("192.168.1.1", 16), ("172.20.0.1", 12), ("fd00::1", 7), ("127.0.0.1", 8)] {
         let hit = db.locate(ip(addr));
-        assert_eq!(
-            hit,
-            GeoHit {
-                prefix_len: len,
-                ..GeoHit::default()
-            },
-            "{addr}"
-        );
+        assert_eq!(hit, GeoHit { prefix_len: len, ..GeoHit::default() }, "{addr}");
     }
 }
 
@@ -236,10 +197,7 @@ fn open_errors_name_the_path() {
     let missing = dir.path().join("x.mmdb");
     let err = GeoIpDb::open(&missing).unwrap_err();
     assert_eq!(err.kind(), "open");
-    assert_eq!(
-        err.to_string(),
-        format!("cannot open GeoIP database {missing:?}: No such file or directory")
-    );
+    assert_eq!(err.to_string(), format!("cannot open GeoIP database {missing:?}: No such file or directory"));
 
     let err = GeoIpDb::open(dir.path()).unwrap_err();
     assert_eq!(err.kind(), "open");
@@ -249,11 +207,7 @@ fn open_errors_name_the_path() {
     std::fs::write(&junk, b"this is not a database").unwrap();
     let err = GeoIpDb::open(&junk).unwrap_err();
     assert_eq!(err.kind(), "invalid");
-    assert!(
-        err.to_string()
-            .starts_with(&format!("{junk:?} is not a MaxMind DB file: ")),
-        "{err}"
-    );
+    assert!(err.to_string().starts_with(&format!("{junk:?} is not a MaxMind DB file: ")), "{err}");
     assert_eq!(err.path(), junk);
 
     let empty = dir.path().join("empty.mmdb");

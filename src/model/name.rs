@@ -45,10 +45,7 @@ impl Name {
             if label.len() > 63 {
                 return Err(NameError::LabelTooLong(text.to_owned()));
             }
-            if !label
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'*')
-            {
+            if !label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'*') {
                 return Err(NameError::BadCharacter(text.to_owned()));
             }
         }

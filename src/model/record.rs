@@ -160,11 +160,9 @@ impl fmt::Display for RData {
             RData::A(ip) => write!(f, "{ip}"),
             RData::Aaaa(ip) => write!(f, "{ip}"),
             RData::Cname(n) | RData::Ns(n) => write!(f, "{n}"),
-            RData::Soa(s) => write!(
-                f,
-                "{} {} {} {} {} {} {}",
-                s.mname, s.rname, s.serial, s.refresh, s.retry, s.expire, s.minimum
-            ),
+            RData::Soa(s) => {
+                write!(f, "{} {} {} {} {} {} {}", s.mname, s.rname, s.serial, s.refresh, s.retry, s.expire, s.minimum)
+            }
             RData::Txt(t) => write!(f, "{t:?}"),
             RData::Mx(m) => write!(f, "{} {}", m.preference, m.exchange),
             RData::Srv(s) => write!(f, "{} {} {} {}", s.priority, s.weight, s.port, s.target),

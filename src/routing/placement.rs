@@ -119,9 +119,7 @@ mod tests {
     }
 
     fn nets(list: &[(&str, SiteId)]) -> ClientNetworks {
-        ClientNetworks::new(
-            list.iter().map(|(n, s)| ClientNetwork { net: n.parse().unwrap(), site: *s }).collect(),
-        )
+        ClientNetworks::new(list.iter().map(|(n, s)| ClientNetwork { net: n.parse().unwrap(), site: *s }).collect())
     }
 
     fn ip(s: &str) -> IpAddr {

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use crate::config::AllDown;
 use crate::model::{Name, RData, RType, SiteId, UnitVector};
 
-use super::placement::{Placement, PlacedBy, place};
+use super::placement::{PlacedBy, Placement, place};
 use super::table::{GeoRoute, Node, RoutingTable, Zone, rrset};
 
 /// CNAME chains inside our own zones are followed at most this far.

@@ -55,7 +55,10 @@ pub(super) struct Zone {
 
 pub(super) enum Node {
     /// Static RRsets, grouped by type in a fixed order.
-    Static { ttl: u32, rdata: Vec<RData> },
+    Static {
+        ttl: u32,
+        rdata: Vec<RData>,
+    },
     Geo(GeoRoute),
     /// An empty non-terminal: exists (NODATA), holds nothing.
     Empty,
@@ -170,9 +173,7 @@ pub fn build(config: &Config, locator: Arc<dyn Locator>, inputs: &Inputs, genera
         zones,
         sites: config.sites.clone().into(),
         site_vectors: config.sites.iter().map(|s| s.location.unit()).collect(),
-        networks: ClientNetworks::new(
-            config.client_networks.iter().chain(&inputs.client_networks).cloned().collect(),
-        ),
+        networks: ClientNetworks::new(config.client_networks.iter().chain(&inputs.client_networks).cloned().collect()),
         locator,
     }
 }
@@ -189,7 +190,8 @@ struct SiteAddrs {
 /// The name's sites: the config's in written order, then sites only discovery knows, in site
 /// order; addresses merged without repeats.
 fn merge_sites(g: &GeoNameConfig, found: &[&Discovered]) -> Vec<SiteAddrs> {
-    let mut sites: Vec<SiteAddrs> = g.sites.iter().map(|(site, addrs)| SiteAddrs { site: *site, addrs: addrs.clone(), ready: None }).collect();
+    let mut sites: Vec<SiteAddrs> =
+        g.sites.iter().map(|(site, addrs)| SiteAddrs { site: *site, addrs: addrs.clone(), ready: None }).collect();
     let mut extra: Vec<&&Discovered> = found.iter().filter(|d| !g.sites.iter().any(|(s, _)| *s == d.site)).collect();
     extra.sort_by_key(|d| d.site);
     for d in found.iter().filter(|d| g.sites.iter().any(|(s, _)| *s == d.site)).chain(extra) {
@@ -219,24 +221,33 @@ fn geo_route(g: &GeoNameConfig, inputs: &Inputs, found: &[&Discovered]) -> GeoRo
                 None => true,
             };
             let forced_up = inputs.sites_up.contains(&site) && !inputs.sites_down.contains(&site);
-            let live: Vec<&IpAddr> = if forced_up { addrs.iter().collect() } else { addrs.iter().filter(endpoint_up).collect() };
+            let live: Vec<&IpAddr> =
+                if forced_up { addrs.iter().collect() } else { addrs.iter().filter(endpoint_up).collect() };
             // A site is down when none of its endpoints is up, when discovery says it has no
             // ready endpoint, or when an operator drained it. A down site keeps all its
             // addresses, for the `all_down` policies that answer with down sites.
             let up = forced_up
-                || (!inputs.sites_down.contains(&site) && ready != Some(false) && (addrs.is_empty() || !live.is_empty()));
+                || (!inputs.sites_down.contains(&site)
+                    && ready != Some(false)
+                    && (addrs.is_empty() || !live.is_empty()));
             let answer: Vec<&IpAddr> = if live.is_empty() { addrs.iter().collect() } else { live };
             GeoSite {
                 site,
                 up,
-                v4: answer.iter().filter_map(|a| match a {
-                    IpAddr::V4(v4) => Some(*v4),
-                    IpAddr::V6(_) => None,
-                }).collect(),
-                v6: answer.iter().filter_map(|a| match a {
-                    IpAddr::V6(v6) => Some(*v6),
-                    IpAddr::V4(_) => None,
-                }).collect(),
+                v4: answer
+                    .iter()
+                    .filter_map(|a| match a {
+                        IpAddr::V4(v4) => Some(*v4),
+                        IpAddr::V6(_) => None,
+                    })
+                    .collect(),
+                v6: answer
+                    .iter()
+                    .filter_map(|a| match a {
+                        IpAddr::V6(v6) => Some(*v6),
+                        IpAddr::V4(_) => None,
+                    })
+                    .collect(),
             }
         })
         .collect();

@@ -70,11 +70,11 @@ zones:
 
 fn locator() -> Arc<dyn Locator> {
     Arc::new(Map(vec![
-        ("81.2.69.0/24".parse().unwrap(), Location::new(51.5, -0.1)),    // London
-        ("5.9.0.0/16".parse().unwrap(), Location::new(50.5, 12.0)),      // Germany
-        ("103.6.148.0/22".parse().unwrap(), Location::new(1.3, 103.8)),  // Singapore
-        ("8.8.0.0/16".parse().unwrap(), Location::new(37.4, -122.1)),    // California
-        ("2a01:4f8::/32".parse().unwrap(), Location::new(50.5, 12.0)),   // Germany, IPv6
+        ("81.2.69.0/24".parse().unwrap(), Location::new(51.5, -0.1)), // London
+        ("5.9.0.0/16".parse().unwrap(), Location::new(50.5, 12.0)),   // Germany
+        ("103.6.148.0/22".parse().unwrap(), Location::new(1.3, 103.8)), // Singapore
+        ("8.8.0.0/16".parse().unwrap(), Location::new(37.4, -122.1)), // California
+        ("2a01:4f8::/32".parse().unwrap(), Location::new(50.5, 12.0)), // Germany, IPv6
         ("200.160.0.0/20".parse().unwrap(), Location::new(-23.5, -46.6)), // Sao Paulo
     ]))
 }
@@ -116,7 +116,10 @@ fn nearest_site_by_great_circle_distance() {
     // São Paulo: London (9,500 km) is nearer than Seattle (11,000 km) or Frankfurt (9,800 km).
     let a = ask(&t, "app.geo.example.", RType::A, "200.160.0.1", None);
     let d = a.decision.expect("geo answers carry their decision");
-    assert_eq!(site_names(&t, &d.order.iter().map(|s| s.site).collect::<Vec<_>>()), ["london", "frankfurt", "seattle", "singapore"]);
+    assert_eq!(
+        site_names(&t, &d.order.iter().map(|s| s.site).collect::<Vec<_>>()),
+        ["london", "frankfurt", "seattle", "singapore"]
+    );
     assert_eq!(d.rule, Rule::Nearest);
     assert_eq!(d.ttl, 60);
     let km: Vec<f64> = d.order.iter().map(|s| d.distance_km(&t, s.site).unwrap()).collect();
@@ -169,7 +172,10 @@ fn unhealthy_sites_are_skipped_and_ttl_halved() {
 #[test]
 fn all_down_policies() {
     let all_down = |policy: &str| {
-        let text = CONFIG.replace("        health_check: web\n", &format!("        health_check: web\n        all_down: {policy}\n"));
+        let text = CONFIG.replace(
+            "        health_check: web\n",
+            &format!("        health_check: web\n        all_down: {policy}\n"),
+        );
         let config = config::parse(&text, Path::new(".")).unwrap();
         let mut inputs = Inputs::default();
         inputs.sites_down.extend(0..4);
@@ -310,7 +316,8 @@ fn discovered_addresses_merge_with_the_config_and_readiness_counts() {
         origin: "eu/default/app".into(),
     };
     // Frankfurt gains an address; Seattle's only entry is not ready: Seattle is down.
-    let inputs = Inputs { discovered: vec![d(1, &["198.51.100.2"], true), d(2, &["198.51.100.3"], false)], ..Inputs::default() };
+    let inputs =
+        Inputs { discovered: vec![d(1, &["198.51.100.2"], true), d(2, &["198.51.100.3"], false)], ..Inputs::default() };
     let t = table_with(&inputs);
     assert_eq!(addrs(&ask(&t, "app.geo.example.", RType::A, "5.9.1.1", None)), ["192.0.2.2", "198.51.100.2"]);
     let a = ask(&t, "app.geo.example.", RType::A, "8.8.8.8", None);
@@ -318,13 +325,21 @@ fn discovered_addresses_merge_with_the_config_and_readiness_counts() {
     assert_eq!(a.answers[0].ttl, 30, "a site is down: TTL halved");
     // A name with no configured sites gets them all from discovery, in site order.
     let text = CONFIG.replace("      single:\n        sites:\n          london: [192.0.2.99]\n", "      single: {}\n");
-    let config = config::parse(&format!("{text}kubernetes: {{ clusters: [ {{ name: eu, site: frankfurt }} ] }}\n"), Path::new(".")).unwrap();
+    let config = config::parse(
+        &format!("{text}kubernetes: {{ clusters: [ {{ name: eu, site: frankfurt }} ] }}\n"),
+        Path::new("."),
+    )
+    .unwrap();
     let mut found = d(3, &["198.51.100.4"], true);
     found.name = n("single.geo.example.");
     let mut found2 = d(0, &["198.51.100.1"], true);
     found2.name = n("single.geo.example.");
     let t = build(&config, locator(), &Inputs { discovered: vec![found, found2], ..Inputs::default() }, 1);
-    assert_eq!(addrs(&ask(&t, "single.geo.example.", RType::A, "192.168.0.1", None)), ["198.51.100.1"], "no location: site order");
+    assert_eq!(
+        addrs(&ask(&t, "single.geo.example.", RType::A, "192.168.0.1", None)),
+        ["198.51.100.1"],
+        "no location: site order"
+    );
     assert_eq!(addrs(&ask(&t, "single.geo.example.", RType::A, "103.6.148.1", None)), ["198.51.100.4"]);
 }
 

@@ -44,11 +44,7 @@ impl Backend {
             failures: Mutex::new(Vec::new()),
         });
         let task = tokio::spawn(serve(listener, shared.clone()));
-        Ok(Backend {
-            addr,
-            shared,
-            task: Some(task),
-        })
+        Ok(Backend { addr, shared, task: Some(task) })
     }
 
     pub fn set_mode(&self, mode: Mode) {
@@ -95,9 +91,7 @@ impl Drop for Backend {
 /// Binds one backend per address, all on the same port.
 pub async fn on_same_port(ips: &[&str], mode: Mode) -> Vec<Backend> {
     'attempt: for _ in 0..20 {
-        let first = Backend::start(ips[0].parse().unwrap(), 0, mode)
-            .await
-            .expect("bind");
+        let first = Backend::start(ips[0].parse().unwrap(), 0, mode).await.expect("bind");
         let port = first.addr.port();
         let mut all = vec![first];
         for ip in &ips[1..] {
@@ -133,15 +127,9 @@ async fn serve(listener: TcpListener, shared: Arc<Shared>) {
                 1 => true,
                 _ => n % 2 == 1,
             };
-            let (status, body) = if fail {
-                ("503 Service Unavailable", "down\n")
-            } else {
-                ("200 OK", "ok\n")
-            };
-            let response = format!(
-                "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
+            let (status, body) = if fail { ("503 Service Unavailable", "down\n") } else { ("200 OK", "ok\n") };
+            let response =
+                format!("HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
             let _ = stream.write_all(response.as_bytes()).await;
             let _ = stream.flush().await;
             if fail {

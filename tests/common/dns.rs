@@ -76,7 +76,8 @@ pub async fn tcp(server: SocketAddr, m: &Message) -> Message {
     let bytes = m.to_vec().expect("query encodes");
     stream.write_all(&(bytes.len() as u16).to_be_bytes()).await.expect("write");
     stream.write_all(&bytes).await.expect("write");
-    let reply = tokio::time::timeout(TIMEOUT, read_framed(&mut stream)).await.expect("a TCP response within the timeout");
+    let reply =
+        tokio::time::timeout(TIMEOUT, read_framed(&mut stream)).await.expect("a TCP response within the timeout");
     let reply = Message::from_vec(&reply).expect("response decodes");
     assert_eq!(reply.metadata.id, m.metadata.id, "response echoes the ID");
     reply

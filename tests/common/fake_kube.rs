@@ -39,11 +39,7 @@ use tokio_util::sync::CancellationToken;
 /// The collections served: (kind, apiVersion, list path).
 const KINDS: [(&str, &str, &str); 3] = [
     ("Service", "v1", "/api/v1/services"),
-    (
-        "EndpointSlice",
-        "discovery.k8s.io/v1",
-        "/apis/discovery.k8s.io/v1/endpointslices",
-    ),
+    ("EndpointSlice", "discovery.k8s.io/v1", "/apis/discovery.k8s.io/v1/endpointslices"),
     ("Node", "v1", "/api/v1/nodes"),
 ];
 
@@ -53,11 +49,7 @@ const BOOKMARK_EVERY: Duration = Duration::from_millis(500);
 #[derive(Clone, Debug)]
 enum Notice {
     /// An event at `rv` for objects of `kind`.
-    Event {
-        rv: u64,
-        kind: &'static str,
-        line: Arc<str>,
-    },
+    Event { rv: u64, kind: &'static str, line: Arc<str> },
     /// History before `rv` was dropped: send 410 and end.
     Compacted,
 }
@@ -97,20 +89,12 @@ impl FakeKube {
         let addr = listener.local_addr().expect("local addr");
         let (notices, _) = broadcast::channel(1024);
         let shared = Arc::new(Shared {
-            state: Mutex::new(State {
-                rv: 1,
-                oldest: 1,
-                ..State::default()
-            }),
+            state: Mutex::new(State { rv: 1, oldest: 1, ..State::default() }),
             notices,
             lists: AtomicU64::new(0),
             watches: AtomicU64::new(0),
         });
-        let mut fake = FakeKube {
-            addr,
-            shared,
-            running: None,
-        };
+        let mut fake = FakeKube { addr, shared, running: None };
         fake.serve(listener);
         fake
     }
@@ -147,24 +131,12 @@ impl FakeKube {
         let mut state = self.shared.state.lock().expect("fake state lock");
         state.rv += 1;
         let rv = state.rv;
-        let meta = object["metadata"]
-            .as_object_mut()
-            .expect("object has metadata");
+        let meta = object["metadata"].as_object_mut().expect("object has metadata");
         meta.insert("resourceVersion".into(), json!(rv.to_string()));
-        meta.entry("uid")
-            .or_insert_with(|| json!(format!("uid-{}-{}-{}", kind, key.0, key.1)));
-        meta.entry("creationTimestamp")
-            .or_insert_with(|| json!("2026-01-01T00:00:00Z"));
-        let previous = state
-            .objects
-            .entry(kind)
-            .or_default()
-            .insert(key.clone(), object.clone());
-        let kind_word = if previous.is_some() {
-            "MODIFIED"
-        } else {
-            "ADDED"
-        };
+        meta.entry("uid").or_insert_with(|| json!(format!("uid-{}-{}-{}", kind, key.0, key.1)));
+        meta.entry("creationTimestamp").or_insert_with(|| json!("2026-01-01T00:00:00Z"));
+        let previous = state.objects.entry(kind).or_default().insert(key.clone(), object.clone());
+        let kind_word = if previous.is_some() { "MODIFIED" } else { "ADDED" };
         self.record(&mut state, kind, kind_word, object);
         rv
     }
@@ -174,11 +146,7 @@ impl FakeKube {
     pub fn delete(&self, kind: &str, namespace: &str, name: &str) -> bool {
         let kind = kind_of(kind);
         let mut state = self.shared.state.lock().expect("fake state lock");
-        let Some(mut object) = state
-            .objects
-            .entry(kind)
-            .or_default()
-            .remove(&(namespace.to_owned(), name.to_owned()))
+        let Some(mut object) = state.objects.entry(kind).or_default().remove(&(namespace.to_owned(), name.to_owned()))
         else {
             return false;
         };
@@ -191,11 +159,7 @@ impl FakeKube {
     /// A copy of a stored object.
     pub fn get(&self, kind: &str, namespace: &str, name: &str) -> Option<Value> {
         let state = self.shared.state.lock().expect("fake state lock");
-        state
-            .objects
-            .get(kind_of(kind))?
-            .get(&(namespace.to_owned(), name.to_owned()))
-            .cloned()
+        state.objects.get(kind_of(kind))?.get(&(namespace.to_owned(), name.to_owned())).cloned()
     }
 
     /// Drops the event history: resuming from any revision seen so far gets 410 Gone, and
@@ -295,10 +259,7 @@ fn key_of(object: &Value) -> (String, String) {
     let meta = &object["metadata"];
     (
         meta["namespace"].as_str().unwrap_or_default().to_owned(),
-        meta["name"]
-            .as_str()
-            .expect("object has metadata.name")
-            .to_owned(),
+        meta["name"].as_str().expect("object has metadata.name").to_owned(),
     )
 }
 
@@ -361,11 +322,7 @@ async fn read_request(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Reque
                 .filter(|(k, _)| !k.is_empty())
                 .map(|(k, v)| (k.to_owned(), v.to_owned()))
                 .collect();
-            return Some(Request {
-                method,
-                path: path.to_owned(),
-                query,
-            });
+            return Some(Request { method, path: path.to_owned(), query });
         }
         let mut chunk = [0u8; 4096];
         let n = stream.read(&mut chunk).await.ok()?;
@@ -379,12 +336,7 @@ async fn read_request(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Reque
 /// Answers one request; false when the connection must close afterwards.
 async fn respond(stream: &mut TcpStream, shared: &Shared, request: Request) -> bool {
     if request.method != "GET" {
-        return send_json(
-            stream,
-            405,
-            &status_body(405, "MethodNotAllowed", "read-only fake"),
-        )
-        .await;
+        return send_json(stream, 405, &status_body(405, "MethodNotAllowed", "read-only fake")).await;
     }
     if request.path == "/version" {
         let info = json!({
@@ -395,26 +347,15 @@ async fn respond(stream: &mut TcpStream, shared: &Shared, request: Request) -> b
         return send_json(stream, 200, &info).await;
     }
     let Some(&(kind, api_version, _)) = KINDS.iter().find(|(_, _, p)| *p == request.path) else {
-        let body = status_body(
-            404,
-            "NotFound",
-            &format!("the fake does not serve {}", request.path),
-        );
+        let body = status_body(404, "NotFound", &format!("the fake does not serve {}", request.path));
         return send_json(stream, 404, &body).await;
     };
-    let watch = matches!(
-        request.query.get("watch").map(String::as_str),
-        Some("true" | "1")
-    );
+    let watch = matches!(request.query.get("watch").map(String::as_str), Some("true" | "1"));
     if !watch {
         shared.lists.fetch_add(1, Ordering::SeqCst);
         let body = {
             let state = shared.state.lock().expect("fake state lock");
-            let items: Vec<Value> = state
-                .objects
-                .get(kind)
-                .map(|m| m.values().cloned().collect())
-                .unwrap_or_default();
+            let items: Vec<Value> = state.objects.get(kind).map(|m| m.values().cloned().collect()).unwrap_or_default();
             json!({
                 "kind": format!("{kind}List"),
                 "apiVersion": api_version,
@@ -430,21 +371,9 @@ async fn respond(stream: &mut TcpStream, shared: &Shared, request: Request) -> b
 }
 
 /// Streams a watch until its timeout, a compaction, a write failure or the connection's end.
-async fn watch_stream(
-    stream: &mut TcpStream,
-    shared: &Shared,
-    kind: &'static str,
-    request: &Request,
-) {
-    let from: u64 = request
-        .query
-        .get("resourceVersion")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    let bookmarks = request
-        .query
-        .get("allowWatchBookmarks")
-        .is_some_and(|v| v == "true");
+async fn watch_stream(stream: &mut TcpStream, shared: &Shared, kind: &'static str, request: &Request) {
+    let from: u64 = request.query.get("resourceVersion").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let bookmarks = request.query.get("allowWatchBookmarks").is_some_and(|v| v == "true");
     let timeout = request
         .query
         .get("timeoutSeconds")
@@ -519,10 +448,7 @@ fn gone_line(from: u64) -> String {
 }
 
 fn bookmark_line(kind: &str, rv: u64) -> String {
-    let api_version = KINDS
-        .iter()
-        .find(|(k, _, _)| *k == kind)
-        .map(|(_, a, _)| *a);
+    let api_version = KINDS.iter().find(|(k, _, _)| *k == kind).map(|(_, a, _)| *a);
     let object = json!({
         "kind": kind,
         "apiVersion": api_version,
@@ -554,10 +480,8 @@ async fn send_json(stream: &mut TcpStream, code: u16, body: &Value) -> bool {
         410 => "Gone",
         _ => "Error",
     };
-    let head = format!(
-        "HTTP/1.1 {code} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    );
+    let head =
+        format!("HTTP/1.1 {code} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n", body.len());
     stream.write_all(head.as_bytes()).await.is_ok()
         && stream.write_all(body.as_bytes()).await.is_ok()
         && stream.flush().await.is_ok()
@@ -570,13 +494,8 @@ pub fn write_kubeconfig(dir: &Path, file: &str, contexts: &[(&str, &FakeKube)]) 
     let mut ctxs = String::new();
     let mut users = String::new();
     for (name, fake) in contexts {
-        clusters.push_str(&format!(
-            "- name: {name}-cluster\n  cluster:\n    server: {}\n",
-            fake.url()
-        ));
-        ctxs.push_str(&format!(
-            "- name: {name}\n  context:\n    cluster: {name}-cluster\n    user: {name}-user\n"
-        ));
+        clusters.push_str(&format!("- name: {name}-cluster\n  cluster:\n    server: {}\n", fake.url()));
+        ctxs.push_str(&format!("- name: {name}\n  context:\n    cluster: {name}-cluster\n    user: {name}-user\n"));
         users.push_str(&format!("- name: {name}-user\n  user: {{}}\n"));
     }
     let current = contexts.first().map(|(n, _)| *n).unwrap_or_default();

@@ -35,10 +35,7 @@ fn country(code: &str) -> Value {
 pub fn city_record(lat: f64, lon: f64, country_code: &str) -> Value {
     Value::map([
         ("city", Value::map([("names", names("Test City"))])),
-        (
-            "continent",
-            Value::map([("code", Value::from("EU")), ("names", names("Europe"))]),
-        ),
+        ("continent", Value::map([("code", Value::from("EU")), ("names", names("Europe"))])),
         ("country", country(country_code)),
         (
             "location",
@@ -78,23 +75,15 @@ pub fn flat_record(lat: f32, lon: f32, country_code: &str) -> Value {
 /// Writes `records` (CIDR, value) as a database of `database_type`; `ipv4_only` builds a
 /// 32-bit tree (`ip_version` 4), in which IPv6 networks are not allowed.
 pub fn write_records(path: &Path, database_type: &str, ipv4_only: bool, records: &[(&str, Value)]) {
-    let ip_version = if ipv4_only {
-        IpVersion::V4
-    } else {
-        IpVersion::V6
-    };
+    let ip_version = if ipv4_only { IpVersion::V4 } else { IpVersion::V6 };
     let mut writer = Writer::builder(database_type)
         .ip_version(ip_version)
         .description(&[("en", "geodns test fixture")])
         .build_epoch(SystemTime::UNIX_EPOCH + Duration::from_secs(BUILD_EPOCH))
         .build();
     for (cidr, value) in records {
-        let net: IpNet = cidr
-            .parse()
-            .unwrap_or_else(|e| panic!("bad CIDR {cidr:?}: {e}"));
-        writer
-            .insert_value(net, value.clone())
-            .unwrap_or_else(|e| panic!("cannot insert {cidr}: {e}"));
+        let net: IpNet = cidr.parse().unwrap_or_else(|e| panic!("bad CIDR {cidr:?}: {e}"));
+        writer.insert_value(net, value.clone()).unwrap_or_else(|e| panic!("cannot insert {cidr}: {e}"));
     }
     let bytes = writer.to_bytes().expect("serialize mmdb");
     install(path, &bytes);
@@ -110,37 +99,28 @@ pub fn install(path: &Path, bytes: &[u8]) {
 
 /// GeoIP2-City layout: `(cidr, latitude, longitude, country)`.
 pub fn write_city_db(path: &Path, entries: &[(&str, f64, f64, &str)]) {
-    let records: Vec<(&str, Value)> = entries
-        .iter()
-        .map(|&(cidr, lat, lon, cc)| (cidr, city_record(lat, lon, cc)))
-        .collect();
+    let records: Vec<(&str, Value)> =
+        entries.iter().map(|&(cidr, lat, lon, cc)| (cidr, city_record(lat, lon, cc))).collect();
     write_records(path, "GeoIP2-City", false, &records);
 }
 
 /// GeoIP2-Country layout: `(cidr, country)`; clients are placed at country centroids.
 pub fn write_country_db(path: &Path, entries: &[(&str, &str)]) {
-    let records: Vec<(&str, Value)> = entries
-        .iter()
-        .map(|&(cidr, cc)| (cidr, country_record(cc)))
-        .collect();
+    let records: Vec<(&str, Value)> = entries.iter().map(|&(cidr, cc)| (cidr, country_record(cc))).collect();
     write_records(path, "GeoIP2-Country", false, &records);
 }
 
 /// ip-location-db flat layout (f32 coordinates), IPv6 tree: `(cidr, lat, lon, country)`.
 pub fn write_flat_db(path: &Path, entries: &[(&str, f32, f32, &str)]) {
-    let records: Vec<(&str, Value)> = entries
-        .iter()
-        .map(|&(cidr, lat, lon, cc)| (cidr, flat_record(lat, lon, cc)))
-        .collect();
+    let records: Vec<(&str, Value)> =
+        entries.iter().map(|&(cidr, lat, lon, cc)| (cidr, flat_record(lat, lon, cc))).collect();
     write_records(path, "dbip-city-lite", false, &records);
 }
 
 /// Like [`write_flat_db`] but an IPv4-only tree, as ip-location-db's `*-ipv4.mmdb` files
 /// (IPv6 lookups find nothing).
 pub fn write_flat_db_v4(path: &Path, entries: &[(&str, f32, f32, &str)]) {
-    let records: Vec<(&str, Value)> = entries
-        .iter()
-        .map(|&(cidr, lat, lon, cc)| (cidr, flat_record(lat, lon, cc)))
-        .collect();
+    let records: Vec<(&str, Value)> =
+        entries.iter().map(|&(cidr, lat, lon, cc)| (cidr, flat_record(lat, lon, cc))).collect();
     write_records(path, "dbip-city-lite-ipv4", true, &records);
 }

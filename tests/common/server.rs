@@ -64,7 +64,8 @@ pub fn test_config(geoip: &Path) -> String {
 
 /// Starts geodns from config text; relative paths are relative to `base`.
 pub async fn start(text: &str, base: &Path) -> Running {
-    let config = geodns::config::parse(text, base).unwrap_or_else(|e| panic!("test config invalid: {:?}", e.problems()));
+    let config =
+        geodns::config::parse(text, base).unwrap_or_else(|e| panic!("test config invalid: {:?}", e.problems()));
     let loaded = app::open(config).expect("GeoIP database opens");
     app::start(loaded).await.expect("server starts")
 }

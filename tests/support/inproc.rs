@@ -22,9 +22,7 @@ use hickory_server::zone_handler::MessageResponse;
 pub fn example_handler() -> Handler {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/example.yaml");
     let loaded = app::load(&path).expect("the example config loads");
-    Handler::new(Arc::new(ArcSwap::from_pointee(
-        loaded.build(&Default::default(), 1),
-    )))
+    Handler::new(Arc::new(ArcSwap::from_pointee(loaded.build(&Default::default(), 1))))
 }
 
 /// Captures one encoded response.
@@ -54,9 +52,7 @@ impl ResponseHandler for Capture {
         let mut buf = Vec::with_capacity(512);
         let mut encoder = BinEncoder::new(&mut buf);
         encoder.set_max_size(max);
-        let info = response
-            .destructive_emit(&mut encoder)
-            .map_err(|e| NetError::from(e.to_string()))?;
+        let info = response.destructive_emit(&mut encoder).map_err(|e| NetError::from(e.to_string()))?;
         *self.out.lock().expect("not poisoned") = Some(buf);
         Ok(info)
     }
@@ -75,12 +71,7 @@ pub enum Outcome {
 }
 
 /// Runs `bytes` as the server would: drop, FORMERR, or the real handler.
-pub async fn answer(
-    handler: &Handler,
-    bytes: &[u8],
-    src: SocketAddr,
-    protocol: Protocol,
-) -> Outcome {
+pub async fn answer(handler: &Handler, bytes: &[u8], src: SocketAddr, protocol: Protocol) -> Outcome {
     if bytes.len() < 12 || bytes[2] & 0x80 != 0 {
         return Outcome::Dropped;
     }
@@ -93,13 +84,8 @@ pub async fn answer(
             Outcome::FormErr(h.to_vec())
         }
         Ok(request) => {
-            let capture = Capture {
-                out: Arc::new(Mutex::new(None)),
-                protocol,
-            };
-            handler
-                .handle_request::<_, TokioTime>(&request, capture.clone())
-                .await;
+            let capture = Capture { out: Arc::new(Mutex::new(None)), protocol };
+            handler.handle_request::<_, TokioTime>(&request, capture.clone()).await;
             let out = capture.out.lock().expect("not poisoned").take();
             Outcome::Answered(out.expect("the handler always sends a response"))
         }

@@ -48,19 +48,12 @@ pub struct Clients {
 impl Clients {
     pub fn new() -> Result<Clients, ClientError> {
         install_crypto_provider();
-        Ok(Clients {
-            verify: client(true)?,
-            no_verify: client(false)?,
-        })
+        Ok(Clients { verify: client(true)?, no_verify: client(false)? })
     }
 
     /// The client for a check with this `tls_verify` setting.
     pub fn get(&self, tls_verify: bool) -> &reqwest::Client {
-        if tls_verify {
-            &self.verify
-        } else {
-            &self.no_verify
-        }
+        if tls_verify { &self.verify } else { &self.no_verify }
     }
 }
 
@@ -91,20 +84,8 @@ pub async fn run(probe: &Probe, addr: IpAddr, timeout: Duration, clients: &Clien
     let attempt = async {
         match probe {
             Probe::Tcp { port } => tcp(SocketAddr::new(addr, *port), timeout).await,
-            Probe::Http {
-                tls,
-                tls_verify,
-                path,
-                port,
-                host,
-                expect,
-            } => {
-                let target = HttpTarget {
-                    tls: *tls,
-                    path,
-                    addr: SocketAddr::new(addr, *port),
-                    host: host.as_deref(),
-                };
+            Probe::Http { tls, tls_verify, path, port, host, expect } => {
+                let target = HttpTarget { tls: *tls, path, addr: SocketAddr::new(addr, *port), host: host.as_deref() };
                 http(clients.get(*tls_verify), &target, *expect, timeout).await
             }
         }
@@ -139,12 +120,7 @@ impl HttpTarget<'_> {
     }
 }
 
-async fn http(
-    client: &reqwest::Client,
-    target: &HttpTarget<'_>,
-    expect: (u16, u16),
-    timeout: Duration,
-) -> Outcome {
+async fn http(client: &reqwest::Client, target: &HttpTarget<'_>, expect: (u16, u16), timeout: Duration) -> Outcome {
     let mut request = client.get(target.url()).timeout(timeout);
     if let Some(host) = target.host {
         // reqwest derives Host from the URL only when the request has none.
@@ -182,22 +158,14 @@ fn from_reqwest(err: &reqwest::Error, timeout: Duration) -> FailReason {
         }
     }
     let message = chain(err);
-    if err.is_connect() {
-        FailReason::Connect(message)
-    } else {
-        FailReason::Other(message)
-    }
+    if err.is_connect() { FailReason::Connect(message) } else { FailReason::Other(message) }
 }
 
 /// The causes of `err`, outermost first. `io::Error::source()` skips the error an io::Error
 /// wraps (hyper-rustls wraps a `rustls::Error` in one, and hyper wraps that in another), so for
 /// io errors the wrapped error is the next cause.
-fn causes<'a>(
-    err: &'a (dyn StdError + 'static),
-) -> impl Iterator<Item = &'a (dyn StdError + 'static)> {
-    std::iter::successors(err.source(), |&e: &&'a (dyn StdError + 'static)| match e
-        .downcast_ref::<io::Error>()
-    {
+fn causes<'a>(err: &'a (dyn StdError + 'static)) -> impl Iterator<Item = &'a (dyn StdError + 'static)> {
+    std::iter::successors(err.source(), |&e: &&'a (dyn StdError + 'static)| match e.downcast_ref::<io::Error>() {
         Some(io) => io.get_ref().map(|inner| inner as &(dyn StdError + 'static)),
         None => e.source(),
     })
@@ -233,44 +201,20 @@ mod tests {
 
     #[test]
     fn urls_bracket_ipv6_and_keep_the_path() {
-        let t = HttpTarget {
-            tls: false,
-            path: "/healthz?x=1",
-            addr: "192.0.2.1:8080".parse().unwrap(),
-            host: None,
-        };
+        let t = HttpTarget { tls: false, path: "/healthz?x=1", addr: "192.0.2.1:8080".parse().unwrap(), host: None };
         assert_eq!(t.url(), "http://192.0.2.1:8080/healthz?x=1");
-        let t = HttpTarget {
-            tls: true,
-            path: "/",
-            addr: "[2001:db8::1]:443".parse().unwrap(),
-            host: None,
-        };
+        let t = HttpTarget { tls: true, path: "/", addr: "[2001:db8::1]:443".parse().unwrap(), host: None };
         assert_eq!(t.url(), "https://[2001:db8::1]:443/");
-        let t = HttpTarget {
-            tls: true,
-            path: "ready",
-            addr: "[::1]:8443".parse().unwrap(),
-            host: None,
-        };
+        let t = HttpTarget { tls: true, path: "ready", addr: "[::1]:8443".parse().unwrap(), host: None };
         assert_eq!(t.url(), "https://[::1]:8443/ready");
     }
 
     #[test]
     fn io_errors_map_to_reasons() {
         let t = Duration::from_secs(2);
-        assert_eq!(
-            from_io(&io::Error::from(io::ErrorKind::ConnectionRefused), t),
-            FailReason::ConnectionRefused
-        );
-        assert_eq!(
-            from_io(&io::Error::from(io::ErrorKind::TimedOut), t),
-            FailReason::Timeout(t)
-        );
-        assert_eq!(
-            from_io(&io::Error::from(io::ErrorKind::ConnectionReset), t).kind(),
-            "connect"
-        );
+        assert_eq!(from_io(&io::Error::from(io::ErrorKind::ConnectionRefused), t), FailReason::ConnectionRefused);
+        assert_eq!(from_io(&io::Error::from(io::ErrorKind::TimedOut), t), FailReason::Timeout(t));
+        assert_eq!(from_io(&io::Error::from(io::ErrorKind::ConnectionReset), t).kind(), "connect");
     }
 
     #[test]

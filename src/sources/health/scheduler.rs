@@ -88,13 +88,7 @@ impl NetProber {
 
 impl Prober for NetProber {
     async fn probe(&self, target: &Target) -> Outcome {
-        probe::run(
-            &target.config.probe,
-            target.addr,
-            target.config.timeout,
-            &self.clients,
-        )
-        .await
+        probe::run(&target.config.probe, target.addr, target.config.timeout, &self.clients).await
     }
 }
 
@@ -107,10 +101,7 @@ pub struct HealthSnapshot {
 impl HealthSnapshot {
     /// Endpoints judged down, as (check name, address). `Unknown` is not down (fail-open).
     pub fn down(&self) -> impl Iterator<Item = &(String, IpAddr)> {
-        self.endpoints
-            .iter()
-            .filter(|(_, h)| h.state == State::Down)
-            .map(|(k, _)| k)
+        self.endpoints.iter().filter(|(_, h)| h.state == State::Down).map(|(k, _)| k)
     }
 }
 
@@ -177,11 +168,7 @@ impl Monitor {
 
 /// Starts probing `targets` over the network (builds the shared HTTP clients once).
 pub fn spawn(targets: Vec<Target>, shutdown: CancellationToken) -> Result<Monitor, ClientError> {
-    Ok(spawn_with(
-        targets,
-        NetProber::new(Clients::new()?),
-        shutdown,
-    ))
+    Ok(spawn_with(targets, NetProber::new(Clients::new()?), shutdown))
 }
 
 /// Starts probing `targets` with `prober`: one task per distinct [`Target::key`] (the first
@@ -197,24 +184,13 @@ pub fn spawn(targets: Vec<Target>, shutdown: CancellationToken) -> Result<Monito
 /// `last_outcome`) and folded in silently (`send_if_modified` returning false: the value is
 /// replaced but nobody wakes) at most every [`STATUS_REFRESH`], because the routing table is
 /// rebuilt on every notification and only flips change it.
-pub fn spawn_with<P: Prober>(
-    targets: Vec<Target>,
-    prober: P,
-    shutdown: CancellationToken,
-) -> Monitor {
+pub fn spawn_with<P: Prober>(targets: Vec<Target>, prober: P, shutdown: CancellationToken) -> Monitor {
     let mut seen = HashSet::new();
-    let targets: Vec<Target> = targets
-        .into_iter()
-        .filter(|t| seen.insert(t.key()))
-        .collect();
+    let targets: Vec<Target> = targets.into_iter().filter(|t| seen.insert(t.key())).collect();
 
     let now = SystemTime::now();
-    let initial = HealthSnapshot {
-        endpoints: targets
-            .iter()
-            .map(|t| (t.key(), EndpointHealth::unchecked(now)))
-            .collect(),
-    };
+    let initial =
+        HealthSnapshot { endpoints: targets.iter().map(|t| (t.key(), EndpointHealth::unchecked(now))).collect() };
     let (snapshot_tx, snapshot_rx) = watch::channel(Arc::new(initial.clone()));
     // Probe tasks -> aggregator: one writer of the snapshot, bounded for backpressure.
     let (report_tx, report_rx) = mpsc::channel(REPORT_QUEUE);
@@ -234,17 +210,9 @@ pub fn spawn_with<P: Prober>(
         tasks.push(tokio::spawn(task.run(shutdown.clone())));
     }
     drop(report_tx);
-    let aggregator = Aggregator {
-        targets,
-        current: initial,
-        snapshot: snapshot_tx,
-        refresh_at: None,
-    };
+    let aggregator = Aggregator { targets, current: initial, snapshot: snapshot_tx, refresh_at: None };
     tasks.push(tokio::spawn(aggregator.run(report_rx, shutdown)));
-    Monitor {
-        snapshot: snapshot_rx,
-        tasks,
-    }
+    Monitor { snapshot: snapshot_rx, tasks }
 }
 
 /// One probe result, from a probe task to the aggregator.
@@ -279,10 +247,7 @@ impl<P: Prober> ProbeTask<P> {
                 _ = shutdown.cancelled() => return,
                 outcome = self.attempt() => outcome,
             };
-            let report = Report {
-                index: self.index,
-                outcome,
-            };
+            let report = Report { index: self.index, outcome };
             if self.reports.send(report).await.is_err() {
                 return; // the aggregator stopped: shutting down
             }
@@ -293,11 +258,7 @@ impl<P: Prober> ProbeTask<P> {
     /// One probe under the global limit, bounded by the check's timeout (the real prober also
     /// enforces it; this makes any prober obey it).
     async fn attempt(&self) -> Outcome {
-        let _permit = self
-            .limit
-            .acquire()
-            .await
-            .expect("the probe semaphore is never closed");
+        let _permit = self.limit.acquire().await.expect("the probe semaphore is never closed");
         let timeout = self.target.config.timeout;
         match tokio::time::timeout(timeout, self.prober.probe(&self.target)).await {
             Ok(outcome) => outcome,
@@ -324,11 +285,8 @@ struct Aggregator {
 
 impl Aggregator {
     async fn run(mut self, mut reports: mpsc::Receiver<Report>, shutdown: CancellationToken) {
-        let mut machines: Vec<Hysteresis> = self
-            .targets
-            .iter()
-            .map(|t| Hysteresis::new(t.config.rise, t.config.fall))
-            .collect();
+        let mut machines: Vec<Hysteresis> =
+            self.targets.iter().map(|t| Hysteresis::new(t.config.rise, t.config.fall)).collect();
         // Not yet judged counts as up (fail-open): say so from the start.
         for t in &self.targets {
             ::metrics::gauge!(crate::metrics::ENDPOINT_UP, "check" => t.check.clone(), "endpoint" => t.addr.to_string()).set(1.0);
@@ -354,11 +312,7 @@ impl Aggregator {
         let target = &self.targets[index];
         let key = target.key();
         let now = SystemTime::now();
-        let entry = self
-            .current
-            .endpoints
-            .get_mut(&key)
-            .expect("every target has an entry from the start");
+        let entry = self.current.endpoints.get_mut(&key).expect("every target has an entry from the start");
         entry.probes += 1;
         entry.last_checked = Some(now);
         entry.last_outcome = Some(outcome.to_string());

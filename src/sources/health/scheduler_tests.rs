@@ -32,20 +32,13 @@ impl Script {
     }
 
     fn times(&self, addr: IpAddr) -> Vec<Instant> {
-        self.calls()
-            .into_iter()
-            .filter(|(k, _)| k.1 == addr)
-            .map(|(_, t)| t)
-            .collect()
+        self.calls().into_iter().filter(|(k, _)| k.1 == addr).map(|(_, t)| t).collect()
     }
 }
 
 impl Prober for Arc<Script> {
     async fn probe(&self, target: &Target) -> Outcome {
-        self.calls
-            .lock()
-            .unwrap()
-            .push((target.key(), Instant::now()));
+        self.calls.lock().unwrap().push((target.key(), Instant::now()));
         let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         self.max_in_flight.fetch_max(now, Ordering::SeqCst);
         let hang = self.hang.lock().unwrap().contains(&target.addr);
@@ -54,18 +47,8 @@ impl Prober for Arc<Script> {
         }
         tokio::time::sleep(self.delay).await;
         self.in_flight.fetch_sub(1, Ordering::SeqCst);
-        let up = self
-            .up
-            .lock()
-            .unwrap()
-            .get(&target.addr)
-            .copied()
-            .unwrap_or(true);
-        if up {
-            Outcome::pass("HTTP status 200")
-        } else {
-            Outcome::fail(FailReason::Status(503))
-        }
+        let up = self.up.lock().unwrap().get(&target.addr).copied().unwrap_or(true);
+        if up { Outcome::pass("HTTP status 200") } else { Outcome::fail(FailReason::Status(503)) }
     }
 }
 
@@ -81,11 +64,7 @@ fn check(interval_ms: u64, jitter_ms: u64, rise: u32, fall: u32) -> HealthCheck 
 }
 
 fn target(check_name: &str, config: &HealthCheck, addr: &str) -> Target {
-    Target {
-        check: check_name.to_owned(),
-        config: config.clone(),
-        addr: addr.parse().unwrap(),
-    }
+    Target { check: check_name.to_owned(), config: config.clone(), addr: addr.parse().unwrap() }
 }
 
 fn ip(s: &str) -> IpAddr {
@@ -129,17 +108,10 @@ async fn one_probe_per_distinct_target() {
 async fn snapshot_starts_unknown_and_not_down() {
     let c = check(1000, 0, 2, 2);
     let shutdown = CancellationToken::new();
-    let monitor = spawn_with(
-        vec![target("web", &c, "192.0.2.1")],
-        Arc::new(Script::default()),
-        shutdown.clone(),
-    );
+    let monitor = spawn_with(vec![target("web", &c, "192.0.2.1")], Arc::new(Script::default()), shutdown.clone());
     let snap = monitor.snapshot();
     let e = &snap.endpoints[&("web".to_owned(), ip("192.0.2.1"))];
-    assert_eq!(
-        (e.state, e.reason.as_str(), e.probes, &e.last_outcome),
-        (State::Unknown, NOT_YET_CHECKED, 0, &None)
-    );
+    assert_eq!((e.state, e.reason.as_str(), e.probes, &e.last_outcome), (State::Unknown, NOT_YET_CHECKED, 0, &None));
     assert_eq!(snap.down().count(), 0);
     shutdown.cancel();
     monitor.stopped().await;
@@ -152,11 +124,7 @@ async fn rise_and_fall_count_probe_rounds_and_publish_at_the_deciding_probe() {
     let script = Arc::new(Script::default());
     let shutdown = CancellationToken::new();
     let start = Instant::now();
-    let monitor = spawn_with(
-        vec![target("web", &c, "192.0.2.1")],
-        script.clone(),
-        shutdown.clone(),
-    );
+    let monitor = spawn_with(vec![target("web", &c, "192.0.2.1")], script.clone(), shutdown.clone());
     let mut rx = monitor.subscribe();
     let key = ("web".to_owned(), addr);
 
@@ -194,11 +162,7 @@ async fn results_that_flip_nothing_do_not_wake_readers() {
     let addr = ip("192.0.2.1");
     let script = Arc::new(Script::default());
     let shutdown = CancellationToken::new();
-    let monitor = spawn_with(
-        vec![target("web", &c, "192.0.2.1")],
-        script.clone(),
-        shutdown.clone(),
-    );
+    let monitor = spawn_with(vec![target("web", &c, "192.0.2.1")], script.clone(), shutdown.clone());
     let mut rx = monitor.subscribe();
     rx.changed().await.unwrap(); // Unknown -> Up at the first pass
     rx.borrow_and_update();
@@ -229,9 +193,7 @@ async fn jitter_stays_within_bounds() {
     let c = check(1000, 250, 2, 2);
     let script = Arc::new(Script::default());
     let shutdown = CancellationToken::new();
-    let targets: Vec<Target> = (1..=20)
-        .map(|i| target("web", &c, &format!("192.0.2.{i}")))
-        .collect();
+    let targets: Vec<Target> = (1..=20).map(|i| target("web", &c, &format!("192.0.2.{i}"))).collect();
     let start = Instant::now();
     let monitor = spawn_with(targets, script.clone(), shutdown.clone());
     tokio::time::sleep(Duration::from_secs(10)).await;
@@ -239,18 +201,11 @@ async fn jitter_stays_within_bounds() {
     for i in 1..=20 {
         let times = script.times(ip(&format!("192.0.2.{i}")));
         assert!(times.len() >= 7, "{} probes", times.len());
-        assert!(
-            times[0] - start <= Duration::from_millis(250),
-            "first probe at {:?}",
-            times[0] - start
-        );
+        assert!(times[0] - start <= Duration::from_millis(250), "first probe at {:?}", times[0] - start);
         firsts.insert(times[0]);
         for pair in times.windows(2) {
             let gap = pair[1] - pair[0];
-            assert!(
-                gap >= Duration::from_millis(1000) && gap <= Duration::from_millis(1250),
-                "gap {gap:?}"
-            );
+            assert!(gap >= Duration::from_millis(1000) && gap <= Duration::from_millis(1250), "gap {gap:?}");
         }
     }
     assert!(firsts.len() > 1, "first probes are spread out");
@@ -266,21 +221,14 @@ async fn a_probe_that_never_answers_times_out_and_counts_as_a_failure() {
     script.hang.lock().unwrap().insert(addr);
     let shutdown = CancellationToken::new();
     let start = Instant::now();
-    let monitor = spawn_with(
-        vec![target("web", &c, "192.0.2.9")],
-        script.clone(),
-        shutdown.clone(),
-    );
+    let monitor = spawn_with(vec![target("web", &c, "192.0.2.9")], script.clone(), shutdown.clone());
     let mut rx = monitor.subscribe();
     rx.changed().await.unwrap();
     // Probes at 0 s and 1 s each time out 500 ms later: Down at 1.5 s.
     assert_eq!(start.elapsed(), Duration::from_millis(1500));
     let snap = rx.borrow().clone();
     let e = &snap.endpoints[&("web".to_owned(), addr)];
-    assert_eq!(
-        (e.state, e.reason.as_str()),
-        (State::Down, "timed out after 500ms")
-    );
+    assert_eq!((e.state, e.reason.as_str()), (State::Down, "timed out after 500ms"));
     shutdown.cancel();
     monitor.stopped().await;
 }
@@ -288,20 +236,13 @@ async fn a_probe_that_never_answers_times_out_and_counts_as_a_failure() {
 #[tokio::test(start_paused = true)]
 async fn in_flight_probes_are_limited() {
     let c = check(1000, 0, 2, 2);
-    let script = Arc::new(Script {
-        delay: Duration::from_millis(100),
-        ..Script::default()
-    });
+    let script = Arc::new(Script { delay: Duration::from_millis(100), ..Script::default() });
     let shutdown = CancellationToken::new();
-    let targets: Vec<Target> = (0..200u32)
-        .map(|i| target("web", &c, &format!("10.0.{}.{}", i / 256, i % 256)))
-        .collect();
+    let targets: Vec<Target> =
+        (0..200u32).map(|i| target("web", &c, &format!("10.0.{}.{}", i / 256, i % 256))).collect();
     let monitor = spawn_with(targets, script.clone(), shutdown.clone());
     tokio::time::sleep(Duration::from_millis(900)).await;
-    assert_eq!(
-        script.max_in_flight.load(Ordering::SeqCst),
-        MAX_IN_FLIGHT_PROBES
-    );
+    assert_eq!(script.max_in_flight.load(Ordering::SeqCst), MAX_IN_FLIGHT_PROBES);
     // Queued probes still all ran within the round: 200 / 64 batches of 100 ms.
     assert_eq!(script.calls().len(), 200);
     shutdown.cancel();
@@ -313,10 +254,7 @@ async fn cancellation_stops_every_task() {
     let c = check(1000, 100, 2, 2);
     let script = Arc::new(Script::default());
     let shutdown = CancellationToken::new();
-    let targets = vec![
-        target("web", &c, "192.0.2.1"),
-        target("web", &c, "192.0.2.2"),
-    ];
+    let targets = vec![target("web", &c, "192.0.2.1"), target("web", &c, "192.0.2.2")];
     let monitor = spawn_with(targets, script.clone(), shutdown.clone());
     let mut rx = monitor.subscribe();
     tokio::time::sleep(Duration::from_millis(2500)).await;

@@ -47,9 +47,7 @@ pub enum Outcome {
 
 impl Outcome {
     pub fn pass(detail: impl Into<String>) -> Outcome {
-        Outcome::Pass {
-            detail: detail.into(),
-        }
+        Outcome::Pass { detail: detail.into() }
     }
 
     pub fn fail(reason: FailReason) -> Outcome {
@@ -89,8 +87,7 @@ pub enum FailReason {
 
 impl FailReason {
     /// Every value [`FailReason::kind`] can return: a closed label set for metrics.
-    pub const KINDS: [&'static str; 6] =
-        ["status", "timeout", "refused", "connect", "tls", "other"];
+    pub const KINDS: [&'static str; 6] = ["status", "timeout", "refused", "connect", "tls", "other"];
 
     /// A closed, stable label for metrics (never derived from `Debug` or the message).
     pub fn kind(&self) -> &'static str {
@@ -149,13 +146,7 @@ pub struct Hysteresis {
 
 impl Hysteresis {
     pub fn new(rise: u32, fall: u32) -> Hysteresis {
-        Hysteresis {
-            rise: rise.max(1),
-            fall: fall.max(1),
-            state: State::Unknown,
-            passes: 0,
-            fails: 0,
-        }
+        Hysteresis { rise: rise.max(1), fall: fall.max(1), state: State::Unknown, passes: 0, fails: 0 }
     }
 
     pub fn state(&self) -> State {
@@ -183,10 +174,7 @@ impl Hysteresis {
             self.fails = self.fails.saturating_add(1);
             (self.state != State::Down && self.fails >= self.fall).then_some(State::Down)
         }?;
-        let flip = Flip {
-            from: self.state,
-            to,
-        };
+        let flip = Flip { from: self.state, to };
         self.state = to;
         Some(flip)
     }
@@ -347,10 +335,7 @@ mod tests {
     #[test]
     fn zero_rise_or_fall_behaves_as_one() {
         let mut h = Hysteresis::new(0, 0);
-        assert_eq!(
-            run(&mut h, "+-").1,
-            [(1, flip(Unknown, Up)), (2, flip(Up, Down))]
-        );
+        assert_eq!(run(&mut h, "+-").1, [(1, flip(Unknown, Up)), (2, flip(Up, Down))]);
     }
 
     #[test]
@@ -366,46 +351,19 @@ mod tests {
     fn fail_reason_kinds_are_closed_and_messages_readable() {
         let cases = [
             (FailReason::Status(503), "status", "HTTP status 503"),
-            (
-                FailReason::Timeout(Duration::from_secs(2)),
-                "timeout",
-                "timed out after 2s",
-            ),
-            (
-                FailReason::Timeout(Duration::from_millis(500)),
-                "timeout",
-                "timed out after 500ms",
-            ),
-            (
-                FailReason::ConnectionRefused,
-                "refused",
-                "connection refused",
-            ),
-            (
-                FailReason::Connect("network unreachable".into()),
-                "connect",
-                "connect failed: network unreachable",
-            ),
-            (
-                FailReason::Tls("invalid peer certificate".into()),
-                "tls",
-                "TLS error: invalid peer certificate",
-            ),
-            (
-                FailReason::Other("bad response".into()),
-                "other",
-                "bad response",
-            ),
+            (FailReason::Timeout(Duration::from_secs(2)), "timeout", "timed out after 2s"),
+            (FailReason::Timeout(Duration::from_millis(500)), "timeout", "timed out after 500ms"),
+            (FailReason::ConnectionRefused, "refused", "connection refused"),
+            (FailReason::Connect("network unreachable".into()), "connect", "connect failed: network unreachable"),
+            (FailReason::Tls("invalid peer certificate".into()), "tls", "TLS error: invalid peer certificate"),
+            (FailReason::Other("bad response".into()), "other", "bad response"),
         ];
         for (reason, kind, text) in cases {
             assert_eq!(reason.kind(), kind);
             assert!(FailReason::KINDS.contains(&kind));
             assert_eq!(reason.to_string(), text);
         }
-        assert_eq!(
-            Outcome::fail(FailReason::ConnectionRefused).to_string(),
-            "fail: connection refused"
-        );
+        assert_eq!(Outcome::fail(FailReason::ConnectionRefused).to_string(), "fail: connection refused");
         assert_eq!(pass().to_string(), "pass: HTTP status 200");
         assert_eq!(State::Down.to_string(), "down");
     }

@@ -44,10 +44,7 @@ pub async fn client_config(cluster: &ClusterConfig) -> Result<Config, ClientErro
         (None, Some(_)) => Kubeconfig::read()?,
         (None, None) => return Ok(Config::incluster()?),
     };
-    let options = KubeConfigOptions {
-        context: cluster.context.clone(),
-        ..Default::default()
-    };
+    let options = KubeConfigOptions { context: cluster.context.clone(), ..Default::default() };
     Ok(Config::from_custom_kubeconfig(kubeconfig, &options).await?)
 }
 

@@ -101,13 +101,7 @@ pub(super) struct ClusterTask {
 /// Watches one kind cluster-wide, stores it in `writer`'s store, and reduces events to signals.
 fn watch_kind<K>(client: &Client, kind: Kind) -> (Store<K>, BoxStream<'static, Item>)
 where
-    K: Resource<DynamicType = ()>
-        + Clone
-        + DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
 {
     let (store, writer) = reflector::store::<K>();
     let stream = watch_stream(Api::<K>::all(client.clone()), watcher::Config::default())
@@ -131,9 +125,9 @@ where
 /// error status, such as 410 Gone or 403 Forbidden).
 fn is_transport(error: &watcher::Error) -> bool {
     match error {
-        watcher::Error::InitialListFailed(e)
-        | watcher::Error::WatchStartFailed(e)
-        | watcher::Error::WatchFailed(e) => !matches!(e, kube::Error::Api(_)),
+        watcher::Error::InitialListFailed(e) | watcher::Error::WatchStartFailed(e) | watcher::Error::WatchFailed(e) => {
+            !matches!(e, kube::Error::Api(_))
+        }
         watcher::Error::WatchError(_) | watcher::Error::NoResourceVersion => false,
     }
 }
@@ -142,10 +136,7 @@ fn is_transport(error: &watcher::Error) -> bool {
 fn same_output(a: &ClusterOutput, b: &ClusterOutput) -> bool {
     a.discovered == b.discovered
         && a.client_networks.len() == b.client_networks.len()
-        && a.client_networks
-            .iter()
-            .zip(&b.client_networks)
-            .all(|(x, y)| x.net == y.net && x.site == y.site)
+        && a.client_networks.iter().zip(&b.client_networks).all(|(x, y)| x.net == y.net && x.site == y.site)
 }
 
 impl ClusterTask {
@@ -163,8 +154,7 @@ impl ClusterTask {
         let (services, s1) = watch_kind::<Service>(&client, Kind::Services);
         let (slices, s2) = watch_kind::<EndpointSlice>(&client, Kind::EndpointSlices);
         let (nodes, s3) = watch_kind::<Node>(&client, Kind::Nodes);
-        let mut events: SelectAll<BoxStream<'static, Item>> =
-            futures::stream::select_all([s1, s2, s3]);
+        let mut events: SelectAll<BoxStream<'static, Item>> = futures::stream::select_all([s1, s2, s3]);
 
         let mut synced = [false; 3];
         let mut in_outage = false;
@@ -281,10 +271,7 @@ impl ClusterTask {
                     }
                     status.watch_errors += 1;
                     status.last_error = Some(error.to_string());
-                    let view = ClusterView {
-                        status: status.clone(),
-                        output: None,
-                    };
+                    let view = ClusterView { status: status.clone(), output: None };
                     if self.tx.send((self.index, view)).await.is_err() {
                         return None;
                     }

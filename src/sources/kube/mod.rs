@@ -85,16 +85,8 @@ impl KubeSource {
 /// Starts one watcher task per cluster (clients built from each cluster's kubeconfig/context
 /// or in-cluster config) and the aggregator. Must be called inside a Tokio runtime; everything
 /// stops when `shutdown` is cancelled.
-pub fn spawn(
-    clusters: Vec<ClusterConfig>,
-    sites: Vec<SiteConfig>,
-    shutdown: CancellationToken,
-) -> KubeSource {
-    spawn_inner(
-        clusters.into_iter().map(|c| (c, None)).collect(),
-        sites,
-        shutdown,
-    )
+pub fn spawn(clusters: Vec<ClusterConfig>, sites: Vec<SiteConfig>, shutdown: CancellationToken) -> KubeSource {
+    spawn_inner(clusters.into_iter().map(|c| (c, None)).collect(), sites, shutdown)
 }
 
 /// Like [`spawn`], with a ready-made client per cluster (tests, or callers that configure
@@ -104,11 +96,7 @@ pub fn spawn_with_clients(
     sites: Vec<SiteConfig>,
     shutdown: CancellationToken,
 ) -> KubeSource {
-    spawn_inner(
-        clusters.into_iter().map(|(c, k)| (c, Some(k))).collect(),
-        sites,
-        shutdown,
-    )
+    spawn_inner(clusters.into_iter().map(|(c, k)| (c, Some(k))).collect(), sites, shutdown)
 }
 
 fn spawn_inner(
@@ -117,13 +105,8 @@ fn spawn_inner(
     shutdown: CancellationToken,
 ) -> KubeSource {
     let names: Vec<String> = clusters.iter().map(|(c, _)| c.name.clone()).collect();
-    let mut views: Vec<ClusterView> = names
-        .iter()
-        .map(|_| ClusterView {
-            status: ClusterStatus::default(),
-            output: None,
-        })
-        .collect();
+    let mut views: Vec<ClusterView> =
+        names.iter().map(|_| ClusterView { status: ClusterStatus::default(), output: None }).collect();
     let (tx, rx) = watch::channel(Arc::new(merge(&names, &views)));
     // Cluster tasks -> aggregator. Bounded: a slow aggregator slows the cluster tasks, whose
     // watchers then buffer in the kube client rather than here.
@@ -169,12 +152,8 @@ fn merge(names: &[String], views: &[ClusterView]) -> KubeSnapshot {
     for (name, view) in names.iter().zip(views) {
         snapshot.clusters.insert(name.clone(), view.status.clone());
         if let Some(output) = &view.output {
-            snapshot
-                .discovered
-                .extend(output.discovered.iter().cloned());
-            snapshot
-                .client_networks
-                .extend(output.client_networks.iter().cloned());
+            snapshot.discovered.extend(output.discovered.iter().cloned());
+            snapshot.client_networks.extend(output.client_networks.iter().cloned());
         }
     }
     snapshot

@@ -54,12 +54,7 @@ pub struct ClusterOutput {
 /// trimmed, taken as absolute names). Invalid names are skipped with a debug log; duplicates
 /// are removed; the result is sorted.
 pub fn hostnames(svc: &Service) -> Vec<Name> {
-    let Some(value) = svc
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(HOSTNAME_ANNOTATION))
-    else {
+    let Some(value) = svc.metadata.annotations.as_ref().and_then(|a| a.get(HOSTNAME_ANNOTATION)) else {
         return Vec::new();
     };
     let mut names = BTreeSet::new();
@@ -98,22 +93,13 @@ pub fn load_balancer_ips(svc: &Service) -> Vec<IpAddr> {
 /// True when the endpoint counts as ready: a missing `conditions.ready` means ready (the API's
 /// documented default for consumers).
 fn endpoint_ready(endpoint: &k8s_openapi::api::discovery::v1::Endpoint) -> bool {
-    endpoint
-        .conditions
-        .as_ref()
-        .and_then(|c| c.ready)
-        .unwrap_or(true)
+    endpoint.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true)
 }
 
 /// True when the slice belongs to the Service `namespace/name`.
 fn slice_of(slice: &EndpointSlice, namespace: &str, name: &str) -> bool {
     slice.metadata.namespace.as_deref().unwrap_or_default() == namespace
-        && slice
-            .metadata
-            .labels
-            .as_ref()
-            .and_then(|l| l.get(SERVICE_NAME_LABEL))
-            .is_some_and(|n| n == name)
+        && slice.metadata.labels.as_ref().and_then(|l| l.get(SERVICE_NAME_LABEL)).is_some_and(|n| n == name)
 }
 
 /// Number of ready endpoints of the Service `namespace/name` across its EndpointSlices.
@@ -154,11 +140,7 @@ fn parse_ip_list(value: &str, node: &str) -> Vec<IpAddr> {
         .filter_map(|p| match p.parse() {
             Ok(ip) => Some(ip),
             Err(_) => {
-                debug!(
-                    node,
-                    value = p,
-                    "skipping invalid address in geodns.io/public-ip"
-                );
+                debug!(node, value = p, "skipping invalid address in geodns.io/public-ip");
                 None
             }
         })
@@ -193,11 +175,7 @@ pub fn node_public_addrs(node: &Node) -> Vec<IpAddr> {
         annotated
     } else {
         let external = status_addresses(node, "ExternalIP");
-        if !external.is_empty() {
-            external
-        } else {
-            status_addresses(node, "InternalIP")
-        }
+        if !external.is_empty() { external } else { status_addresses(node, "InternalIP") }
     };
     addrs.sort();
     addrs.dedup();
@@ -209,15 +187,9 @@ pub fn node_public_addrs(node: &Node) -> Vec<IpAddr> {
 /// public-ip annotation) as a host route (/32, /128). Sorted and deduplicated.
 pub fn node_networks(node: &Node) -> Vec<IpNet> {
     let spec = node.spec.as_ref();
-    let cidrs = spec
-        .and_then(|s| s.pod_cidrs.as_ref())
-        .into_iter()
-        .flatten()
-        .chain(spec.and_then(|s| s.pod_cidr.as_ref()));
-    let mut nets: Vec<IpNet> = cidrs
-        .filter_map(|c| c.trim().parse::<IpNet>().ok())
-        .map(|n| n.trunc())
-        .collect();
+    let cidrs =
+        spec.and_then(|s| s.pod_cidrs.as_ref()).into_iter().flatten().chain(spec.and_then(|s| s.pod_cidr.as_ref()));
+    let mut nets: Vec<IpNet> = cidrs.filter_map(|c| c.trim().parse::<IpNet>().ok()).map(|n| n.trunc()).collect();
     let own = status_addresses(node, "InternalIP")
         .into_iter()
         .chain(status_addresses(node, "ExternalIP"))
@@ -237,11 +209,7 @@ pub fn node_site(node: &Node, label: &str, sites: &[SiteConfig]) -> Option<SiteI
 
 /// "namespace/name" for logs and origins.
 fn object_key(namespace: Option<&str>, name: Option<&str>) -> String {
-    format!(
-        "{}/{}",
-        namespace.unwrap_or_default(),
-        name.unwrap_or_default()
-    )
+    format!("{}/{}", namespace.unwrap_or_default(), name.unwrap_or_default())
 }
 
 /// Everything one cluster contributes, from the full contents of its three stores.
@@ -280,9 +248,7 @@ pub fn cluster_output<'a>(
                 let ready = ready_endpoint_count(slices.iter().copied(), namespace, svc_name) > 0;
                 vec![(*site, load_balancer_ips(svc), ready)]
             }
-            ClusterPlacement::Label(_) => {
-                stretched_sites(svc, namespace, svc_name, slices, nodes, &node_sites)
-            }
+            ClusterPlacement::Label(_) => stretched_sites(svc, namespace, svc_name, slices, nodes, &node_sites),
         };
         for name in &names {
             for (site, addrs, ready) in &per_site {
@@ -300,12 +266,7 @@ pub fn cluster_output<'a>(
 
     let mut networks: BTreeMap<IpNet, SiteId> = BTreeMap::new();
     for node in nodes {
-        let Some(site) = node
-            .metadata
-            .name
-            .as_deref()
-            .and_then(|n| node_sites.get(n))
-        else {
+        let Some(site) = node.metadata.name.as_deref().and_then(|n| node_sites.get(n)) else {
             continue;
         };
         for net in node_networks(node) {
@@ -313,16 +274,11 @@ pub fn cluster_output<'a>(
             networks.entry(net).or_insert(*site);
         }
     }
-    let mut client_networks: Vec<ClientNetwork> = networks
-        .into_iter()
-        .map(|(net, site)| ClientNetwork { net, site })
-        .collect();
+    let mut client_networks: Vec<ClientNetwork> =
+        networks.into_iter().map(|(net, site)| ClientNetwork { net, site }).collect();
     client_networks.sort_by_key(|c| (c.site, c.net));
 
-    ClusterOutput {
-        discovered,
-        client_networks,
-    }
+    ClusterOutput { discovered, client_networks }
 }
 
 /// Stretched mode: per site with nodes in the cluster, the addresses of its nodes that host a
@@ -336,10 +292,8 @@ fn stretched_sites(
     node_sites: &BTreeMap<&str, SiteId>,
 ) -> Vec<(SiteId, Vec<IpAddr>, bool)> {
     let hosting = ready_endpoint_nodes(slices.iter().copied(), namespace, name);
-    let mut per_site: BTreeMap<SiteId, (BTreeSet<IpAddr>, bool)> = node_sites
-        .values()
-        .map(|site| (*site, (BTreeSet::new(), false)))
-        .collect();
+    let mut per_site: BTreeMap<SiteId, (BTreeSet<IpAddr>, bool)> =
+        node_sites.values().map(|site| (*site, (BTreeSet::new(), false))).collect();
     for node in nodes {
         let Some(node_name) = node.metadata.name.as_deref() else {
             continue;
@@ -350,16 +304,11 @@ fn stretched_sites(
         if !hosting.contains(node_name) {
             continue;
         }
-        let entry = per_site
-            .get_mut(site)
-            .expect("every placed node's site has an entry");
+        let entry = per_site.get_mut(site).expect("every placed node's site has an entry");
         entry.1 = true;
         entry.0.extend(node_public_addrs(node));
     }
-    let unplaced: Vec<&String> = hosting
-        .iter()
-        .filter(|n| !node_sites.contains_key(n.as_str()))
-        .collect();
+    let unplaced: Vec<&String> = hosting.iter().filter(|n| !node_sites.contains_key(n.as_str())).collect();
     if !unplaced.is_empty() {
         debug!(
             service = %object_key(svc.metadata.namespace.as_deref(), svc.metadata.name.as_deref()),
@@ -367,10 +316,7 @@ fn stretched_sites(
             "ready endpoints on nodes with no known site are not routed"
         );
     }
-    per_site
-        .into_iter()
-        .map(|(site, (addrs, ready))| (site, addrs.into_iter().collect(), ready))
-        .collect()
+    per_site.into_iter().map(|(site, (addrs, ready))| (site, addrs.into_iter().collect(), ready)).collect()
 }
 
 #[cfg(test)]

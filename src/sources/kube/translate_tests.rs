@@ -12,10 +12,7 @@ use crate::model::Location;
 fn sites() -> Vec<SiteConfig> {
     ["london", "frankfurt", "seattle"]
         .into_iter()
-        .map(|name| SiteConfig {
-            name: name.into(),
-            location: Location::new(0.0, 0.0),
-        })
+        .map(|name| SiteConfig { name: name.into(), location: Location::new(0.0, 0.0) })
         .collect()
 }
 
@@ -82,15 +79,8 @@ fn name(s: &str) -> Name {
 
 #[test]
 fn hostnames_split_trim_skip_invalid_and_dedup() {
-    let svc = service(
-        "app",
-        Some(" app.geo.example , b.geo.example.,bad name,, app.geo.example"),
-        &[],
-    );
-    assert_eq!(
-        hostnames(&svc),
-        vec![name("app.geo.example."), name("b.geo.example.")]
-    );
+    let svc = service("app", Some(" app.geo.example , b.geo.example.,bad name,, app.geo.example"), &[]);
+    assert_eq!(hostnames(&svc), vec![name("app.geo.example."), name("b.geo.example.")]);
     assert!(hostnames(&service("plain", None, &[])).is_empty());
 }
 
@@ -106,18 +96,13 @@ fn load_balancer_ips_ignore_hostname_only_ingress() {
             json!({"ip": "192.0.2.2"}),
         ],
     );
-    assert_eq!(
-        load_balancer_ips(&svc),
-        vec![ip("192.0.2.2"), ip("2001:db8::2")]
-    );
+    assert_eq!(load_balancer_ips(&svc), vec![ip("192.0.2.2"), ip("2001:db8::2")]);
 }
 
 #[test]
 fn readiness_counts_missing_condition_as_ready() {
-    let slices = [
-        slice("app-1", "app", &[("n1", Some(false)), ("n2", None)]),
-        slice("other-1", "other", &[("n3", Some(true))]),
-    ];
+    let slices =
+        [slice("app-1", "app", &[("n1", Some(false)), ("n2", None)]), slice("other-1", "other", &[("n3", Some(true))])];
     assert_eq!(ready_endpoint_count(&slices, "web", "app"), 1);
     assert_eq!(ready_endpoint_count(&slices, "web", "missing"), 0);
     assert_eq!(ready_endpoint_count(&slices, "other-ns", "other"), 0);
@@ -137,19 +122,9 @@ fn slice_with_no_endpoints_field_is_not_ready() {
 
 #[test]
 fn node_addresses_prefer_annotation_then_external_then_internal() {
-    let internal = node(
-        "a",
-        None,
-        &[("InternalIP", "10.0.0.1"), ("Hostname", "a")],
-        None,
-    );
+    let internal = node("a", None, &[("InternalIP", "10.0.0.1"), ("Hostname", "a")], None);
     assert_eq!(node_public_addrs(&internal), vec![ip("10.0.0.1")]);
-    let external = node(
-        "b",
-        None,
-        &[("InternalIP", "10.0.0.2"), ("ExternalIP", "198.51.100.2")],
-        None,
-    );
+    let external = node("b", None, &[("InternalIP", "10.0.0.2"), ("ExternalIP", "198.51.100.2")], None);
     assert_eq!(node_public_addrs(&external), vec![ip("198.51.100.2")]);
     let annotated = node(
         "c",
@@ -157,42 +132,22 @@ fn node_addresses_prefer_annotation_then_external_then_internal() {
         &[("InternalIP", "10.0.0.3"), ("ExternalIP", "198.51.100.3")],
         Some("203.0.113.3, 2001:db8::3,junk"),
     );
-    assert_eq!(
-        node_public_addrs(&annotated),
-        vec![ip("203.0.113.3"), ip("2001:db8::3")]
-    );
+    assert_eq!(node_public_addrs(&annotated), vec![ip("203.0.113.3"), ip("2001:db8::3")]);
     let junk_only = node("d", None, &[("InternalIP", "10.0.0.4")], Some("junk"));
     assert_eq!(node_public_addrs(&junk_only), vec![ip("10.0.0.4")]);
 }
 
 #[test]
 fn node_networks_hold_pod_cidrs_and_host_routes() {
-    let n = node(
-        "a",
-        None,
-        &[("InternalIP", "10.0.0.1")],
-        Some("203.0.113.1"),
-    );
+    let n = node("a", None, &[("InternalIP", "10.0.0.1")], Some("203.0.113.1"));
     let nets: Vec<String> = node_networks(&n).iter().map(ToString::to_string).collect();
-    assert_eq!(
-        nets,
-        [
-            "10.0.0.1/32",
-            "10.42.1.0/24",
-            "203.0.113.1/32",
-            "fd00:42:1::/64"
-        ]
-    );
+    assert_eq!(nets, ["10.0.0.1/32", "10.42.1.0/24", "203.0.113.1/32", "fd00:42:1::/64"]);
 }
 
 #[test]
 fn multi_cluster_mode_uses_load_balancer_ips_at_the_cluster_site() {
     let svcs = [
-        service(
-            "app",
-            Some("app.geo.example"),
-            &[json!({"ip": "192.0.2.2"})],
-        ),
+        service("app", Some("app.geo.example"), &[json!({"ip": "192.0.2.2"})]),
         service("plain", None, &[json!({"ip": "192.0.2.9"})]),
     ];
     let slices = [slice("app-1", "app", &[("n1", Some(true))])];
@@ -239,32 +194,12 @@ fn stretched_mode_places_nodes_by_label_and_uses_hosting_nodes() {
     let slices = [slice(
         "app-1",
         "app",
-        &[
-            ("lon-1", Some(true)),
-            ("lon-2", Some(false)),
-            ("sea-1", Some(false)),
-            ("mars-1", None),
-        ],
+        &[("lon-1", Some(true)), ("lon-2", Some(false)), ("sea-1", Some(false)), ("mars-1", None)],
     )];
     let nodes = [
-        node(
-            "lon-1",
-            Some("london"),
-            &[("InternalIP", "10.0.0.1")],
-            Some("203.0.113.1"),
-        ),
-        node(
-            "lon-2",
-            Some("london"),
-            &[("ExternalIP", "198.51.100.2")],
-            None,
-        ),
-        node(
-            "sea-1",
-            Some("seattle"),
-            &[("InternalIP", "10.0.2.1")],
-            None,
-        ),
+        node("lon-1", Some("london"), &[("InternalIP", "10.0.0.1")], Some("203.0.113.1")),
+        node("lon-2", Some("london"), &[("ExternalIP", "198.51.100.2")], None),
+        node("sea-1", Some("seattle"), &[("InternalIP", "10.0.2.1")], None),
         node("mars-1", Some("mars"), &[("InternalIP", "10.0.9.1")], None),
         node("bare", None, &[("InternalIP", "10.0.8.1")], None),
     ];
@@ -276,52 +211,27 @@ fn stretched_mode_places_nodes_by_label_and_uses_hosting_nodes() {
         &slices.iter().collect::<Vec<_>>(),
         &nodes.iter().collect::<Vec<_>>(),
     );
-    let summary: Vec<(String, SiteId, Vec<IpAddr>, bool)> = out
-        .discovered
-        .iter()
-        .map(|d| (d.name.to_string(), d.site, d.addrs.clone(), d.ready))
-        .collect();
+    let summary: Vec<(String, SiteId, Vec<IpAddr>, bool)> =
+        out.discovered.iter().map(|d| (d.name.to_string(), d.site, d.addrs.clone(), d.ready)).collect();
     assert_eq!(
         summary,
         vec![
-            (
-                "app.geo.example.".into(),
-                LONDON,
-                vec![ip("203.0.113.1")],
-                true
-            ),
+            ("app.geo.example.".into(), LONDON, vec![ip("203.0.113.1")], true),
             ("app.geo.example.".into(), SEATTLE, vec![], false),
-            (
-                "www.geo.example.".into(),
-                LONDON,
-                vec![ip("203.0.113.1")],
-                true
-            ),
+            ("www.geo.example.".into(), LONDON, vec![ip("203.0.113.1")], true),
             ("www.geo.example.".into(), SEATTLE, vec![], false),
         ]
     );
     assert!(out.discovered.iter().all(|d| d.origin == "homelab/web/app"));
 
     // Client networks: only nodes at known sites, each at its own site.
-    let sea: Vec<String> = out
-        .client_networks
-        .iter()
-        .filter(|c| c.site == SEATTLE)
-        .map(|c| c.net.to_string())
-        .collect();
+    let sea: Vec<String> =
+        out.client_networks.iter().filter(|c| c.site == SEATTLE).map(|c| c.net.to_string()).collect();
     assert_eq!(sea, ["10.0.2.1/32"]);
     assert!(out.client_networks.iter().all(|c| c.site != FRANKFURT));
-    assert!(
-        !out.client_networks
-            .iter()
-            .any(|c| c.net.to_string() == "10.0.9.1/32")
-    );
+    assert!(!out.client_networks.iter().any(|c| c.net.to_string() == "10.0.9.1/32"));
     // The shared podCIDR in these fixtures is claimed by the first node only.
-    let pod: Vec<SiteId> = out
-        .client_networks
-        .iter()
-        .filter(|c| c.net.to_string() == "10.42.1.0/24")
-        .map(|c| c.site)
-        .collect();
+    let pod: Vec<SiteId> =
+        out.client_networks.iter().filter(|c| c.net.to_string() == "10.42.1.0/24").map(|c| c.site).collect();
     assert_eq!(pod, vec![LONDON]);
 }
