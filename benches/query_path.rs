@@ -11,47 +11,19 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use criterion::{Criterion, criterion_group, criterion_main};
 use geodns::app;
-use geodns::dns::Handler;
+use geodns::dns::{Capture, Handler};
 use geodns::model::{Name, RType};
 use geodns::routing::Query;
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query as HQuery};
 use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
-use hickory_proto::rr::{Name as HName, Record, RecordType};
-use hickory_proto::serialize::binary::BinEncoder;
+use hickory_proto::rr::{Name as HName, RecordType};
 use hickory_server::net::runtime::TokioTime;
-use hickory_server::net::{NetError, xfer::Protocol};
-use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
-use hickory_server::zone_handler::MessageResponse;
+use hickory_server::net::xfer::Protocol;
+use hickory_server::server::{Request, RequestHandler};
 
 fn example() -> app::Loaded {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/example.yaml");
     app::load(&path).expect("the example config loads")
-}
-
-/// Encodes the response into a buffer, as the UDP path does, and drops it.
-#[derive(Clone)]
-struct Sink;
-
-#[async_trait::async_trait]
-impl ResponseHandler for Sink {
-    async fn send_response<'a>(
-        &mut self,
-        response: MessageResponse<
-            '_,
-            'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-        >,
-    ) -> Result<ResponseInfo, NetError> {
-        let mut buf = Vec::with_capacity(512);
-        let mut encoder = BinEncoder::new(&mut buf);
-        encoder.set_max_size(1232);
-        let info = response.destructive_emit(&mut encoder).map_err(|e| NetError::from(e.to_string()))?;
-        black_box(&buf);
-        Ok(info)
-    }
 }
 
 fn wire_query(ecs: Option<&str>) -> Vec<u8> {
@@ -120,7 +92,9 @@ fn bench(c: &mut Criterion) {
         c.bench_function(&format!("dns/{label}"), |b| {
             b.iter(|| {
                 let request = Request::from_bytes(bytes.clone(), src, Protocol::Udp).unwrap();
-                rt.block_on(handler.handle_request::<_, TokioTime>(&request, Sink))
+                let capture = Capture::new(Protocol::Udp);
+                rt.block_on(handler.handle_request::<_, TokioTime>(&request, capture.clone()));
+                black_box(capture.take())
             })
         });
     }

@@ -5,46 +5,16 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 
 use arc_swap::ArcSwap;
-use geodns::dns::Handler;
+use geodns::dns::{Capture, Handler};
 use hickory_proto::op::Message;
-use hickory_proto::rr::Record;
-use hickory_proto::serialize::binary::BinEncoder;
 use hickory_server::net::runtime::TokioTime;
-use hickory_server::net::{NetError, xfer::Protocol};
-use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
-use hickory_server::zone_handler::MessageResponse;
+use hickory_server::net::xfer::Protocol;
+use hickory_server::server::{Request, RequestHandler};
 use libfuzzer_sys::fuzz_target;
 
-#[derive(Clone)]
-struct Capture(Arc<Mutex<Option<Vec<u8>>>>);
-
-#[async_trait::async_trait]
-impl ResponseHandler for Capture {
-    async fn send_response<'a>(
-        &mut self,
-        response: MessageResponse<
-            '_,
-            'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-        >,
-    ) -> Result<ResponseInfo, NetError> {
-        let max = response.edns().map_or(512, |e| e.max_payload());
-        let mut buf = Vec::new();
-        let mut encoder = BinEncoder::new(&mut buf);
-        encoder.set_max_size(max);
-        let info = response
-            .destructive_emit(&mut encoder)
-            .map_err(|e| NetError::from(e.to_string()))?;
-        *self.0.lock().unwrap() = Some(buf);
-        Ok(info)
-    }
-}
 
 struct Fixture {
     handler: Handler,
@@ -76,17 +46,13 @@ fuzz_target!(|data: &[u8]| {
     let Ok(request) = Request::from_bytes(data.to_vec(), src, Protocol::Udp) else {
         return;
     };
-    let capture = Capture(Arc::new(Mutex::new(None)));
+    let capture = Capture::new(Protocol::Udp);
     f.rt.block_on(
         f.handler
             .handle_request::<_, TokioTime>(&request, capture.clone()),
     );
-    let response = capture
-        .0
-        .lock()
-        .unwrap()
-        .take()
-        .expect("the handler always responds");
+    let response = capture.take();
+    assert!(!response.is_empty(), "the handler always responds");
     let message = Message::from_vec(&response).expect("the response parses");
     assert_eq!(
         message.metadata.id,

@@ -3,6 +3,7 @@
 //!
 //! Imports `routing` and `model`; never `sources` or `admin`.
 
+mod capture;
 pub mod client;
 mod convert;
 mod ecs;
@@ -15,6 +16,7 @@ pub mod tcp;
 mod udp;
 mod wire;
 
+pub use capture::Capture;
 pub use ecs::{Ecs, EcsError};
 pub use handler::{Handler, MAX_UDP_PAYLOAD};
 pub use listen::DnsServer;

@@ -25,12 +25,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use hickory_proto::rr::Record;
-use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, BinEncoder};
 use hickory_server::net::runtime::TokioTime;
-use hickory_server::net::{NetError, xfer::Protocol};
-use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
-use hickory_server::zone_handler::MessageResponse;
+use hickory_server::net::xfer::Protocol;
+use hickory_server::server::{Request, RequestHandler};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
@@ -40,6 +37,7 @@ use tokio::time::{Instant, timeout, timeout_at};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, warn};
 
+use super::capture::Capture;
 use crate::config::TcpConfig;
 
 /// Responses a connection may have encoded but not yet written (as hickory's listener).
@@ -257,8 +255,12 @@ async fn answer<H: RequestHandler>(
     }
     match Request::from_bytes(message, peer, Protocol::Tcp) {
         Ok(request) => {
-            let responder = Responder { tx: tx.clone(), header };
-            handler.handle_request::<_, TokioTime>(&request, responder).await;
+            let capture = Capture::new(Protocol::Tcp);
+            handler.handle_request::<_, TokioTime>(&request, capture.clone()).await;
+            let bytes = capture.take();
+            if !bytes.is_empty() {
+                tx.send(bytes).await.map_err(|_| Stop::WriterGone)?;
+            }
         }
         Err(error) => {
             debug!(client = %peer, %error, "undecodable TCP query answered FORMERR");
@@ -309,46 +311,6 @@ async fn write_responses(write: OwnedWriteHalf, mut rx: mpsc::Receiver<Vec<u8>>,
         out.shutdown().await
     })
     .await;
-}
-
-/// Encodes a response (up to 65,535 bytes, TCP's limit) and queues it for the writer.
-#[derive(Clone)]
-struct Responder {
-    tx: mpsc::Sender<Vec<u8>>,
-    /// The request's header, for a SERVFAIL when the response cannot be encoded.
-    header: [u8; 12],
-}
-
-#[async_trait::async_trait]
-impl ResponseHandler for Responder {
-    async fn send_response<'a>(
-        &mut self,
-        response: MessageResponse<
-            '_,
-            'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-        >,
-    ) -> Result<ResponseInfo, NetError> {
-        let mut buf = Vec::with_capacity(512);
-        let mut encoder = BinEncoder::new(&mut buf);
-        encoder.set_max_size(u16::MAX);
-        let info = match response.destructive_emit(&mut encoder) {
-            Ok(info) => info,
-            Err(error) => {
-                warn!(%error, "cannot encode a TCP response; sending SERVFAIL");
-                buf = error_header(&self.header, 2).to_vec();
-                let servfail = hickory_proto::op::Header::read(&mut BinDecoder::new(&buf))
-                    .map_err(|e| NetError::from(e.to_string()))?;
-                self.tx.send(buf).await.map_err(|_| NetError::from("TCP connection closed"))?;
-                return Ok(ResponseInfo::from(servfail));
-            }
-        };
-        self.tx.send(buf).await.map_err(|_| NetError::from("TCP connection closed"))?;
-        Ok(info)
-    }
 }
 
 #[cfg(test)]

@@ -10,16 +10,15 @@ use std::time::Instant;
 
 use ::metrics::{Counter, Histogram, counter, histogram};
 use hickory_proto::op::{Header, HeaderCounts, MessageType, Metadata, ResponseCode};
-use hickory_proto::rr::Record;
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, BinEncodable, BinEncoder};
 use hickory_server::net::runtime::TokioTime;
-use hickory_server::net::{NetError, xfer::Protocol};
-use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
-use hickory_server::zone_handler::MessageResponse;
+use hickory_server::net::xfer::Protocol;
+use hickory_server::server::{Request, RequestHandler};
 use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
+use super::capture::Capture;
 use super::fast::{self, Fast};
 use super::handler::Handler;
 use super::query::{self, NotFast};
@@ -150,9 +149,9 @@ async fn slow(socket: &Arc<UdpSocket>, handler: &Handler, rrl: Option<&Rrl>, pac
             if request.metadata.message_type == MessageType::Response {
                 return;
             }
-            let responder = Responder { out: Arc::new(std::sync::Mutex::new(Vec::new())) };
-            handler.handle_request::<_, TokioTime>(&request, responder.clone()).await;
-            let bytes = std::mem::take(&mut *responder.out.lock().unwrap_or_else(|e| e.into_inner()));
+            let capture = Capture::new(Protocol::Udp);
+            handler.handle_request::<_, TokioTime>(&request, capture.clone()).await;
+            let bytes = capture.take();
             if !bytes.is_empty() {
                 send(socket, rrl, &bytes, src).await;
             }
@@ -177,35 +176,6 @@ pub fn formerr(packet: &[u8]) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(12);
     Header { metadata, counts: HeaderCounts::default() }.emit(&mut BinEncoder::new(&mut out)).ok()?;
     Some(out)
-}
-
-/// Encodes a hickory response, truncated to the client's payload size, for the caller to send.
-#[derive(Clone)]
-struct Responder {
-    out: Arc<std::sync::Mutex<Vec<u8>>>,
-}
-
-#[async_trait::async_trait]
-impl ResponseHandler for Responder {
-    async fn send_response<'a>(
-        &mut self,
-        response: MessageResponse<
-            '_,
-            'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-        >,
-    ) -> Result<ResponseInfo, NetError> {
-        let max = response.edns().map_or(512, |e| e.max_payload().max(512));
-        let mut buf = Vec::with_capacity(512);
-        let mut encoder = BinEncoder::new(&mut buf);
-        encoder.set_max_size(max);
-        let info = response.destructive_emit(&mut encoder).map_err(|e| NetError::from(e.to_string()))?;
-        *self.out.lock().unwrap_or_else(|e| e.into_inner()) = buf;
-        Ok(info)
-    }
 }
 
 #[cfg(test)]

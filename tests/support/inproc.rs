@@ -6,56 +6,20 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use geodns::app;
-use geodns::dns::Handler;
-use hickory_proto::rr::Record;
-use hickory_proto::serialize::binary::BinEncoder;
+use geodns::dns::{Capture, Handler};
 use hickory_server::net::runtime::TokioTime;
-use hickory_server::net::{NetError, xfer::Protocol};
-use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
-use hickory_server::zone_handler::MessageResponse;
+use hickory_server::net::xfer::Protocol;
+use hickory_server::server::{Request, RequestHandler};
 
 /// The handler serving config/example.yaml (every site up).
 pub fn example_handler() -> Handler {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/example.yaml");
     let loaded = app::load(&path).expect("the example config loads");
     Handler::new(Arc::new(ArcSwap::from_pointee(loaded.build(&Default::default(), 1))))
-}
-
-/// Captures one encoded response.
-#[derive(Clone)]
-pub struct Capture {
-    out: Arc<Mutex<Option<Vec<u8>>>>,
-    protocol: Protocol,
-}
-
-#[async_trait::async_trait]
-impl ResponseHandler for Capture {
-    async fn send_response<'a>(
-        &mut self,
-        response: MessageResponse<
-            '_,
-            'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-        >,
-    ) -> Result<ResponseInfo, NetError> {
-        let max = match self.protocol {
-            Protocol::Udp => response.edns().map_or(512, |e| e.max_payload()),
-            _ => u16::MAX,
-        };
-        let mut buf = Vec::with_capacity(512);
-        let mut encoder = BinEncoder::new(&mut buf);
-        encoder.set_max_size(max);
-        let info = response.destructive_emit(&mut encoder).map_err(|e| NetError::from(e.to_string()))?;
-        *self.out.lock().expect("not poisoned") = Some(buf);
-        Ok(info)
-    }
 }
 
 /// What the server does with one packet.
@@ -84,10 +48,11 @@ pub async fn answer(handler: &Handler, bytes: &[u8], src: SocketAddr, protocol: 
             Outcome::FormErr(h.to_vec())
         }
         Ok(request) => {
-            let capture = Capture { out: Arc::new(Mutex::new(None)), protocol };
+            let capture = Capture::new(protocol);
             handler.handle_request::<_, TokioTime>(&request, capture.clone()).await;
-            let out = capture.out.lock().expect("not poisoned").take();
-            Outcome::Answered(out.expect("the handler always sends a response"))
+            let out = capture.take();
+            assert!(!out.is_empty(), "the handler always sends a response");
+            Outcome::Answered(out)
         }
     }
 }
