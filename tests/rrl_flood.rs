@@ -3,6 +3,7 @@
 //! a simulated clock. The flooded prefix is limited (half slipped, half dropped); another
 //! client's queries, interleaved, are all sent; the metric counts what was limited.
 
+mod common;
 #[path = "support/inproc.rs"]
 mod inproc;
 
@@ -92,4 +93,38 @@ async fn a_spoofed_flood_is_limited_while_another_client_is_answered() {
     let text = handle.render();
     assert!(text.contains("geodns_rrl_limited_total{action=\"slip\"}"), "{text}");
     assert!(text.contains("geodns_rrl_limited_total{action=\"drop\"}"), "{text}");
+}
+
+/// The same through the running server's UDP sockets: a burst from one address (a spoofed flood
+/// looks like this) gets its budget, then truncated and dropped answers; a client in another
+/// prefix (IPv6 loopback) is answered in full meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_running_server_limits_a_flood_and_answers_another_client() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("city.mmdb");
+    common::mmdb::write_city_db(&db, &[("81.2.69.0/24", 51.5, -0.1, "GB")]);
+    let text = common::server::test_config(&db)
+        .replace("  rrl: { enabled: false }\n", "  rrl: { enabled: true, responses_per_second: 5, slip: 2 }\n");
+    assert!(text.contains("responses_per_second: 5"), "the test config enables RRL");
+    let s = common::server::start(&text, dir.path()).await;
+    let (v4, v6) = (common::server::v4(&s), common::server::v6(&s));
+    let q = common::dns::query("static.geo.example.", RecordType::A).to_vec().unwrap();
+    let (mut full, mut truncated, mut dropped) = (0, 0, 0);
+    // Bounded: 60 queries, each waiting at most 100 ms.
+    for _ in 0..60 {
+        match common::dns::udp_raw_wait(v4, &q, Duration::from_millis(100)).await {
+            Some(r) => {
+                let m = Message::from_vec(&r).unwrap();
+                if m.metadata.truncation { truncated += 1 } else { full += 1 }
+            }
+            None => dropped += 1,
+        }
+    }
+    assert!(full >= 5 && full < 60, "the flood got its budget and no more: {full} full");
+    assert!(truncated > 0 && dropped > 0, "limited answers slip or drop: {truncated} truncated, {dropped} dropped");
+    for _ in 0..5 {
+        let r = common::dns::udp(v6, &common::dns::query("static.geo.example.", RecordType::A)).await;
+        assert!(!r.metadata.truncation && r.answers.len() == 1, "another client is answered in full");
+    }
+    s.stop().await;
 }
