@@ -57,7 +57,7 @@ pub async fn query(
 ) -> Result<LiveAnswer, ClientError> {
     let qname = rr::Name::from_ascii(name).map_err(|_| ClientError::Name(name.to_owned()))?;
     let mut m = Message::new(rand_id(), MessageType::Query, OpCode::Query);
-    m.add_query(Query::query(qname, RecordType::from(type_code(rtype))));
+    m.add_query(Query::query(qname, RecordType::from(rtype.code())));
     let mut edns = Edns::new();
     edns.set_max_payload(1232);
     if let Some(net) = subnet {
@@ -93,23 +93,6 @@ pub async fn query(
 fn rand_id() -> u16 {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
     (nanos ^ (nanos >> 16)) as u16
-}
-
-fn type_code(t: RType) -> u16 {
-    match t {
-        RType::A => 1,
-        RType::Ns => 2,
-        RType::Cname => 5,
-        RType::Soa => 6,
-        RType::Mx => 15,
-        RType::Txt => 16,
-        RType::Aaaa => 28,
-        RType::Srv => 33,
-        RType::Caa => 257,
-        RType::Any => 255,
-        RType::Transfer => 252,
-        RType::Other(n) => n,
-    }
 }
 
 fn decode(server: SocketAddr, bytes: &[u8]) -> Result<Message, ClientError> {

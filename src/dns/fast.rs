@@ -172,23 +172,8 @@ impl Writer<'_> {
 
     /// Writes one record; false when its data cannot be written (nothing is written then).
     fn record(&self, r: &Rec, out: &mut Vec<u8>) -> bool {
-        let start = out.len();
         self.name(r.owner.as_str(), out);
-        let rtype: u16 = match r.data.rtype() {
-            RType::A => 1,
-            RType::Ns => 2,
-            RType::Cname => 5,
-            RType::Soa => 6,
-            RType::Mx => 15,
-            RType::Txt => 16,
-            RType::Aaaa => 28,
-            RType::Srv => 33,
-            RType::Caa => 257,
-            _ => {
-                out.truncate(start);
-                return false;
-            }
-        };
+        let rtype = r.data.rtype().code();
         out.extend_from_slice(&rtype.to_be_bytes());
         out.extend_from_slice(&1u16.to_be_bytes());
         out.extend_from_slice(&r.ttl.to_be_bytes());

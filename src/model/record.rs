@@ -52,6 +52,24 @@ impl RType {
         }
     }
 
+    /// The type's number on the wire (AXFR for `Transfer`).
+    pub fn code(self) -> u16 {
+        match self {
+            RType::A => 1,
+            RType::Ns => 2,
+            RType::Cname => 5,
+            RType::Soa => 6,
+            RType::Mx => 15,
+            RType::Txt => 16,
+            RType::Aaaa => 28,
+            RType::Srv => 33,
+            RType::Caa => 257,
+            RType::Any => 255,
+            RType::Transfer => 252,
+            RType::Other(n) => n,
+        }
+    }
+
     /// Parses a type mnemonic as written on a command line or in a test file ("A", "aaaa", "TYPE65").
     pub fn parse(text: &str) -> Option<Self> {
         let upper = text.to_ascii_uppercase();
@@ -181,6 +199,9 @@ mod tests {
             assert_eq!(RType::from_code(code), t);
         }
         assert_eq!(RType::from_code(99), RType::Other(99));
+        for code in [1, 2, 5, 6, 15, 16, 28, 33, 257, 255, 252, 99] {
+            assert_eq!(RType::from_code(code).code(), code);
+        }
         assert_eq!(RType::parse("aaaa"), Some(RType::Aaaa));
         assert_eq!(RType::parse("TYPE65"), Some(RType::Other(65)));
         assert_eq!(RType::parse("bogus"), None);
