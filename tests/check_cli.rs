@@ -261,7 +261,7 @@ async fn live_mode_queries_a_running_server() {
         "t.yaml",
         r#"
 cases:
-  - { name: uk, client: 81.2.69.0/24, query: app.geo.example, expect: { site: london, scope: 24, ttl: 60 } }
+  - { name: uk, client: 81.2.69.0/24, query: app.geo.example, expect: { site: london, scope: 3, ttl: 60 } }
   - { name: sg, client: 103.6.148.0/24, query: app.geo.example, expect: { addresses: [192.0.2.4] } }
   - { name: de down, client: 5.9.0.0/16, query: app.geo.example, down: [frankfurt], expect: { site: london } }
   - { name: nx, client: 81.2.69.0/24, query: nope.geo.example, expect: { rcode: NXDOMAIN } }

@@ -152,6 +152,9 @@ write_geodns() { # port workers_note
 # Written by benches/peers/run.sh: config/example.yaml's zone and sites, the City database.
 server:
   dns_listen: ["127.0.0.1:$1"]
+  # One source address sends every query here: response rate limiting would (rightly) limit
+  # it, as NSD's would (switched off below); gdnsd has none.
+  rrl: { enabled: false }
 geoip:
   database: $W/city.mmdb
 sites:

@@ -24,7 +24,7 @@ use crate::config::{self, Config, ConfigError};
 use crate::dns::{DnsServer, Handler};
 use crate::geoip::{GeoIpDb, GeoIpError};
 use crate::model::{Locator, NoLocator};
-use crate::routing::{self, Inputs, RoutingTable};
+use crate::routing::{self, Inputs, RankTables, RoutingTable};
 use crate::sources::health;
 
 pub use builder::Event;
@@ -57,6 +57,8 @@ pub struct Loaded {
     pub config: Config,
     /// `None` when the config names no database.
     pub geoip: Option<Arc<GeoIpDb>>,
+    /// Precomputed IPv4 site rankings over `geoip`, shared by every table built from this.
+    pub ranks: Arc<RankTables>,
 }
 
 impl Loaded {
@@ -69,7 +71,7 @@ impl Loaded {
 
     /// Builds a routing table from this state and the given run-time inputs.
     pub fn build(&self, inputs: &Inputs, generation: u64) -> RoutingTable {
-        routing::build(&self.config, self.locator(), inputs, generation)
+        routing::build_with(&self.config, self.locator(), Some(&self.ranks), inputs, generation)
     }
 }
 
@@ -78,13 +80,23 @@ pub fn load(path: &Path) -> Result<Loaded, LoadError> {
     open(config::load(path)?)
 }
 
+/// GeoIP databases up to this size get their site rankings before serving (see `open`).
+const FOREGROUND_RANKING_MAX_BYTES: u64 = 16 << 20;
+
 /// Opens the GeoIP database a validated config names.
 pub fn open(config: Config) -> Result<Loaded, LoadError> {
     let geoip = match &config.geoip {
         Some(path) => Some(Arc::new(GeoIpDb::open(path)?)),
         None => None,
     };
-    Ok(Loaded { config, geoip })
+    let locator: Arc<dyn Locator> = match &geoip {
+        Some(db) => db.clone(),
+        None => Arc::new(NoLocator),
+    };
+    // A small database (the shipped country one) is ranked before the first table is served;
+    // a City database (100+ MB, about a second) in the background while answers are served.
+    let foreground = geoip.as_ref().is_none_or(|db| db.file_len() <= FOREGROUND_RANKING_MAX_BYTES);
+    Ok(Loaded { config, geoip, ranks: Arc::new(RankTables::new(locator, foreground)) })
 }
 
 /// A running server.

@@ -18,12 +18,16 @@ use std::io;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use maxminddb::{MaxMindDbError, Mmap, Reader};
+use std::collections::HashMap;
+
+use ipnetwork::{IpNetwork, Ipv4Network};
+use maxminddb::{MaxMindDbError, Mmap, Reader, WithinOptions};
+use memmap2::Advice;
 use serde::Serialize;
 
 pub use centroids::country_centroid;
 
-use crate::model::{GeoHit, Locator};
+use crate::model::{GeoHit, Location, Locator};
 use record::Record;
 
 /// Why a GeoIP database could not be opened.
@@ -96,6 +100,9 @@ impl GeoIpMeta {
 /// nothing; share it behind an `Arc`.
 pub struct GeoIpDb {
     reader: Reader<Mmap>,
+    /// The open file, so whole-database walks map the very file `reader` reads (the path may
+    /// have been renamed over since).
+    file: File,
     meta: GeoIpMeta,
     path: PathBuf,
     /// Tells this database's entries apart in the per-thread record caches.
@@ -144,10 +151,14 @@ impl GeoIpDb {
         // while this mapping keeps the old inode alive and untouched until it is dropped.
         #[allow(unsafe_code)]
         let mmap = unsafe { Mmap::map(&file) }.map_err(|e| GeoIpError::open(path, e))?;
+        // Lookups touch a few scattered nodes: reading ahead around each would only fill
+        // resident memory with pages nobody asked for.
+        let _ = mmap.advise(Advice::Random);
         let reader = Reader::from_source(mmap).map_err(|error| GeoIpError::Invalid { path: path.to_owned(), error })?;
         let meta = GeoIpMeta::from_metadata(reader.metadata());
         Ok(GeoIpDb {
             reader,
+            file,
             meta,
             path: path.to_owned(),
             id: NEXT_DB_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
@@ -167,6 +178,11 @@ impl GeoIpDb {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// Size of the database file, in bytes.
+    pub fn file_len(&self) -> u64 {
+        self.file.metadata().map_or(u64::MAX, |m| m.len())
+    }
 }
 
 /// Full length of an address's own family: the most specific (safest) ECS scope.
@@ -177,7 +193,84 @@ fn full_len(ip: IpAddr) -> u8 {
     }
 }
 
+impl GeoIpDb {
+    /// A second mapping of the same file, for one walk over the whole database: dropping it
+    /// unmaps the pages the walk touched, so they do not stay in the server's resident memory.
+    fn scan_reader(&self) -> Option<Reader<Mmap>> {
+        // SAFETY: as in `open`: the file is never modified in place while mapped.
+        #[allow(unsafe_code)]
+        let mmap = unsafe { Mmap::map(&self.file) }.ok()?;
+        let _ = mmap.advise(Advice::Sequential);
+        Reader::from_source(mmap).ok()
+    }
+}
+
+/// Every IPv4 network of `reader` as (first, last, location), in address order, with the gaps
+/// between networks filled (no location). False when the tree cannot be walked in order.
+fn walk_ipv4(reader: &Reader<Mmap>, f: &mut dyn FnMut(u32, u32, Option<Location>)) -> bool {
+    let all = IpNetwork::V4(Ipv4Network::new(std::net::Ipv4Addr::UNSPECIFIED, 0).expect("/0 is valid"));
+    let Ok(networks) = reader.within(all, WithinOptions::default().include_networks_without_data()) else {
+        return false;
+    };
+    // Many networks share a record (a city, a country): decode each record once.
+    let mut decoded: HashMap<usize, Option<Location>> = HashMap::new();
+    let mut next: u64 = 0;
+    for item in networks {
+        let Ok(result) = item else { return false };
+        let (first, last) = match result.network() {
+            Ok(IpNetwork::V4(net)) => (u32::from(net.network()), u32::from(net.broadcast())),
+            // An IPv6 network holding the whole IPv4 space (a tree without an IPv4 subtree).
+            Ok(IpNetwork::V6(_)) => (0, u32::MAX),
+            Err(_) => return false,
+        };
+        if u64::from(first) < next {
+            return false;
+        }
+        if u64::from(first) > next {
+            f(next as u32, first - 1, None);
+        }
+        let location = match result.offset() {
+            Some(offset) => *decoded.entry(offset).or_insert_with(|| match result.decode::<Record<'_>>() {
+                Ok(Some(record)) => record.to_hit(0).location,
+                _ => None,
+            }),
+            None => None,
+        };
+        f(first, last, location);
+        next = u64::from(last) + 1;
+    }
+    if next <= u64::from(u32::MAX) {
+        f(next as u32, u32::MAX, None);
+    }
+    true
+}
+
+/// Passes `first..=last` on to `f`, with the special-purpose networks inside it cut out and
+/// passed without a location (as `locate` answers them).
+fn without_special(first: u32, last: u32, location: Option<Location>, f: &mut dyn FnMut(u32, u32, Option<Location>)) {
+    let mut from = first;
+    for (s, e) in special::v4_ranges() {
+        if e < from || s > last {
+            continue;
+        }
+        if s > from {
+            f(from, s - 1, location);
+        }
+        f(s.max(from), e.min(last), None);
+        if e >= last {
+            return;
+        }
+        from = e + 1;
+    }
+    f(from, last, location);
+}
+
 impl Locator for GeoIpDb {
+    fn for_each_ipv4_range(&self, f: &mut dyn FnMut(u32, u32, Option<Location>)) -> bool {
+        let Some(reader) = self.scan_reader() else { return false };
+        walk_ipv4(&reader, &mut |first, last, location| without_special(first, last, location, f))
+    }
+
     fn locate(&self, ip: IpAddr) -> GeoHit {
         if let Some(prefix_len) = special::special_purpose(ip) {
             return GeoHit { prefix_len, ..GeoHit::default() };

@@ -32,6 +32,11 @@ const V6: &[(u128, u8)] = &[
     (0xff00_u128 << 112, 8),  // ff00::/8 multicast
 ];
 
+/// The IPv4 special-purpose networks as (first, last) address ranges, in address order.
+pub(crate) fn v4_ranges() -> impl Iterator<Item = (u32, u32)> {
+    V4.iter().map(|&(net, len)| (net, net | (u32::MAX >> len)))
+}
+
 fn v4(addr: Ipv4Addr) -> Option<u8> {
     let bits = u32::from(addr);
     V4.iter().find(|&&(net, len)| bits & (u32::MAX << (32 - u32::from(len))) == net).map(|&(_, len)| len)

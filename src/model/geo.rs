@@ -88,6 +88,16 @@ impl GeoHit {
 /// core only knows this trait, so it can be tested with hand-built locators.
 pub trait Locator: Send + Sync + 'static {
     fn locate(&self, ip: IpAddr) -> GeoHit;
+
+    /// Calls `f(first, last, location)` for consecutive ranges of IPv4 addresses, in address
+    /// order and covering the whole IPv4 space, where every address of a range gets `location`
+    /// from [`Locator::locate`]. Slow (it walks the whole database): for building precomputed
+    /// tables off the query path. Returns false, having called `f` any number of times, when the
+    /// locator cannot enumerate its data (the caller then keeps asking `locate`).
+    fn for_each_ipv4_range(&self, f: &mut dyn FnMut(u32, u32, Option<Location>)) -> bool {
+        let _ = f;
+        false
+    }
 }
 
 /// A locator that knows nothing: every client has no location (configured site order applies).

@@ -6,12 +6,14 @@
 //! through the `model::Locator` trait). No I/O, no clocks, no logging on the query path.
 
 mod placement;
+mod rank;
 mod resolve;
 mod table;
 
 pub use placement::{ClientNetworks, PlacedBy, Placement, max_len, place};
-pub use resolve::{Answer, Decision, Query, RankedSite, Rcode, Rec, Rule};
-pub use table::{GeoRoute, GeoSite, Inputs, RoutingTable, build};
+pub use rank::{RANKED, RankTable, RankTables, Ranked};
+pub use resolve::{Answer, Decision, Query, QuickGeo, RankedSite, Rcode, Rec, Rule};
+pub use table::{GeoRoute, GeoSite, Inputs, RoutingTable, build, build_with};
 
 #[cfg(test)]
 mod tests;

@@ -25,13 +25,13 @@ impl ClientNetworks {
         &self.entries
     }
 
-    fn longest_match(&self, ip: IpAddr) -> Option<&ClientNetwork> {
+    pub(super) fn longest_match(&self, ip: IpAddr) -> Option<&ClientNetwork> {
         self.entries.iter().find(|e| e.net.contains(&ip))
     }
 
     /// The shortest prefix of `ip` that still excludes every client network more specific than
     /// `base` which does not hold `ip`: beyond it, some client would be placed differently.
-    fn refine(&self, ip: IpAddr, base: u8) -> u8 {
+    pub(super) fn refine(&self, ip: IpAddr, base: u8) -> u8 {
         let mut scope = base;
         for e in &self.entries {
             let len = e.net.prefix_len();

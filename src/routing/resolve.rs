@@ -7,7 +7,7 @@ use crate::config::AllDown;
 use crate::model::{Name, RData, RType, SiteId, UnitVector};
 
 use super::placement::{PlacedBy, Placement, place};
-use super::table::{GeoRoute, Node, RoutingTable, Zone, rrset};
+use super::table::{GeoRoute, GeoSite, Node, RoutingTable, Zone, rrset};
 
 /// CNAME chains inside our own zones are followed at most this far.
 const MAX_CNAME_CHAIN: usize = 8;
@@ -294,8 +294,68 @@ impl RoutingTable {
             };
             (Rule::AllDown(route.all_down), from)
         };
+        let mut placement = placement;
+        if let Some(scope) = self.ranked_scope(route, q.client, &placement, &answered_from) {
+            placement.scope = scope;
+        }
         Decision { name: route.name.clone(), placement, origin, order, rule, answered_from, ttl: route.ttl }
     }
+
+    /// The widest scope for a GeoIP-placed IPv4 client from the name's precomputed rankings:
+    /// the block around the client ranked the same, narrowed by client networks. `None` when
+    /// there is no table yet, or the answer came from beyond the ranked sites (every one of
+    /// them down), where addresses of the block may be answered differently.
+    fn ranked_scope(&self, route: &GeoRoute, client: IpAddr, placement: &Placement, from: &[SiteId]) -> Option<u8> {
+        let (PlacedBy::GeoIp(_), IpAddr::V4(v4)) = (&placement.by, client) else { return None };
+        let ranked = route.rank_table()?.lookup(u32::from(v4));
+        let whole = route.sites.len() <= ranked.order.len();
+        let inside = !from.is_empty()
+            && from.iter().all(|id| ranked.order.iter().any(|&p| route.sites[usize::from(p)].site == *id));
+        (whole || inside).then(|| self.networks.refine(client, ranked.prefix_len))
+    }
+
+    /// The common geo answer, without allocating: an A or AAAA query for a geo name with no
+    /// `max_answers`, from an IPv4 client that no client network holds, answered by the
+    /// nearest healthy site within the name's precomputed rankings. `None` for anything else
+    /// ([`RoutingTable::resolve`] answers it, the same way).
+    pub fn quick_geo(&self, name: &str, rtype: RType, client: IpAddr, ecs_source: Option<u8>) -> Option<QuickGeo<'_>> {
+        if !matches!(rtype, RType::A | RType::Aaaa) {
+            return None;
+        }
+        let IpAddr::V4(v4) = client else { return None };
+        let zone = self.zones.iter().find(|z| in_zone(name, z.apex.as_str()))?;
+        let Some(Node::Geo(route)) = zone.nodes.get(name) else { return None };
+        if route.max_answers.is_some() || self.networks.longest_match(client).is_some() {
+            return None;
+        }
+        let ranked = route.rank_table()?.lookup(u32::from(v4));
+        let has = |s: &GeoSite| if rtype == RType::Aaaa { !s.v6.is_empty() } else { !s.v4.is_empty() };
+        let site = ranked.order.iter().map(|&p| &route.sites[usize::from(p)]).find(|s| s.up && has(s))?;
+        let scope = match ecs_source {
+            Some(source) if route.sites.iter().filter(|s| has(s)).nth(1).is_some() => {
+                self.networks.refine(client, ranked.prefix_len).min(source)
+            }
+            _ => 0,
+        };
+        Some(QuickGeo { route, site, scope })
+    }
+}
+
+/// A geo answer found by [`RoutingTable::quick_geo`]: every address of `site` of the asked
+/// type, with the name's TTL.
+#[derive(Clone, Copy)]
+pub struct QuickGeo<'t> {
+    pub route: &'t GeoRoute,
+    pub site: &'t GeoSite,
+    /// The ECS scope of the reply.
+    pub scope: u8,
+}
+
+/// Whether canonical `name` is `apex` or below it.
+fn in_zone(name: &str, apex: &str) -> bool {
+    apex == "."
+        || name == apex
+        || (name.len() > apex.len() && name.ends_with(apex) && name.as_bytes()[name.len() - apex.len() - 1] == b'.')
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -11,6 +11,7 @@ use crate::config::{AllDown, ClientNetwork, Config, GeoNameConfig, SiteConfig};
 use crate::model::{Discovered, Locator, Name, RData, RType, SiteId, UnitVector};
 
 use super::placement::ClientNetworks;
+use super::rank::{RankSlot, RankTable, RankTables};
 
 /// Health and other run-time inputs folded into a table at build time.
 #[derive(Debug, Clone, Default)]
@@ -72,6 +73,15 @@ pub struct GeoRoute {
     pub all_down: AllDown,
     /// In configured order (the order for clients with no location).
     pub sites: Vec<GeoSite>,
+    /// The precomputed IPv4 rankings of these sites, once (and if) built.
+    pub(super) rank: Option<Arc<RankSlot>>,
+}
+
+impl GeoRoute {
+    /// The precomputed IPv4 rankings of this name's sites, when ready.
+    pub fn rank_table(&self) -> Option<&RankTable> {
+        self.rank.as_deref().and_then(RankSlot::get)
+    }
 }
 
 pub struct GeoSite {
@@ -126,6 +136,18 @@ impl RoutingTable {
 /// Builds a table from a validated config, a locator and the current run-time inputs. Pure and
 /// infallible: everything that can be wrong was rejected by config validation.
 pub fn build(config: &Config, locator: Arc<dyn Locator>, inputs: &Inputs, generation: u64) -> RoutingTable {
+    build_with(config, locator, None, inputs, generation)
+}
+
+/// [`build`], with the precomputed rankings of `ranks` (which must belong to `locator`) for
+/// the names whose site sets have them; asks for them (building in the background) otherwise.
+pub fn build_with(
+    config: &Config,
+    locator: Arc<dyn Locator>,
+    ranks: Option<&RankTables>,
+    inputs: &Inputs,
+    generation: u64,
+) -> RoutingTable {
     let mut discovered: HashMap<&Name, Vec<&Discovered>> = HashMap::new();
     for d in &inputs.discovered {
         discovered.entry(&d.name).or_default().push(d);
@@ -142,7 +164,16 @@ pub fn build(config: &Config, locator: Arc<dyn Locator>, inputs: &Inputs, genera
             }
             for g in &zc.geo {
                 let found = discovered.get(&g.name).map_or(&[][..], Vec::as_slice);
-                nodes.insert(g.name.clone(), Node::Geo(geo_route(g, inputs, found)));
+                let mut route = geo_route(g, inputs, found);
+                if let Some(ranks) = ranks {
+                    let ids: Vec<SiteId> = route.sites.iter().map(|s| s.site).collect();
+                    let locations: Vec<(UnitVector, String)> = ids
+                        .iter()
+                        .map(|&id| (config.sites[id].location.unit(), config.sites[id].name.clone()))
+                        .collect();
+                    route.rank = ranks.slot(&ids, &locations);
+                }
+                nodes.insert(g.name.clone(), Node::Geo(route));
             }
             // Every ancestor between a node and the apex exists, empty unless it has records.
             let names: Vec<Name> = nodes.keys().cloned().collect();
@@ -259,6 +290,7 @@ fn geo_route(g: &GeoNameConfig, inputs: &Inputs, found: &[&Discovered]) -> GeoRo
         max_answers: g.max_answers,
         all_down: g.all_down,
         sites,
+        rank: None,
     }
 }
 

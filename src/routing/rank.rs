@@ -1,0 +1,302 @@
+//! Precomputed site rankings over the whole IPv4 space, one table per set of sites.
+//!
+//! A geo answer depends on the client only through the order of the name's sites by distance.
+//! Walking the GeoIP database once, ranking its sites for every location in it, and merging
+//! neighbouring networks whose ranking is the same gives a sorted list of address ranges: the
+//! query path then finds a client's ranking with a short binary search instead of a walk down
+//! the database's tree and a record decode, and the range around the client is exactly the
+//! block that gets the same answer, so the ECS scope can be the widest prefix inside it (the
+//! same answer for the whole block, whatever the health of the sites, since health only
+//! filters the ranking).
+//!
+//! Tables are built on a background thread (about a second for a City database): until one is
+//! ready, and for names whose table was not built, queries take the per-query decision, which
+//! gives the same answers with the GeoIP network's prefix as scope.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use crate::model::{Location, Locator, SiteId, UnitVector};
+
+/// How many of the nearest sites a table keeps per range. A name with more sites is answered
+/// from the table while one of its first `RANKED` sites can answer; beyond that (every one of
+/// them down or without addresses) the per-query decision takes over.
+pub const RANKED: usize = 8;
+
+/// Filler after the last ranked site of a name with fewer than `RANKED` sites.
+const NONE: u8 = u8::MAX;
+
+/// At most this many distinct site sets get a table per GeoIP database (each costs a walk of the
+/// database and a few MB): the names sharing the commonest sets are served from tables.
+const MAX_TABLES: usize = 8;
+
+/// Sites of a name ranked for every IPv4 address.
+pub struct RankTable {
+    /// First address of each range, ascending; `starts[0] == 0`.
+    starts: Vec<u32>,
+    /// Each range's ranking, as an index into `orders`.
+    classes: Vec<u32>,
+    /// Rankings: positions in the name's site list, nearest first, `NONE` after the last site.
+    orders: Vec<[u8; RANKED]>,
+    /// `jump[h]`: the range holding address `h << 16` (so a lookup searches one /16's ranges).
+    jump: Vec<u32>,
+}
+
+/// A client's ranking from a [`RankTable`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ranked<'a> {
+    /// Positions in the name's site list, nearest first (at most [`RANKED`]).
+    pub order: &'a [u8],
+    /// The widest prefix around the client within which every address is ranked the same.
+    pub prefix_len: u8,
+}
+
+impl RankTable {
+    /// Ranks `sites` (location and name, in the name's configured order) for every IPv4 range
+    /// the locator knows. `None` when the locator cannot enumerate its data, or has more than
+    /// `u32::MAX` rankings (not a real database).
+    pub fn build(locator: &dyn Locator, sites: &[(UnitVector, &str)]) -> Option<RankTable> {
+        let ranked = sites.len().min(RANKED);
+        let mut orders: Vec<[u8; RANKED]> = Vec::new();
+        let mut order_ids: HashMap<[u8; RANKED], u32> = HashMap::new();
+        let mut by_location: HashMap<(u64, u64), u32> = HashMap::new();
+        let mut starts = Vec::new();
+        let mut classes: Vec<u32> = Vec::new();
+        let mut intern = |order: [u8; RANKED]| -> u32 {
+            *order_ids.entry(order).or_insert_with(|| {
+                orders.push(order);
+                (orders.len() - 1) as u32
+            })
+        };
+        // No location: the configured order.
+        let mut configured = [NONE; RANKED];
+        for (i, slot) in configured.iter_mut().enumerate().take(ranked) {
+            *slot = i as u8;
+        }
+        let unlocated = intern(configured);
+        let rank = |loc: Location| -> [u8; RANKED] {
+            let u = loc.unit();
+            let mut idx: Vec<usize> = (0..sites.len()).collect();
+            // As `RoutingTable::decide`: nearest first, ties by site name.
+            idx.sort_by(|&a, &b| {
+                u.dot(&sites[b].0).total_cmp(&u.dot(&sites[a].0)).then_with(|| sites[a].1.cmp(sites[b].1))
+            });
+            let mut order = [NONE; RANKED];
+            for (slot, i) in order.iter_mut().zip(idx) {
+                *slot = i as u8;
+            }
+            order
+        };
+        let complete = locator.for_each_ipv4_range(&mut |first, _last, location| {
+            let class = match location {
+                None => unlocated,
+                Some(loc) => {
+                    *by_location.entry((loc.lat.to_bits(), loc.lon.to_bits())).or_insert_with(|| intern(rank(loc)))
+                }
+            };
+            if classes.last() != Some(&class) {
+                starts.push(first);
+                classes.push(class);
+            }
+        });
+        if !complete || starts.first() != Some(&0) || sites.len() > usize::from(NONE) {
+            return None;
+        }
+        starts.shrink_to_fit();
+        classes.shrink_to_fit();
+        orders.shrink_to_fit();
+        let mut jump = Vec::with_capacity(1 << 16);
+        let mut i = 0;
+        for h in 0..(1u32 << 16) {
+            let at = h << 16;
+            while i + 1 < starts.len() && starts[i + 1] <= at {
+                i += 1;
+            }
+            jump.push(i as u32);
+        }
+        Some(RankTable { starts, classes, orders, jump })
+    }
+
+    /// The ranking of `addr` and the widest prefix around it ranked the same.
+    pub fn lookup(&self, addr: u32) -> Ranked<'_> {
+        let h = (addr >> 16) as usize;
+        let lo = self.jump[h] as usize;
+        let hi = self.jump.get(h + 1).map_or(self.starts.len(), |&j| j as usize + 1);
+        let i = lo + self.starts[lo..hi].partition_point(|&s| s <= addr) - 1;
+        let first = self.starts[i];
+        let last = self.starts.get(i + 1).map_or(u32::MAX, |&s| s - 1);
+        let order = &self.orders[self.classes[i] as usize];
+        let len = order.iter().position(|&p| p == NONE).unwrap_or(RANKED);
+        Ranked { order: &order[..len], prefix_len: widest_prefix(addr, first, last) }
+    }
+
+    /// Number of ranges (for memory estimates and tests).
+    pub fn ranges(&self) -> usize {
+        self.starts.len()
+    }
+
+    /// Bytes held.
+    pub fn heap_bytes(&self) -> usize {
+        self.starts.capacity() * 4
+            + self.classes.capacity() * 4
+            + self.orders.capacity() * RANKED
+            + self.jump.capacity() * 4
+    }
+}
+
+/// The shortest prefix length whose block around `addr` lies within `first..=last`.
+fn widest_prefix(addr: u32, first: u32, last: u32) -> u8 {
+    for len in 0..32u32 {
+        let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
+        let lo = addr & mask;
+        if lo >= first && (lo | !mask) <= last {
+            return len as u8;
+        }
+    }
+    32
+}
+
+/// A table being built (or built, or not to be built) for one site set.
+#[derive(Default)]
+pub struct RankSlot(OnceLock<Option<RankTable>>);
+
+impl RankSlot {
+    /// The table, once built.
+    pub fn get(&self) -> Option<&RankTable> {
+        self.0.get().and_then(Option::as_ref)
+    }
+}
+
+/// The tables of one locator, by site set, shared by every routing table built with it (so a
+/// rebuild for a health change reuses them).
+pub struct RankTables {
+    locator: Arc<dyn Locator>,
+    /// Build in the caller's thread (a small database: the first table built has them, so
+    /// answers and scopes do not change once serving), rather than in the background.
+    foreground: bool,
+    slots: Mutex<HashMap<Vec<SiteId>, Arc<RankSlot>>>,
+}
+
+impl RankTables {
+    /// Tables over `locator`'s data, built in the background, or right away when `foreground`.
+    pub fn new(locator: Arc<dyn Locator>, foreground: bool) -> Self {
+        RankTables { locator, foreground, slots: Mutex::new(HashMap::new()) }
+    }
+
+    /// The slot for `sites` (the name's sites in configured order, with their locations and
+    /// names), starting its build on a background thread the first time it is asked for.
+    /// `None` once [`MAX_TABLES`] site sets have slots.
+    pub fn slot(&self, sites: &[SiteId], locations: &[(UnitVector, String)]) -> Option<Arc<RankSlot>> {
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(slot) = slots.get(sites) {
+            return Some(slot.clone());
+        }
+        if slots.len() >= MAX_TABLES || sites.is_empty() {
+            return None;
+        }
+        let slot = Arc::new(RankSlot::default());
+        slots.insert(sites.to_vec(), slot.clone());
+        if self.foreground {
+            drop(slots);
+            let named: Vec<(UnitVector, &str)> = locations.iter().map(|(v, n)| (*v, n.as_str())).collect();
+            let _ = slot.0.set(RankTable::build(&*self.locator, &named));
+            return Some(slot);
+        }
+        let (locator, building, locations) = (self.locator.clone(), slot.clone(), locations.to_vec());
+        let spawned = std::thread::Builder::new().name("geodns-rank".into()).spawn(move || {
+            let sites: Vec<(UnitVector, &str)> = locations.iter().map(|(v, n)| (*v, n.as_str())).collect();
+            let _ = building.0.set(RankTable::build(&*locator, &sites));
+        });
+        if spawned.is_err() {
+            let _ = slot.0.set(None);
+        }
+        Some(slot)
+    }
+
+    /// Waits (up to `timeout`) until every slot asked for so far is settled. For tests and
+    /// benchmarks that want the precomputed path.
+    pub fn wait(&self, timeout: std::time::Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let pending = self.slots.lock().unwrap_or_else(|e| e.into_inner()).values().any(|s| s.0.get().is_none());
+            if !pending {
+                return true;
+            }
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::GeoHit;
+    use std::net::IpAddr;
+
+    /// 0.0.0.0/1 in London, 128.0.0.0/2 in Singapore, the rest unknown.
+    struct Halves;
+    impl Locator for Halves {
+        fn locate(&self, _ip: IpAddr) -> GeoHit {
+            GeoHit::default()
+        }
+        fn for_each_ipv4_range(&self, f: &mut dyn FnMut(u32, u32, Option<Location>)) -> bool {
+            f(0, 0x3fff_ffff, Some(Location::new(51.5, -0.1)));
+            f(0x4000_0000, 0x7fff_ffff, Some(Location::new(51.6, -0.2)));
+            f(0x8000_0000, 0xbfff_ffff, Some(Location::new(1.35, 103.8)));
+            f(0xc000_0000, u32::MAX, None);
+            true
+        }
+    }
+
+    fn sites() -> Vec<(UnitVector, &'static str)> {
+        vec![(Location::new(1.35, 103.82).unit(), "singapore"), (Location::new(51.51, -0.13).unit(), "london")]
+    }
+
+    #[test]
+    fn ranks_ranges_and_merges_equal_neighbours() {
+        let t = RankTable::build(&Halves, &sites()).unwrap();
+        // The two London quarters merge; so do Singapore and the unknown quarter, whose
+        // configured order (singapore, london) is Singapore's ranking too.
+        assert_eq!(t.ranges(), 2);
+        assert_eq!(t.lookup(0x1234_5678), Ranked { order: &[1, 0], prefix_len: 1 });
+        assert_eq!(t.lookup(0x8000_0001), Ranked { order: &[0, 1], prefix_len: 1 });
+        assert_eq!(t.lookup(0xffff_ffff), Ranked { order: &[0, 1], prefix_len: 1 });
+        let reversed = [sites()[1], sites()[0]];
+        let t = RankTable::build(&Halves, &reversed).unwrap();
+        assert_eq!(t.ranges(), 3, "unknown addresses keep the configured order (london first)");
+        assert_eq!(t.lookup(0x8000_0001), Ranked { order: &[1, 0], prefix_len: 2 });
+        assert_eq!(t.lookup(0xc000_0001), Ranked { order: &[0, 1], prefix_len: 2 });
+        assert_eq!(t.lookup(0x0000_0001), Ranked { order: &[0, 1], prefix_len: 1 });
+    }
+
+    #[test]
+    fn widest_prefix_stays_inside_the_range() {
+        assert_eq!(widest_prefix(5, 0, u32::MAX), 0);
+        assert_eq!(widest_prefix(0x0a00_0001, 0x0a00_0000, 0x0aff_ffff), 8);
+        // 10.0.0.0-10.2.255.255: 10.1.2.3 fits in 10.0.0.0/15, not /14.
+        assert_eq!(widest_prefix(0x0a01_0203, 0x0a00_0000, 0x0a02_ffff), 15);
+        assert_eq!(widest_prefix(0x0a02_0203, 0x0a00_0000, 0x0a02_ffff), 16);
+        assert_eq!(widest_prefix(7, 7, 7), 32);
+    }
+
+    #[test]
+    fn a_locator_without_enumeration_gets_no_table() {
+        assert!(RankTable::build(&crate::model::NoLocator, &sites()).is_none());
+    }
+
+    #[test]
+    fn slots_are_shared_and_built_in_the_background() {
+        let tables = RankTables::new(Arc::new(Halves), false);
+        let locs: Vec<(UnitVector, String)> = sites().into_iter().map(|(v, n)| (v, n.to_owned())).collect();
+        let a = tables.slot(&[3, 1], &locs).unwrap();
+        let b = tables.slot(&[3, 1], &locs).unwrap();
+        assert!(Arc::ptr_eq(&a, &b));
+        assert!(tables.wait(std::time::Duration::from_secs(10)));
+        assert_eq!(a.get().unwrap().lookup(1).order, &[1, 0]);
+        let now = RankTables::new(Arc::new(Halves), true).slot(&[3, 1], &locs).unwrap();
+        assert!(now.get().is_some(), "built before slot() returns");
+    }
+}
