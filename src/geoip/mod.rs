@@ -17,6 +17,7 @@ use std::fs::File;
 use std::io;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use std::collections::HashMap;
 
@@ -99,7 +100,9 @@ impl GeoIpMeta {
 /// An open, memory-mapped MaxMind-format database. Lookups are lock-free and allocate
 /// nothing; share it behind an `Arc`.
 pub struct GeoIpDb {
-    reader: Reader<Mmap>,
+    reader: Reader<SharedMap>,
+    /// The mapping `reader` reads, to hand its pages back (see [`Locator::release_memory`]).
+    map: Arc<Mmap>,
     /// The open file, so whole-database walks map the very file `reader` reads (the path may
     /// have been renamed over since).
     file: File,
@@ -154,10 +157,13 @@ impl GeoIpDb {
         // Lookups touch a few scattered nodes: reading ahead around each would only fill
         // resident memory with pages nobody asked for.
         let _ = mmap.advise(Advice::Random);
-        let reader = Reader::from_source(mmap).map_err(|error| GeoIpError::Invalid { path: path.to_owned(), error })?;
+        let map = Arc::new(mmap);
+        let reader = Reader::from_source(SharedMap(map.clone()))
+            .map_err(|error| GeoIpError::Invalid { path: path.to_owned(), error })?;
         let meta = GeoIpMeta::from_metadata(reader.metadata());
         Ok(GeoIpDb {
             reader,
+            map,
             file,
             meta,
             path: path.to_owned(),
@@ -202,6 +208,15 @@ impl GeoIpDb {
         let mmap = unsafe { Mmap::map(&self.file) }.ok()?;
         let _ = mmap.advise(Advice::Sequential);
         Reader::from_source(mmap).ok()
+    }
+}
+
+/// A shared read-only mapping as a reader's source.
+struct SharedMap(Arc<Mmap>);
+
+impl AsRef<[u8]> for SharedMap {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
     }
 }
 
@@ -269,6 +284,18 @@ impl Locator for GeoIpDb {
     fn for_each_ipv4_range(&self, f: &mut dyn FnMut(u32, u32, Option<Location>)) -> bool {
         let Some(reader) = self.scan_reader() else { return false };
         walk_ipv4(&reader, &mut |first, last, location| without_special(first, last, location, f))
+    }
+
+    fn release_memory(&self) {
+        // SAFETY: `map` is a read-only shared mapping of a file that is never modified in place
+        // (see `open`). MADV_DONTNEED only drops this process's page table entries for it; the
+        // next read of any byte faults the very same file contents back in, so every reference
+        // into the mapping keeps seeing the same data.
+        #[allow(unsafe_code)]
+        let result = unsafe { self.map.unchecked_advise(memmap2::UncheckedAdvice::DontNeed) };
+        if let Err(error) = result {
+            tracing::debug!(%error, path = ?self.path, "cannot release the GeoIP database's resident pages");
+        }
     }
 
     fn locate(&self, ip: IpAddr) -> GeoHit {

@@ -98,6 +98,10 @@ pub trait Locator: Send + Sync + 'static {
         let _ = f;
         false
     }
+
+    /// Hands back memory the locator can do without for now (a database's resident pages, once
+    /// precomputed tables answer most lookups); later lookups still work, maybe slower at first.
+    fn release_memory(&self) {}
 }
 
 /// A locator that knows nothing: every client has no location (configured site order applies).
