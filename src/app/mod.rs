@@ -73,6 +73,17 @@ impl Loaded {
     pub fn build(&self, inputs: &Inputs, generation: u64) -> RoutingTable {
         routing::build_with(&self.config, self.locator(), Some(&self.ranks), inputs, generation)
     }
+
+    /// [`Loaded::build`], once the precomputed site rankings it asks for are ready (or up to a
+    /// minute): answers and ECS scopes exactly as a running server gives them after start-up.
+    /// For `geodns check`, which explains one answer and exits.
+    pub fn build_settled(&self, inputs: &Inputs, generation: u64) -> RoutingTable {
+        let table = self.build(inputs, generation);
+        if table.geo_routes().all(|r| r.rank_settled()) || !self.ranks.wait(Duration::from_secs(60)) {
+            return table;
+        }
+        self.build(inputs, generation)
+    }
 }
 
 /// Reads and validates the config file and opens the GeoIP database it names.

@@ -164,7 +164,7 @@ pub fn explain(table: &RoutingTable, name: &Name, rtype: RType, client: Client) 
                 country: hit.country_str().map(str::to_owned),
                 latitude: hit.location.map(|l| l.lat),
                 longitude: hit.location.map(|l| l.lon),
-                network_prefix: d.placement.scope,
+                network_prefix: hit.prefix_len,
             },
         });
         report.sites = d

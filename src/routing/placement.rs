@@ -63,7 +63,9 @@ pub enum PlacedBy {
 pub struct Placement {
     pub by: PlacedBy,
     /// The prefix length (in the address's family) of the block around the client within which
-    /// every address is placed the same way. The ECS scope is this, capped at the source prefix.
+    /// every address is placed the same way; for a geo answer, widened to the block answered
+    /// the same way when the name's precomputed rankings say so. The ECS scope is this, capped
+    /// at the source prefix.
     pub scope: u8,
 }
 

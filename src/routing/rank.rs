@@ -161,6 +161,11 @@ impl RankSlot {
     pub fn get(&self) -> Option<&RankTable> {
         self.0.get().and_then(Option::as_ref)
     }
+
+    /// Built, or known not to be built.
+    pub fn settled(&self) -> bool {
+        self.0.get().is_some()
+    }
 }
 
 /// The tables of one locator, by site set, shared by every routing table built with it (so a
@@ -228,7 +233,7 @@ impl RankTables {
     pub fn wait(&self, timeout: std::time::Duration) -> bool {
         let deadline = std::time::Instant::now() + timeout;
         loop {
-            let pending = self.slots.lock().unwrap_or_else(|e| e.into_inner()).values().any(|s| s.0.get().is_none());
+            let pending = self.slots.lock().unwrap_or_else(|e| e.into_inner()).values().any(|s| !s.settled());
             if !pending {
                 return true;
             }

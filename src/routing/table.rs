@@ -82,6 +82,11 @@ impl GeoRoute {
     pub fn rank_table(&self) -> Option<&RankTable> {
         self.rank.as_deref().and_then(RankSlot::get)
     }
+
+    /// True unless this name's rankings are still being built.
+    pub fn rank_settled(&self) -> bool {
+        self.rank.as_deref().is_none_or(RankSlot::settled)
+    }
 }
 
 pub struct GeoSite {
