@@ -168,6 +168,26 @@ impl RankSlot {
     }
 }
 
+/// Builds `slot`'s table and logs what it cost.
+fn fill(slot: &RankSlot, locator: &dyn Locator, locations: &[(UnitVector, String)]) {
+    let sites: Vec<(UnitVector, &str)> = locations.iter().map(|(v, n)| (*v, n.as_str())).collect();
+    let started = std::time::Instant::now();
+    let table = RankTable::build(locator, &sites);
+    match &table {
+        Some(t) => tracing::info!(
+            sites = sites.len(),
+            ranges = t.ranges(),
+            kib = t.heap_bytes() / 1024,
+            ms = started.elapsed().as_millis() as u64,
+            "site rankings precomputed"
+        ),
+        None => tracing::debug!("the locator cannot be enumerated: no precomputed site rankings"),
+    }
+    let _ = slot.0.set(table);
+    // Queries now rarely walk the database: let its pages go.
+    locator.release_memory();
+}
+
 /// The tables of one locator, by site set, shared by every routing table built with it (so a
 /// rebuild for a health change reuses them).
 pub struct RankTables {
@@ -199,29 +219,13 @@ impl RankTables {
         slots.insert(sites.to_vec(), slot.clone());
         if self.foreground {
             drop(slots);
-            let named: Vec<(UnitVector, &str)> = locations.iter().map(|(v, n)| (*v, n.as_str())).collect();
-            let _ = slot.0.set(RankTable::build(&*self.locator, &named));
+            fill(&slot, &*self.locator, locations);
             return Some(slot);
         }
         let (locator, building, locations) = (self.locator.clone(), slot.clone(), locations.to_vec());
-        let spawned = std::thread::Builder::new().name("geodns-rank".into()).spawn(move || {
-            let sites: Vec<(UnitVector, &str)> = locations.iter().map(|(v, n)| (*v, n.as_str())).collect();
-            let started = std::time::Instant::now();
-            let table = RankTable::build(&*locator, &sites);
-            match &table {
-                Some(t) => tracing::info!(
-                    sites = sites.len(),
-                    ranges = t.ranges(),
-                    kib = t.heap_bytes() / 1024,
-                    ms = started.elapsed().as_millis() as u64,
-                    "site rankings precomputed"
-                ),
-                None => tracing::debug!("the locator cannot be enumerated: no precomputed site rankings"),
-            }
-            let _ = building.0.set(table);
-            // Queries now rarely walk the database: let its pages go.
-            locator.release_memory();
-        });
+        let spawned = std::thread::Builder::new()
+            .name("geodns-rank".into())
+            .spawn(move || fill(&building, &*locator, &locations));
         if spawned.is_err() {
             let _ = slot.0.set(None);
         }
