@@ -10,7 +10,7 @@ use super::ecs::Ecs;
 use super::handler::MAX_UDP_PAYLOAD;
 use super::query::FastQuery;
 use crate::model::{Name, RData, RType, SiteId};
-use crate::routing::{Answer, Query, QuickGeo, Rcode, Rec, RoutingTable};
+use crate::routing::{Answer, Query, QuickGeo, QuickNegative, Rcode, RoutingTable};
 
 /// What the fast path did with a query.
 #[derive(Debug)]
@@ -32,6 +32,18 @@ pub struct Answered<'t> {
 
 /// Answers `q` from `table` into `out` (cleared first), for a client at `src` over UDP.
 pub fn answer<'t>(table: &'t RoutingTable, q: &FastQuery<'_>, src: IpAddr, out: &mut Vec<u8>) -> Fast<'t> {
+    answer_with(table, q, src, out, true)
+}
+
+/// [`answer`]; with `quick` false, every query goes through [`RoutingTable::resolve`] (tests
+/// check that both give the same bytes).
+fn answer_with<'t>(
+    table: &'t RoutingTable,
+    q: &FastQuery<'_>,
+    src: IpAddr,
+    out: &mut Vec<u8>,
+    quick: bool,
+) -> Fast<'t> {
     let ecs = match q.edns.and_then(|e| e.ecs) {
         Some(opt) => {
             let cs = ClientSubnet::new(opt.address, opt.source_prefix, opt.scope_prefix);
@@ -49,11 +61,19 @@ pub fn answer<'t>(table: &'t RoutingTable, q: &FastQuery<'_>, src: IpAddr, out: 
         Some(e) => e.udp_size.clamp(512, MAX_UDP_PAYLOAD),
         None => 512,
     } as usize;
-    if let Some(g) = table.quick_geo(q.name.as_str(), rtype, client, ecs_source)
+    if quick
+        && let Some(g) = table.quick_geo(q.name.as_str(), rtype, client, ecs_source)
         && encode_quick(q, &g, rtype, ecs.as_ref(), limit, out)
     {
         let geo = Some((&g.route.name, g.site.site));
         return Fast::Answered(Answered { rcode: Rcode::NoError, ecs: ecs.is_some(), scope: g.scope, geo });
+    }
+    if quick
+        && let Some(negative) = table.quick_negative(q.name.as_str(), rtype)
+        && encode_negative(q, &negative, ecs.as_ref(), limit, out)
+    {
+        let rcode = if negative.nxdomain { Rcode::NxDomain } else { Rcode::NoError };
+        return Fast::Answered(Answered { rcode, ecs: ecs.is_some(), scope: 0, geo: None });
     }
     let name = Name::from_canonical(q.name.as_str());
     let answer = table.resolve(&Query { name: &name, rtype, client, ecs_source });
@@ -160,6 +180,27 @@ fn encode_quick(
     true
 }
 
+/// Writes a [`QuickNegative`]: the zone's SOA alone, in the answer section for an apex SOA
+/// query, else in the authority section. False when it would not fit in `limit`.
+fn encode_negative(
+    q: &FastQuery<'_>,
+    n: &QuickNegative<'_>,
+    ecs: Option<&Ecs>,
+    limit: usize,
+    out: &mut Vec<u8>,
+) -> bool {
+    header(q, if n.nxdomain { Rcode::NxDomain } else { Rcode::NoError }, out);
+    let w = Writer { qname: q.name.as_str(), question: q.question };
+    w.record(n.apex.as_str(), n.ttl, n.soa, out);
+    if out.len() + opt_len(q, ecs) > limit {
+        return false;
+    }
+    let additional = opt(q, ecs, Rcode::NoError, 0, out);
+    let counts = if n.answer { [1, 0, additional] } else { [0, 1, additional] };
+    set_counts(out, counts);
+    true
+}
+
 /// Writes the whole response; truncates (TC, no records) when it exceeds `limit`.
 pub fn encode(q: &FastQuery<'_>, qname: &Name, a: &Answer, ecs: Option<&Ecs>, limit: usize, out: &mut Vec<u8>) {
     header(q, a.rcode, out);
@@ -168,7 +209,7 @@ pub fn encode(q: &FastQuery<'_>, qname: &Name, a: &Answer, ecs: Option<&Ecs>, li
     let mut counts = [0u16; 3];
     for (i, section) in [&a.answers, &a.authority, &a.additional].into_iter().enumerate() {
         for r in section.iter() {
-            if w.record(r, out) {
+            if w.record(r.owner.as_str(), r.ttl, &r.data, out) {
                 counts[i] += 1;
             }
         }
@@ -237,15 +278,15 @@ impl Writer<'_> {
     }
 
     /// Writes one record; false when its data cannot be written (nothing is written then).
-    fn record(&self, r: &Rec, out: &mut Vec<u8>) -> bool {
-        self.name(r.owner.as_str(), out);
-        let rtype = r.data.rtype().code();
+    fn record(&self, owner: &str, ttl: u32, data: &RData, out: &mut Vec<u8>) -> bool {
+        self.name(owner, out);
+        let rtype = data.rtype().code();
         out.extend_from_slice(&rtype.to_be_bytes());
         out.extend_from_slice(&1u16.to_be_bytes());
-        out.extend_from_slice(&r.ttl.to_be_bytes());
+        out.extend_from_slice(&ttl.to_be_bytes());
         let len_at = out.len();
         out.extend_from_slice(&[0, 0]);
-        match &r.data {
+        match data {
             RData::A(a) => out.extend_from_slice(&a.octets()),
             RData::Aaaa(a) => out.extend_from_slice(&a.octets()),
             RData::Cname(n) | RData::Ns(n) => self.name(n.as_str(), out),
@@ -298,4 +339,115 @@ fn plain_name(name: &str, out: &mut Vec<u8>) {
         out.extend_from_slice(label.as_bytes());
     }
     out.push(0);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::geoip::GeoIpDb;
+    use crate::routing::{Inputs, RankTables, build_with};
+
+    fn example(inputs: &Inputs) -> RoutingTable {
+        let config = crate::config::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("config/example.yaml")).unwrap();
+        let db: Arc<GeoIpDb> = Arc::new(GeoIpDb::open(config.geoip.as_ref().unwrap()).unwrap());
+        let ranks = RankTables::new(db.clone(), true);
+        build_with(&config, db, Some(&ranks), inputs, 1)
+    }
+
+    /// A query with EDNS (payload `size`) and, when given, an ECS option for `subnet`.
+    fn query(name: &str, qtype: u16, size: Option<u16>, subnet: Option<(IpAddr, u8)>) -> Vec<u8> {
+        let mut m = vec![0xbe, 0xef, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, u8::from(size.is_some())];
+        for l in name.split('.').filter(|l| !l.is_empty()) {
+            m.push(l.len() as u8);
+            m.extend_from_slice(l.as_bytes());
+        }
+        m.push(0);
+        m.extend_from_slice(&qtype.to_be_bytes());
+        m.extend_from_slice(&[0, 1]);
+        if let Some(size) = size {
+            let mut opt = Vec::new();
+            if let Some((addr, prefix)) = subnet {
+                let octets = usize::from(prefix).div_ceil(8);
+                let (family, bytes) = match addr {
+                    IpAddr::V4(a) => (1u16, a.octets().to_vec()),
+                    IpAddr::V6(a) => (2u16, a.octets().to_vec()),
+                };
+                opt.extend_from_slice(&8u16.to_be_bytes());
+                opt.extend_from_slice(&((4 + octets) as u16).to_be_bytes());
+                opt.extend_from_slice(&family.to_be_bytes());
+                opt.extend_from_slice(&[prefix, 0]);
+                opt.extend_from_slice(&bytes[..octets]);
+            }
+            m.extend_from_slice(&[0, 0, 41]);
+            m.extend_from_slice(&size.to_be_bytes());
+            m.extend_from_slice(&[0, 0, 0, 0]);
+            m.extend_from_slice(&(opt.len() as u16).to_be_bytes());
+            m.extend_from_slice(&opt);
+        }
+        m
+    }
+
+    /// Every quick answer is byte for byte the answer `resolve` and the full encoder give.
+    #[test]
+    fn quick_answers_are_the_resolved_answers() {
+        let subnets: Vec<Option<(IpAddr, u8)>> = vec![
+            None,
+            Some(("81.2.69.0".parse().unwrap(), 24)),
+            Some(("103.6.148.0".parse().unwrap(), 22)),
+            Some(("5.9.0.0".parse().unwrap(), 16)),
+            Some(("10.42.7.0".parse().unwrap(), 24)),
+            Some(("192.168.1.0".parse().unwrap(), 24)),
+            Some(("8.8.8.8".parse().unwrap(), 32)),
+            Some(("2a01:4f8::".parse().unwrap(), 32)),
+            Some(("0.0.0.0".parse().unwrap(), 0)),
+        ];
+        let names = [
+            ("app.geo.example.", 1),
+            ("APP.Geo.example.", 28),
+            ("app.geo.example.", 255),
+            ("app.geo.example.", 16),
+            ("nope.geo.example.", 1),
+            ("deep.nope.geo.example.", 28),
+            ("ent.geo.example.", 1),
+            ("geo.example.", 6),
+            ("Geo.Example.", 2),
+            ("static.geo.example.", 1),
+            ("www.geo.example.", 1),
+            ("other.example.", 1),
+        ];
+        let (mut quick, mut total) = (0, 0);
+        for inputs in [Inputs::default(), Inputs { sites_down: [0, 1, 2].into(), ..Inputs::default() }] {
+            let table = example(&inputs);
+            for (name, qtype) in names {
+                for subnet in &subnets {
+                    for size in [None, Some(1232), Some(512)] {
+                        let subnet = if size.is_some() { *subnet } else { None };
+                        let packet = query(name, qtype, size, subnet);
+                        let q = crate::dns::query::parse(&packet).unwrap();
+                        for src in ["127.0.0.1", "81.2.69.1", "::1"] {
+                            let src: IpAddr = src.parse().unwrap();
+                            let (mut a, mut b) = (Vec::new(), Vec::new());
+                            let fa = answer_with(&table, &q, src, &mut a, true);
+                            let fb = answer_with(&table, &q, src, &mut b, false);
+                            assert!(matches!((&fa, &fb), (Fast::Answered(_), Fast::Answered(_))));
+                            assert_eq!(a, b, "{name} {qtype} {subnet:?} {size:?} from {src}");
+                            total += 1;
+                            let client = subnet.filter(|s| s.1 > 0).map_or(src, |s| s.0);
+                            let rtype = RType::from_code(qtype);
+                            let ecs_source = subnet.map(|s| s.1);
+                            if table.quick_geo(q.name.as_str(), rtype, client, ecs_source).is_some()
+                                || table.quick_negative(q.name.as_str(), rtype).is_some()
+                            {
+                                quick += 1;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert!(quick * 3 > total, "the quick paths are taken ({quick} of {total})");
+    }
 }

@@ -12,7 +12,7 @@ mod table;
 
 pub use placement::{ClientNetworks, PlacedBy, Placement, max_len, place};
 pub use rank::{RANKED, RankTable, RankTables, Ranked};
-pub use resolve::{Answer, Decision, Query, QuickGeo, RankedSite, Rcode, Rec, Rule};
+pub use resolve::{Answer, Decision, Query, QuickGeo, QuickNegative, RankedSite, Rcode, Rec, Rule};
 pub use table::{GeoRoute, GeoSite, Inputs, RoutingTable, build, build_with};
 
 #[cfg(test)]

@@ -314,6 +314,37 @@ impl RoutingTable {
         (whole || inside).then(|| self.networks.refine(client, ranked.prefix_len))
     }
 
+    /// The common answers that are the zone's SOA alone, without allocating: the apex SOA,
+    /// NXDOMAIN for a name the zone does not hold, NODATA at an empty non-terminal. `None` for
+    /// anything else ([`RoutingTable::resolve`] answers it, the same way).
+    pub fn quick_negative(&self, name: &str, rtype: RType) -> Option<QuickNegative<'_>> {
+        if rtype == RType::Transfer {
+            return None;
+        }
+        let zone = self.zones.iter().find(|z| in_zone(name, z.apex.as_str()))?;
+        let negative = |nxdomain| QuickNegative {
+            nxdomain,
+            answer: false,
+            apex: &zone.apex,
+            soa: &zone.soa,
+            ttl: zone.negative_ttl,
+        };
+        if name == zone.apex.as_str() {
+            return (rtype == RType::Soa).then_some(QuickNegative {
+                nxdomain: false,
+                answer: true,
+                apex: &zone.apex,
+                soa: &zone.soa,
+                ttl: zone.soa_ttl,
+            });
+        }
+        match zone.nodes.get(name) {
+            None => Some(negative(true)),
+            Some(Node::Empty) => Some(negative(false)),
+            Some(_) => None,
+        }
+    }
+
     /// The common geo answer, without allocating: an A or AAAA query for a geo name with no
     /// `max_answers`, from an IPv4 client that no client network holds, answered by the
     /// nearest healthy site within the name's precomputed rankings. `None` for anything else
@@ -339,6 +370,19 @@ impl RoutingTable {
         };
         Some(QuickGeo { route, site, scope })
     }
+}
+
+/// An answer that is the zone's SOA alone, found by [`RoutingTable::quick_negative`].
+#[derive(Clone, Copy)]
+pub struct QuickNegative<'t> {
+    /// NXDOMAIN (else NOERROR).
+    pub nxdomain: bool,
+    /// The SOA is the answer (an apex SOA query), else it goes in the authority section
+    /// (NXDOMAIN, NODATA).
+    pub answer: bool,
+    pub apex: &'t Name,
+    pub soa: &'t RData,
+    pub ttl: u32,
 }
 
 /// A geo answer found by [`RoutingTable::quick_geo`]: every address of `site` of the asked
