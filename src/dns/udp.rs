@@ -1,7 +1,9 @@
 //! The UDP server loop: one task per socket (several sockets share each address with
 //! SO_REUSEPORT, so the kernel spreads queries over the runtime's workers). Common queries take
 //! the fast path (zero-copy parse, direct encoding); everything else goes through hickory's full
-//! decoder and our [`Handler`], exactly as before.
+//! decoder and our [`Handler`], exactly as before. On Linux the loop reads up to 32 queries per
+//! `recvmmsg` and sends the fast path's answers with one `sendmmsg`; elsewhere it takes one
+//! datagram at a time.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -29,6 +31,15 @@ use crate::routing::Rcode;
 
 /// Serves one UDP socket until `shutdown` is cancelled.
 pub async fn serve(socket: UdpSocket, handler: Handler, rrl: Option<Arc<Rrl>>, shutdown: CancellationToken) {
+    #[cfg(target_os = "linux")]
+    batch::serve(socket, handler, rrl, shutdown).await;
+    #[cfg(not(target_os = "linux"))]
+    serve_one_at_a_time(socket, handler, rrl, shutdown).await;
+}
+
+/// The portable loop: one `recv_from` and one `send_to` per query.
+#[cfg(not(target_os = "linux"))]
+async fn serve_one_at_a_time(socket: UdpSocket, handler: Handler, rrl: Option<Arc<Rrl>>, shutdown: CancellationToken) {
     let socket = Arc::new(socket);
     let mut buf = vec![0u8; 65535];
     let mut out = Vec::with_capacity(super::MAX_UDP_PAYLOAD as usize);
@@ -58,14 +69,279 @@ pub async fn serve(socket: UdpSocket, handler: Handler, rrl: Option<Arc<Rrl>>, s
         let table = handler.table();
         match fast::answer(&table, &q, src.ip(), &mut out) {
             Fast::Answered(info) => {
+                m.duration.record(started.elapsed().as_secs_f64());
+                m.record(&info, &table);
+                m.flush();
+                drop(table);
                 send(&socket, rrl.as_deref(), &out, src).await;
-                m.record(&info, &table, started);
             }
             Fast::Slow => {
                 drop(table);
                 slow(&socket, &handler, rrl.as_deref(), packet, src).await;
             }
         }
+    }
+}
+
+/// The Linux loop: `recvmmsg` drains up to [`batch::BATCH`] queries per system call, the fast
+/// path answers them in turn, and one `sendmmsg` sends the answers. Queries for the full handler
+/// are answered (and sent) as they come, in between.
+#[cfg(target_os = "linux")]
+mod batch {
+    use std::io;
+    use std::mem::size_of;
+    use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+    use std::os::fd::{AsRawFd, RawFd};
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    use tokio::io::Interest;
+    use tokio::net::UdpSocket;
+    use tokio_util::sync::CancellationToken;
+    use tracing::debug;
+
+    use super::super::MAX_UDP_PAYLOAD;
+    use super::{Fast, Handler, Metrics, NotFast, ResponseKey, Rrl, Verdict, fast, query, rrl, slow};
+
+    /// Datagrams per `recvmmsg` / `sendmmsg` call.
+    pub const BATCH: usize = 32;
+
+    /// Receive room per datagram: more than the largest UDP payload (65,507 bytes over IPv4,
+    /// 65,527 over IPv6), so no query is cut short (`MSG_TRUNC` is still checked). Only the pages
+    /// datagrams land in are ever touched. The extra 64 bytes put the slots' first bytes in
+    /// different cache sets.
+    const SLOT: usize = 65536 + 64;
+
+    /// Serves one UDP socket until `shutdown` is cancelled.
+    pub async fn serve(socket: UdpSocket, handler: Handler, rrl: Option<Arc<Rrl>>, shutdown: CancellationToken) {
+        let socket = Arc::new(socket);
+        let fd = socket.as_raw_fd();
+        let rrl = rrl.as_deref();
+        let mut slots = Slots::new();
+        // Per slot: the source address and the fast path's response.
+        let mut srcs = [SocketAddr::from(([0, 0, 0, 0], 0)); BATCH];
+        let mut outs: Vec<Vec<u8>> = (0..BATCH).map(|_| Vec::with_capacity(MAX_UDP_PAYLOAD as usize)).collect();
+        // The slots whose response goes out in this batch's sendmmsg.
+        let mut ready: Vec<usize> = Vec::with_capacity(BATCH);
+        let mut m = Metrics::new();
+        loop {
+            // async_io waits for readability, takes a unit of the task's cooperative budget (so
+            // a socket that is never empty still lets the worker's other tasks and the shutdown
+            // branch run), and clears readiness when recvmmsg finds the socket empty.
+            let n = tokio::select! {
+                biased;
+                r = socket.async_io(Interest::READABLE, || slots.recv(fd)) => match r {
+                    Ok(n) => n,
+                    Err(error) => {
+                        // ICMP errors from earlier sends (ECONNREFUSED) surface here; keep going.
+                        debug!(%error, "UDP receive error");
+                        continue;
+                    }
+                },
+                _ = shutdown.cancelled() => return,
+            };
+            for i in 0..n {
+                let start = Instant::now();
+                let Some(src) = slots.source(i) else {
+                    debug!("UDP datagram without an IPv4 or IPv6 source address; dropped");
+                    continue;
+                };
+                if slots.truncated(i) {
+                    debug!(%src, "UDP datagram larger than the receive buffer; dropped");
+                    continue;
+                }
+                srcs[i] = src;
+                let packet = slots.packet(i);
+                let q = match query::parse(packet) {
+                    Ok(q) => q,
+                    Err(NotFast::Drop) => continue,
+                    Err(NotFast::Slow) => {
+                        slow(&socket, &handler, rrl, packet, src).await;
+                        continue;
+                    }
+                };
+                let table = handler.table();
+                match fast::answer(&table, &q, src.ip(), &mut outs[i]) {
+                    Fast::Answered(info) => {
+                        // Two clock reads per query: the duration (query to encoded response,
+                        // as the full handler measures it) and RRL's "now" share the second.
+                        let now = Instant::now();
+                        m.duration.record(now.duration_since(start).as_secs_f64());
+                        m.record(&info, &table);
+                        drop(table);
+                        let verdict =
+                            rrl.map_or(Verdict::Send, |r| r.check(src.ip(), ResponseKey::from_response(&outs[i]), now));
+                        match verdict {
+                            Verdict::Send => ready.push(i),
+                            Verdict::Slip => {
+                                if let Some(t) = rrl::truncated(&outs[i]) {
+                                    outs[i].clear();
+                                    outs[i].extend_from_slice(&t);
+                                    ready.push(i);
+                                }
+                            }
+                            Verdict::Drop => {}
+                        }
+                    }
+                    Fast::Slow => {
+                        drop(table);
+                        slow(&socket, &handler, rrl, packet, src).await;
+                    }
+                }
+            }
+            if !ready.is_empty() {
+                let sent = match socket.try_io(Interest::WRITABLE, || send(fd, &ready, &outs, &slots)) {
+                    Ok(sent) => sent,
+                    Err(error) => {
+                        if error.kind() != io::ErrorKind::WouldBlock {
+                            debug!(%error, "UDP sendmmsg error");
+                        }
+                        0
+                    }
+                };
+                // sendmmsg stops at a full socket buffer or at the first message that fails:
+                // the rest go one at a time, waiting for room, each error logged.
+                for &i in &ready[sent..] {
+                    if let Err(error) = socket.send_to(&outs[i], srcs[i]).await {
+                        debug!(%error, dst = %srcs[i], "UDP send error");
+                    }
+                }
+                ready.clear();
+            }
+            m.flush();
+        }
+    }
+
+    /// Receive buffers and source addresses for one batch, allocated once per socket task.
+    struct Slots {
+        /// `BATCH` slots of `SLOT` bytes.
+        bufs: Vec<u8>,
+        names: Vec<libc::sockaddr_storage>,
+        name_lens: [libc::socklen_t; BATCH],
+        lens: [usize; BATCH],
+        flags: [libc::c_int; BATCH],
+    }
+
+    impl Slots {
+        fn new() -> Self {
+            // SAFETY: sockaddr_storage is plain old data; all-zero is a valid value.
+            #[allow(unsafe_code)]
+            let empty: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+            Slots {
+                bufs: vec![0; BATCH * SLOT],
+                names: vec![empty; BATCH],
+                name_lens: [0; BATCH],
+                lens: [0; BATCH],
+                flags: [0; BATCH],
+            }
+        }
+
+        /// One non-blocking `recvmmsg`: how many datagrams it read into the slots (at least one),
+        /// or `WouldBlock` when there were none.
+        fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
+            let base = self.bufs.as_mut_ptr();
+            let mut iovs: [libc::iovec; BATCH] =
+                std::array::from_fn(|i| libc::iovec { iov_base: base.wrapping_add(i * SLOT).cast(), iov_len: SLOT });
+            // SAFETY: mmsghdr is plain old data; all-zero is a valid value (no name, no control).
+            #[allow(unsafe_code)]
+            let mut msgs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
+            for (i, (msg, iov)) in msgs.iter_mut().zip(iovs.iter_mut()).enumerate() {
+                msg.msg_hdr.msg_name = (&raw mut self.names[i]).cast();
+                msg.msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+                msg.msg_hdr.msg_iov = iov;
+                msg.msg_hdr.msg_iovlen = 1;
+            }
+            // SAFETY: every header points at its own iovec (a SLOT-byte slot inside `bufs`) and its
+            // own sockaddr_storage with the storage's size; all of them outlive the call and
+            // nothing else uses them during it. The count is the arrays' length.
+            #[allow(unsafe_code)]
+            let n = unsafe {
+                libc::recvmmsg(
+                    fd,
+                    msgs.as_mut_ptr(),
+                    BATCH as libc::c_uint,
+                    libc::MSG_DONTWAIT as _,
+                    std::ptr::null_mut(),
+                )
+            };
+            if n < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            let n = (n as usize).min(BATCH);
+            for (i, msg) in msgs.iter().enumerate().take(n) {
+                self.lens[i] = (msg.msg_len as usize).min(SLOT);
+                self.name_lens[i] = msg.msg_hdr.msg_namelen;
+                self.flags[i] = msg.msg_hdr.msg_flags;
+            }
+            Ok(n)
+        }
+
+        fn packet(&self, i: usize) -> &[u8] {
+            &self.bufs[i * SLOT..i * SLOT + self.lens[i]]
+        }
+
+        /// Whether the datagram was longer than its slot (and so was cut short).
+        fn truncated(&self, i: usize) -> bool {
+            self.flags[i] & libc::MSG_TRUNC != 0
+        }
+
+        /// The datagram's source, if the kernel gave a complete IPv4 or IPv6 address.
+        fn source(&self, i: usize) -> Option<SocketAddr> {
+            let storage = &self.names[i];
+            let len = self.name_lens[i] as usize;
+            match libc::c_int::from(storage.ss_family) {
+                libc::AF_INET if len >= size_of::<libc::sockaddr_in>() => {
+                    // SAFETY: the family is AF_INET and the kernel wrote a whole sockaddr_in;
+                    // sockaddr_storage is large enough and aligned for any socket address.
+                    #[allow(unsafe_code)]
+                    let a = unsafe { &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+                    let ip = Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr));
+                    Some(SocketAddr::V4(SocketAddrV4::new(ip, u16::from_be(a.sin_port))))
+                }
+                libc::AF_INET6 if len >= size_of::<libc::sockaddr_in6>() => {
+                    // SAFETY: as above, for AF_INET6 and sockaddr_in6.
+                    #[allow(unsafe_code)]
+                    let a = unsafe { &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+                    let ip = Ipv6Addr::from(a.sin6_addr.s6_addr);
+                    // As std converts it: flow info and scope ID as the kernel gives them.
+                    Some(SocketAddr::V6(SocketAddrV6::new(
+                        ip,
+                        u16::from_be(a.sin6_port),
+                        a.sin6_flowinfo,
+                        a.sin6_scope_id,
+                    )))
+                }
+                _ => None,
+            }
+        }
+    }
+
+    /// One non-blocking `sendmmsg` of `outs[i]` to slot `i`'s source, for each `i` in `ready`
+    /// (at most `BATCH`): how many were sent, in order from the first.
+    fn send(fd: RawFd, ready: &[usize], outs: &[Vec<u8>], slots: &Slots) -> io::Result<usize> {
+        let count = ready.len().min(BATCH);
+        let mut iovs: [libc::iovec; BATCH] =
+            std::array::from_fn(|_| libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 });
+        // SAFETY: mmsghdr is plain old data; all-zero is a valid value (no name, no control).
+        #[allow(unsafe_code)]
+        let mut msgs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
+        for ((msg, iov), &i) in msgs.iter_mut().zip(iovs.iter_mut()).zip(&ready[..count]) {
+            // sendmmsg only reads through these pointers; the types are just not const.
+            *iov = libc::iovec { iov_base: outs[i].as_ptr().cast_mut().cast(), iov_len: outs[i].len() };
+            msg.msg_hdr.msg_name = (&raw const slots.names[i]).cast_mut().cast();
+            msg.msg_hdr.msg_namelen = slots.name_lens[i];
+            msg.msg_hdr.msg_iov = iov;
+            msg.msg_hdr.msg_iovlen = 1;
+        }
+        // SAFETY: the first `count` headers each point at one iovec over a live response buffer
+        // and at the source address recvmmsg wrote, with the length it reported; the kernel only
+        // reads them (and writes msg_len). All of it outlives the call.
+        #[allow(unsafe_code)]
+        let n = unsafe { libc::sendmmsg(fd, msgs.as_mut_ptr(), count as libc::c_uint, libc::MSG_DONTWAIT as _) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok((n as usize).min(count))
     }
 }
 
@@ -86,14 +362,32 @@ async fn send(socket: &UdpSocket, rrl: Option<&Rrl>, response: &[u8], dst: Socke
     }
 }
 
-/// Metric handles registered once per socket task, so the per-query cost is an atomic add.
+/// Metric handles registered once per socket task. [`Metrics::record`] only counts in plain
+/// integers; [`Metrics::flush`] adds the counts to the shared counters once per batch.
 struct Metrics {
     queries: [Counter; 4],
     ecs_present: Counter,
     ecs_absent: Counter,
     scope: Histogram,
     duration: Histogram,
-    answers: HashMap<(Name, SiteId), Counter>,
+    /// Per geo name, the (site, index into `answer_counters`) pairs seen so far. Looked up by
+    /// reference: no clone of the shared name per query.
+    answers: HashMap<Name, Vec<(SiteId, usize)>>,
+    /// Bounded by the config's geo names x sites.
+    answer_counters: Vec<Counter>,
+    pending: Pending,
+}
+
+/// Counts since the last [`Metrics::flush`].
+#[derive(Default)]
+struct Pending {
+    queries: [u64; 4],
+    ecs_present: u64,
+    ecs_absent: u64,
+    /// Parallel to `answer_counters`.
+    answers: Vec<u64>,
+    /// Indexes of the nonzero `answers`.
+    touched: Vec<usize>,
 }
 
 impl Metrics {
@@ -106,39 +400,72 @@ impl Metrics {
             scope: histogram!(metrics::ECS_SCOPE),
             duration: histogram!(metrics::QUERY_DURATION),
             answers: HashMap::new(),
+            answer_counters: Vec::new(),
+            pending: Pending::default(),
         }
     }
 
-    fn record(&mut self, info: &fast::Answered, table: &crate::routing::RoutingTable, started: Instant) {
+    /// Counts one fast-path answer (the caller records its duration in `self.duration`).
+    fn record(&mut self, info: &fast::Answered<'_>, table: &crate::routing::RoutingTable) {
         let i = match info.rcode {
             Rcode::NoError => 0,
             Rcode::NxDomain => 1,
             Rcode::ServFail => 2,
             Rcode::Refused => 3,
         };
-        self.queries[i].increment(1);
+        self.pending.queries[i] += 1;
         if info.ecs {
-            self.ecs_present.increment(1);
+            self.pending.ecs_present += 1;
             if info.rcode != Rcode::Refused {
                 self.scope.record(f64::from(info.scope));
             }
         } else {
-            self.ecs_absent.increment(1);
+            self.pending.ecs_absent += 1;
         }
-        if let Some(d) = &info.answer.decision
-            && let Some(&site) = d.answered_from.first()
-        {
-            let key = (d.name.clone(), site);
-            if let Some(c) = self.answers.get(&key) {
-                c.increment(1);
-            } else if let Some(s) = table.sites().get(site) {
-                // Bounded by the config's geo names x sites.
-                let c = counter!(metrics::ANSWERS, "name" => d.name.to_string(), "site" => s.name.clone());
-                c.increment(1);
-                self.answers.insert(key, c);
+        if let Some((name, site)) = info.geo {
+            self.count_answer(name, site, table);
+        }
+    }
+
+    fn count_answer(&mut self, name: &Name, site: SiteId, table: &crate::routing::RoutingTable) {
+        let sites = match self.answers.get_mut(name) {
+            Some(sites) => sites,
+            None => self.answers.entry(name.clone()).or_default(),
+        };
+        let k = match sites.iter().find(|(s, _)| *s == site) {
+            Some(&(_, k)) => k,
+            None => {
+                let Some(s) = table.sites().get(site) else { return };
+                let k = self.answer_counters.len();
+                self.answer_counters
+                    .push(counter!(metrics::ANSWERS, "name" => name.to_string(), "site" => s.name.clone()));
+                self.pending.answers.push(0);
+                sites.push((site, k));
+                k
+            }
+        };
+        if self.pending.answers[k] == 0 {
+            self.pending.touched.push(k);
+        }
+        self.pending.answers[k] += 1;
+    }
+
+    /// Adds the counts since the last flush to the shared counters.
+    fn flush(&mut self) {
+        let p = &mut self.pending;
+        for (counter, n) in self.queries.iter().zip(&mut p.queries) {
+            if *n > 0 {
+                counter.increment(std::mem::take(n));
             }
         }
-        self.duration.record(started.elapsed().as_secs_f64());
+        for (counter, n) in [(&self.ecs_present, &mut p.ecs_present), (&self.ecs_absent, &mut p.ecs_absent)] {
+            if *n > 0 {
+                counter.increment(std::mem::take(n));
+            }
+        }
+        for k in p.touched.drain(..) {
+            self.answer_counters[k].increment(std::mem::take(&mut p.answers[k]));
+        }
     }
 }
 

@@ -1,0 +1,111 @@
+//! The UDP loop under a burst: 200 distinct queries sent from one socket without waiting, so the
+//! server reads them in batches (recvmmsg on Linux); every one is answered exactly once, with its
+//! own ID and question. Over IPv4 and IPv6 loopback; fast-path and full-handler queries mixed.
+
+mod common;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::server::{start, test_config, v4, v6};
+use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::{DNSClass, Name, RecordType};
+use socket2::{Domain, Socket, Type};
+use tokio::net::UdpSocket;
+
+const BURST: u16 = 200;
+const DEADLINE: Duration = Duration::from_secs(10);
+
+/// Query `i` of the burst: ID 1000 + i, one of several names and types; every seventh is CHAOS
+/// class (the full handler's path, answered in between the batch's fast-path answers).
+fn burst_query(i: u16) -> Message {
+    let (name, rtype) = match i % 5 {
+        0 => (format!("nx{i}.geo.example."), RecordType::A),
+        1 => ("static.geo.example.".to_owned(), RecordType::A),
+        2 => ("v6.geo.example.".to_owned(), RecordType::AAAA),
+        _ => ("app.geo.example.".to_owned(), RecordType::A),
+    };
+    let mut q = Query::query(Name::from_ascii(&name).unwrap(), rtype);
+    if i.is_multiple_of(7) {
+        q.set_query_class(DNSClass::CH);
+    }
+    let mut m = Message::new(1000 + i, MessageType::Query, OpCode::Query);
+    m.add_query(q);
+    m
+}
+
+/// A client socket with a receive buffer large enough to hold the whole burst's answers.
+fn client(server: SocketAddr) -> UdpSocket {
+    let bind: SocketAddr = if server.is_ipv4() { "127.0.0.1:0" } else { "[::1]:0" }.parse().unwrap();
+    let socket = Socket::new(Domain::for_address(bind), Type::DGRAM, None).unwrap();
+    socket.set_recv_buffer_size(4 << 20).unwrap();
+    socket.set_nonblocking(true).unwrap();
+    socket.bind(&bind.into()).unwrap();
+    UdpSocket::from_std(socket.into()).unwrap()
+}
+
+async fn burst(server: SocketAddr) {
+    let socket = client(server);
+    let queries: HashMap<u16, Message> = (0..BURST).map(|i| (1000 + i, burst_query(i))).collect();
+    for i in 0..BURST {
+        socket.send_to(&queries[&(1000 + i)].to_vec().unwrap(), server).await.unwrap();
+    }
+    let mut answered: HashMap<u16, usize> = HashMap::new();
+    let mut buf = vec![0u8; 65535];
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while answered.len() < usize::from(BURST) {
+        let (n, from) = tokio::time::timeout_at(deadline, socket.recv_from(&mut buf))
+            .await
+            .unwrap_or_else(|_| panic!("{server}: only {} of {BURST} queries answered in time", answered.len()))
+            .unwrap();
+        assert_eq!(from, server);
+        let reply = Message::from_vec(&buf[..n]).expect("the answer decodes");
+        let id = reply.metadata.id;
+        let query = queries.get(&id).unwrap_or_else(|| panic!("{server}: answer with unknown ID {id}"));
+        assert_eq!(reply.metadata.message_type, MessageType::Response);
+        assert_eq!(reply.queries, query.queries, "{server}: ID {id} answers its own question");
+        let name = query.queries[0].name().to_ascii();
+        let want = if query.queries[0].query_class() == DNSClass::CH {
+            None
+        } else if name.starts_with("nx") {
+            Some(ResponseCode::NXDomain)
+        } else {
+            Some(ResponseCode::NoError)
+        };
+        if let Some(want) = want {
+            assert_eq!(reply.metadata.response_code, want, "{server}: {name}");
+            assert_eq!(reply.answers.is_empty(), want == ResponseCode::NXDomain, "{server}: {name}");
+        }
+        *answered.entry(id).or_default() += 1;
+    }
+    // Nothing more arrives: no query was answered twice.
+    if let Ok(r) = tokio::time::timeout(Duration::from_millis(300), socket.recv_from(&mut buf)).await {
+        let (n, _) = r.unwrap();
+        let id = Message::from_vec(&buf[..n]).map(|m| m.metadata.id);
+        panic!("{server}: an extra datagram after all {BURST} answers (ID {id:?})");
+    }
+    assert!(answered.values().all(|&n| n == 1));
+}
+
+async fn server() -> (tempfile::TempDir, geodns::app::Running) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("city.mmdb");
+    common::mmdb::write_city_db(&db, &[("81.2.69.0/24", 51.5, -0.1, "GB")]);
+    let running = start(&test_config(&db), dir.path()).await;
+    (dir, running)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_over_ipv4_is_answered_once_per_query() {
+    let (_dir, s) = server().await;
+    burst(v4(&s)).await;
+    // And again: the loop is still serving after a burst.
+    burst(v4(&s)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_over_ipv6_is_answered_once_per_query() {
+    let (_dir, s) = server().await;
+    burst(v6(&s)).await;
+}
