@@ -23,6 +23,10 @@ use crate::model::{Location, Locator, SiteId, UnitVector};
 /// them down or without addresses) the per-query decision takes over.
 pub const RANKED: usize = 8;
 
+/// A lookup's first step indexes the ranges by the address's first `JUMP_BITS` bits (a table of
+/// 4 << JUMP_BITS bytes), then searches only that block's ranges.
+const JUMP_BITS: u32 = 18;
+
 /// Filler after the last ranked site of a name with fewer than `RANKED` sites.
 const NONE: u8 = u8::MAX;
 
@@ -38,7 +42,8 @@ pub struct RankTable {
     ranges: Vec<u64>,
     /// Rankings: positions in the name's site list, nearest first, `NONE` after the last site.
     orders: Vec<[u8; RANKED]>,
-    /// `jump[h]`: the range holding address `h << 16` (so a lookup searches one /16's ranges).
+    /// `jump[h]`: the range holding address `h << (32 - JUMP_BITS)` (so a lookup searches the
+    /// ranges of one block).
     jump: Vec<u32>,
 }
 
@@ -104,10 +109,10 @@ impl RankTable {
         }
         ranges.shrink_to_fit();
         orders.shrink_to_fit();
-        let mut jump = Vec::with_capacity(1 << 16);
+        let mut jump = Vec::with_capacity(1 << JUMP_BITS);
         let mut i = 0;
-        for h in 0..(1u64 << 16) {
-            let at = h << 16;
+        for h in 0..(1u64 << JUMP_BITS) {
+            let at = h << (32 - JUMP_BITS);
             while i + 1 < ranges.len() && ranges[i + 1] >> 32 <= at {
                 i += 1;
             }
@@ -118,7 +123,7 @@ impl RankTable {
 
     /// The ranking of `addr` and the widest prefix around it ranked the same.
     pub fn lookup(&self, addr: u32) -> Ranked<'_> {
-        let h = (addr >> 16) as usize;
+        let h = (addr >> (32 - JUMP_BITS)) as usize;
         let lo = self.jump[h] as usize;
         let hi = self.jump.get(h + 1).map_or(self.ranges.len(), |&j| j as usize + 1);
         let i = lo + self.ranges[lo..hi].partition_point(|&r| (r >> 32) as u32 <= addr) - 1;
@@ -140,16 +145,14 @@ impl RankTable {
     }
 }
 
-/// The shortest prefix length whose block around `addr` lies within `first..=last`.
+/// The shortest prefix length whose block around `addr` lies within `first..=last` (`addr`
+/// is inside it). The block of length `len` starts at or after `first` exactly when `addr` and
+/// `first - 1` differ within the first `len` bits, and ends at or before `last` exactly when
+/// `addr` and `last + 1` do.
 fn widest_prefix(addr: u32, first: u32, last: u32) -> u8 {
-    for len in 0..32u32 {
-        let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
-        let lo = addr & mask;
-        if lo >= first && (lo | !mask) <= last {
-            return len as u8;
-        }
-    }
-    32
+    let from_below = if first == 0 { 0 } else { (addr ^ (first - 1)).leading_zeros() + 1 };
+    let from_above = if last == u32::MAX { 0 } else { (addr ^ (last + 1)).leading_zeros() + 1 };
+    from_below.max(from_above) as u8
 }
 
 /// A table being built (or built, or not to be built) for one site set.

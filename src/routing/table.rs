@@ -51,7 +51,9 @@ pub(super) struct Zone {
     pub negative_ttl: u32,
     pub ns: Vec<RData>,
     pub ttl: u32,
-    pub nodes: HashMap<Name, Node>,
+    /// Looked up on every query: hashed with foldhash (several times faster than the default
+    /// SipHash on short names, still seeded per map).
+    pub nodes: HashMap<Name, Node, foldhash::fast::RandomState>,
 }
 
 pub(super) enum Node {
@@ -161,7 +163,7 @@ pub fn build_with(
         .zones
         .iter()
         .map(|zc| {
-            let mut nodes = HashMap::new();
+            let mut nodes = HashMap::with_hasher(foldhash::fast::RandomState::default());
             for node in &zc.records {
                 let mut rdata = node.rdata.clone();
                 rdata.sort_by_key(RData::rtype);
