@@ -381,7 +381,7 @@ struct Metrics {
     duration: Histogram,
     /// Per geo name, the (site, index into `answer_counters`) pairs seen so far. Looked up by
     /// reference: no clone of the shared name per query.
-    answers: HashMap<Name, Vec<(SiteId, usize)>>,
+    answers: HashMap<Name, Vec<(SiteId, usize)>, foldhash::fast::RandomState>,
     /// Bounded by the config's geo names x sites.
     answer_counters: Vec<Counter>,
     pending: Pending,
@@ -415,7 +415,7 @@ impl Metrics {
             ecs_absent: counter!(metrics::QUERIES_ECS, "ecs" => "absent"),
             scope: histogram!(metrics::ECS_SCOPE),
             duration: histogram!(metrics::QUERY_DURATION),
-            answers: HashMap::new(),
+            answers: HashMap::default(),
             answer_counters: Vec::new(),
             pending: Pending::default(),
             sample: 0,

@@ -16,6 +16,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
+use zerocopy::{FromBytes, IntoBytes};
+
 use crate::model::{Location, Locator, SiteId, UnitVector};
 
 /// How many of the nearest sites a table keeps per range. A name with more sites is answered
@@ -39,12 +41,43 @@ pub struct RankTable {
     /// Each range as its first address (high 32 bits; ascending, the first is 0) and its
     /// ranking (low 32 bits, an index into `orders`): one word, so a lookup reads one cache
     /// line for both.
-    ranges: Vec<u64>,
+    ranges: Huge<u64>,
     /// Rankings: positions in the name's site list, nearest first, `NONE` after the last site.
     orders: Vec<[u8; RANKED]>,
     /// `jump[h]`: the range holding address `h << (32 - JUMP_BITS)` (so a lookup searches the
     /// ranges of one block).
-    jump: Vec<u32>,
+    jump: Huge<u32>,
+}
+
+/// Words in memory asked to be backed by transparent huge pages. A lookup touches two random
+/// places of a few MB; the kernel's network stack, run between two queries, evicts the page
+/// table entries of 4 KiB pages, so each lookup would also pay for page walks.
+struct Huge<T> {
+    map: memmap2::MmapMut,
+    /// Where the words start in `map` (a huge page boundary, when the mapping allows).
+    offset: usize,
+    len: usize,
+    _words: std::marker::PhantomData<T>,
+}
+
+/// Transparent huge page size on x86-64 and arm64 (4 KiB base pages).
+const HUGE_PAGE: usize = 2 << 20;
+
+impl<T: zerocopy::FromBytes + zerocopy::IntoBytes + zerocopy::Immutable> Huge<T> {
+    fn new(words: &[T]) -> Option<Self> {
+        let bytes = std::mem::size_of_val(words);
+        let mut map = memmap2::MmapMut::map_anon(bytes + HUGE_PAGE).ok()?;
+        let offset = (HUGE_PAGE - map.as_ptr() as usize % HUGE_PAGE) % HUGE_PAGE;
+        // Only advice: without huge pages (disabled, or none free) the words work the same.
+        let _ = map.advise(memmap2::Advice::HugePage);
+        map[offset..offset + bytes].copy_from_slice(words.as_bytes());
+        Some(Huge { map, offset, len: words.len(), _words: std::marker::PhantomData })
+    }
+
+    fn get(&self) -> &[T] {
+        let bytes = &self.map[self.offset..self.offset + self.len * std::mem::size_of::<T>()];
+        <[T]>::ref_from_bytes(bytes).expect("the offset is a multiple of the word size")
+    }
 }
 
 /// A client's ranking from a [`RankTable`].
@@ -107,7 +140,6 @@ impl RankTable {
         if !complete || ranges.first().map(|&r| r >> 32) != Some(0) || sites.len() > usize::from(NONE) {
             return None;
         }
-        ranges.shrink_to_fit();
         orders.shrink_to_fit();
         let mut jump = Vec::with_capacity(1 << JUMP_BITS);
         let mut i = 0;
@@ -118,30 +150,31 @@ impl RankTable {
             }
             jump.push(i as u32);
         }
-        Some(RankTable { ranges, orders, jump })
+        Some(RankTable { ranges: Huge::new(&ranges)?, orders, jump: Huge::new(&jump)? })
     }
 
     /// The ranking of `addr` and the widest prefix around it ranked the same.
     pub fn lookup(&self, addr: u32) -> Ranked<'_> {
+        let (jump, ranges) = (self.jump.get(), self.ranges.get());
         let h = (addr >> (32 - JUMP_BITS)) as usize;
-        let lo = self.jump[h] as usize;
-        let hi = self.jump.get(h + 1).map_or(self.ranges.len(), |&j| j as usize + 1);
-        let i = lo + self.ranges[lo..hi].partition_point(|&r| (r >> 32) as u32 <= addr) - 1;
-        let first = (self.ranges[i] >> 32) as u32;
-        let last = self.ranges.get(i + 1).map_or(u32::MAX, |&r| (r >> 32) as u32 - 1);
-        let order = &self.orders[self.ranges[i] as u32 as usize];
+        let lo = jump[h] as usize;
+        let hi = jump.get(h + 1).map_or(ranges.len(), |&j| j as usize + 1);
+        let i = lo + ranges[lo..hi].partition_point(|&r| (r >> 32) as u32 <= addr) - 1;
+        let first = (ranges[i] >> 32) as u32;
+        let last = ranges.get(i + 1).map_or(u32::MAX, |&r| (r >> 32) as u32 - 1);
+        let order = &self.orders[ranges[i] as u32 as usize];
         let len = order.iter().position(|&p| p == NONE).unwrap_or(RANKED);
         Ranked { order: &order[..len], prefix_len: widest_prefix(addr, first, last) }
     }
 
     /// Number of ranges (for memory estimates and tests).
     pub fn ranges(&self) -> usize {
-        self.ranges.len()
+        self.ranges.len
     }
 
     /// Bytes held.
     pub fn heap_bytes(&self) -> usize {
-        self.ranges.capacity() * 8 + self.orders.capacity() * RANKED + self.jump.capacity() * 4
+        self.ranges.len * 8 + self.orders.capacity() * RANKED + self.jump.len * 4
     }
 }
 
