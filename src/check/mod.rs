@@ -214,7 +214,8 @@ async fn run_live_cases(
                 if case.expect.rule.is_some() {
                     // A live server does not say why; the rule is the one the config gives.
                     observed.rule = loaded.map(|l| {
-                        let (_, e) = explain(&l.build_settled(&Inputs::default(), 0), &case.name, case.rtype, case.client);
+                        let (_, e) =
+                            explain(&l.build_settled(&Inputs::default(), 0), &case.name, case.rtype, case.client);
                         e.rule
                     });
                 }
