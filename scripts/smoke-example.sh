@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 cargo build --release --locked
-bin=target/release/geodns
+bin=${CARGO_TARGET_DIR:-target}/release/geodns
 log=$(mktemp)
 "$bin" serve --config config/example.yaml >"$log" 2>&1 &
 pid=$!
