@@ -7,6 +7,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 
+use smallvec::SmallVec;
+
 use crate::config::{AllDown, ClientNetwork, Config, GeoNameConfig, SiteConfig};
 use crate::model::{Discovered, Locator, Name, RData, RType, SiteId, UnitVector};
 
@@ -91,11 +93,14 @@ impl GeoRoute {
     }
 }
 
+/// One site of a geo name. Its addresses are kept inline (up to 4 IPv4 and 1 IPv6, in the space
+/// a heap pointer would take; more spill to the heap): a build allocates nothing per site, and
+/// an answer reads them from the name's site list without following another pointer.
 pub struct GeoSite {
     pub site: SiteId,
     pub up: bool,
-    pub v4: Vec<Ipv4Addr>,
-    pub v6: Vec<Ipv6Addr>,
+    pub v4: SmallVec<[Ipv4Addr; 4]>,
+    pub v6: SmallVec<[Ipv6Addr; 1]>,
 }
 
 impl RoutingTable {
@@ -159,6 +164,11 @@ pub fn build_with(
     for d in &inputs.discovered {
         discovered.entry(&d.name).or_default().push(d);
     }
+    let health = Health::new(inputs, config.sites.len());
+    // Names share a few site lists: each list's rank slot is asked for once per build (its
+    // locations and site names are copied only then).
+    let mut slots: HashMap<Vec<SiteId>, Option<Arc<RankSlot>>, foldhash::fast::RandomState> = HashMap::default();
+    let mut ids: Vec<SiteId> = Vec::new();
     let mut zones: Vec<Zone> = config
         .zones
         .iter()
@@ -171,27 +181,36 @@ pub fn build_with(
             }
             for g in &zc.geo {
                 let found = discovered.get(&g.name).map_or(&[][..], Vec::as_slice);
-                let mut route = geo_route(g, inputs, found);
+                let mut route = geo_route(g, &health, found);
                 if let Some(ranks) = ranks {
-                    let ids: Vec<SiteId> = route.sites.iter().map(|s| s.site).collect();
-                    let locations: Vec<(UnitVector, String)> = ids
-                        .iter()
-                        .map(|&id| (config.sites[id].location.unit(), config.sites[id].name.clone()))
-                        .collect();
-                    route.rank = ranks.slot(&ids, &locations);
+                    ids.clear();
+                    ids.extend(route.sites.iter().map(|s| s.site));
+                    route.rank = match slots.get(ids.as_slice()) {
+                        Some(slot) => slot.clone(),
+                        None => {
+                            let locations: Vec<(UnitVector, String)> = ids
+                                .iter()
+                                .map(|&id| (config.sites[id].location.unit(), config.sites[id].name.clone()))
+                                .collect();
+                            let slot = ranks.slot(&ids, &locations);
+                            slots.insert(ids.clone(), slot.clone());
+                            slot
+                        }
+                    };
                 }
                 nodes.insert(g.name.clone(), Node::Geo(route));
             }
             // Every ancestor between a node and the apex exists, empty unless it has records.
+            // A walk stops at a name already there: its own ancestors are (or will be) walked.
             let names: Vec<Name> = nodes.keys().cloned().collect();
             for name in names {
                 let mut cur = name.parent();
                 while let Some(p) = cur {
-                    if p == zc.apex || !p.is_in(&zc.apex) {
+                    if p == zc.apex || !p.is_in(&zc.apex) || nodes.contains_key(&p) {
                         break;
                     }
-                    nodes.entry(p.clone()).or_insert(Node::Empty);
                     cur = p.parent();
+                    nodes.insert(p, Node::Empty);
                 }
             }
             Zone {
@@ -205,7 +224,7 @@ pub fn build_with(
             }
         })
         .collect();
-    zones.sort_by(|a, b| b.apex.label_count().cmp(&a.apex.label_count()));
+    zones.sort_by_key(|z| std::cmp::Reverse(z.apex.label_count()));
     RoutingTable {
         generation,
         zones,
@@ -250,45 +269,59 @@ fn merge_sites(g: &GeoNameConfig, found: &[&Discovered]) -> Vec<SiteAddrs> {
     sites
 }
 
-fn geo_route(g: &GeoNameConfig, inputs: &Inputs, found: &[&Discovered]) -> GeoRoute {
-    let sites: Vec<GeoSite> = merge_sites(g, found)
-        .into_iter()
-        .map(|SiteAddrs { site, addrs, ready }| {
-            let endpoint_up = |ip: &&IpAddr| match &g.health_check {
-                Some(check) => !inputs.endpoint_down.contains(&(check.clone(), **ip)),
-                None => true,
-            };
-            let forced_up = inputs.sites_up.contains(&site) && !inputs.sites_down.contains(&site);
-            let live: Vec<&IpAddr> =
-                if forced_up { addrs.iter().collect() } else { addrs.iter().filter(endpoint_up).collect() };
-            // A site is down when none of its endpoints is up, when discovery says it has no
-            // ready endpoint, or when an operator drained it. A down site keeps all its
-            // addresses, for the `all_down` policies that answer with down sites.
-            let up = forced_up
-                || (!inputs.sites_down.contains(&site)
-                    && ready != Some(false)
-                    && (addrs.is_empty() || !live.is_empty()));
-            let answer: Vec<&IpAddr> = if live.is_empty() { addrs.iter().collect() } else { live };
-            GeoSite {
-                site,
-                up,
-                v4: answer
-                    .iter()
-                    .filter_map(|a| match a {
-                        IpAddr::V4(v4) => Some(*v4),
-                        IpAddr::V6(_) => None,
-                    })
-                    .collect(),
-                v6: answer
-                    .iter()
-                    .filter_map(|a| match a {
-                        IpAddr::V6(v6) => Some(*v6),
-                        IpAddr::V4(_) => None,
-                    })
-                    .collect(),
+/// The run-time inputs arranged for a build: endpoints down by check, so a lookup hashes one
+/// address (no key to allocate per address; a build looks up every address), and the operator's
+/// forcing by site id (a build asks for every site of every name).
+struct Health<'a> {
+    down: HashMap<&'a str, HashSet<IpAddr, foldhash::fast::RandomState>, foldhash::fast::RandomState>,
+    /// By SiteId: (forced up and not forced down, forced down).
+    forced: Vec<(bool, bool)>,
+}
+
+impl<'a> Health<'a> {
+    fn new(inputs: &'a Inputs, sites: usize) -> Self {
+        let mut down: HashMap<&str, HashSet<IpAddr, _>, _> = HashMap::default();
+        for (check, addr) in &inputs.endpoint_down {
+            down.entry(check.as_str()).or_default().insert(*addr);
+        }
+        let forced = (0..sites)
+            .map(|id| {
+                let forced_down = inputs.sites_down.contains(&id);
+                (inputs.sites_up.contains(&id) && !forced_down, forced_down)
+            })
+            .collect();
+        Health { down, forced }
+    }
+}
+
+fn geo_route(g: &GeoNameConfig, health: &Health<'_>, found: &[&Discovered]) -> GeoRoute {
+    let down = g.health_check.as_deref().and_then(|check| health.down.get(check)).filter(|d| !d.is_empty());
+    let endpoint_up = |ip: &IpAddr| down.is_none_or(|d| !d.contains(ip));
+    let site = |site: SiteId, addrs: &[IpAddr], ready: Option<bool>| {
+        let (forced_up, forced_down) = health.forced.get(site).copied().unwrap_or_default();
+        let live =
+            if forced_up || down.is_none() { addrs.len() } else { addrs.iter().filter(|a| endpoint_up(a)).count() };
+        // A site is down when none of its endpoints is up, when discovery says it has no
+        // ready endpoint, or when an operator drained it. A down site keeps all its
+        // addresses, for the `all_down` policies that answer with down sites.
+        let up = forced_up || (!forced_down && ready != Some(false) && (addrs.is_empty() || live > 0));
+        // Every address answers when all or none are live (no second lookup).
+        let every = live == 0 || live == addrs.len();
+        let (mut v4, mut v6) = (SmallVec::new(), SmallVec::new());
+        for a in addrs.iter().filter(|a| every || endpoint_up(a)) {
+            match a {
+                IpAddr::V4(a) => v4.push(*a),
+                IpAddr::V6(a) => v6.push(*a),
             }
-        })
-        .collect();
+        }
+        GeoSite { site, up, v4, v6 }
+    };
+    // Nothing discovered for this name (the common case): the config's addresses as they are.
+    let sites: Vec<GeoSite> = if found.is_empty() {
+        g.sites.iter().map(|(id, addrs)| site(*id, addrs, None)).collect()
+    } else {
+        merge_sites(g, found).iter().map(|s| site(s.site, &s.addrs, s.ready)).collect()
+    };
     let any_down = sites.iter().any(|s| !s.up);
     GeoRoute {
         name: g.name.clone(),
@@ -302,6 +335,9 @@ fn geo_route(g: &GeoNameConfig, inputs: &Inputs, found: &[&Discovered]) -> GeoRo
 }
 
 /// The type order used for ANY and for listing a node's RRsets.
-pub(super) fn rrset<'a>(rdata: &'a [RData], rtype: RType) -> impl Iterator<Item = &'a RData> {
+pub(super) fn rrset(rdata: &[RData], rtype: RType) -> impl Iterator<Item = &RData> {
     rdata.iter().filter(move |r| r.rtype() == rtype)
 }
+
+// Inline address lists take no more room than a heap pointer, length and capacity would.
+const _: () = assert!(size_of::<SmallVec<[Ipv4Addr; 4]>>() == 24 && size_of::<SmallVec<[Ipv6Addr; 1]>>() == 24);
