@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use super::build_thread::BuildThread;
 use super::{AppError, Loaded, status};
 use crate::admin::{ReloadStatus, Status};
 use crate::config::{self, AdminState, Forced};
@@ -72,7 +73,9 @@ pub(super) struct Builder {
     pub table: Arc<ArcSwap<RoutingTable>>,
     pub status: watch::Receiver<Arc<Status>>,
     status_tx: watch::Sender<Arc<Status>>,
-    pub(super) loaded: Loaded,
+    pub(super) loaded: Arc<Loaded>,
+    /// Where tables are built and old ones freed, off the runtime and at a lower priority.
+    build: BuildThread,
     pub(super) config_path: Option<PathBuf>,
     pub(super) loaded_at: SystemTime,
     probes: Probes,
@@ -132,6 +135,7 @@ impl Builder {
     ) -> Result<Builder, AppError> {
         let probes = start_probes(targets(&loaded), &shutdown)?;
         let kube = start_kube(&loaded, &shutdown);
+        let build = BuildThread::start().map_err(AppError::BuildThread)?;
         let first = loaded.build(&Inputs::default(), 1);
         let table = Arc::new(ArcSwap::from_pointee(first));
         let (status_tx, status) = watch::channel(Arc::new(Status::default()));
@@ -140,7 +144,8 @@ impl Builder {
             table,
             status,
             status_tx,
-            loaded,
+            loaded: Arc::new(loaded),
+            build,
             config_path,
             loaded_at: now,
             probes,
@@ -156,7 +161,9 @@ impl Builder {
         };
         b.update_watched();
         b.read_admin_state();
-        b.publish();
+        let (inputs, generation, started) = (b.inputs(), b.generation + 1, Instant::now());
+        let built = b.loaded.build(&inputs, generation);
+        b.install(Some(built), generation, started);
         Ok(b)
     }
 
@@ -174,14 +181,14 @@ impl Builder {
                         health_open = false;
                         continue;
                     }
-                    self.publish();
+                    self.publish().await;
                 }
                 changed = kube_changed(&mut self.kube), if kube_open => {
                     if changed.is_err() {
                         kube_open = false;
                         continue;
                     }
-                    self.publish();
+                    self.publish().await;
                 }
                 event = events.recv() => match event {
                     Some(Event::Reload(why)) => {
@@ -189,11 +196,11 @@ impl Builder {
                             health_open = true;
                             kube_open = self.kube.is_some();
                         }
-                        self.publish();
+                        self.publish().await;
                     }
                     Some(Event::AdminState) => {
                         self.read_admin_state();
-                        self.publish();
+                        self.publish().await;
                     }
                     Some(Event::Draining) => {
                         self.draining = true;
@@ -231,21 +238,29 @@ impl Builder {
         }
     }
 
-    /// Builds and publishes a new table, then the status.
-    fn publish(&mut self) {
+    /// Builds a new table on the build thread and publishes it, then the status.
+    async fn publish(&mut self) {
         let started = Instant::now();
         let inputs = self.inputs();
         let generation = self.generation + 1;
+        let loaded = self.loaded.clone();
         // Building is pure and validated inputs cannot fail it; should a bug panic anyway, the
         // last good table keeps serving.
-        let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.loaded.build(&inputs, generation)));
-        let Ok(table) = built else {
+        let built = self.build.run(move || loaded.build(&inputs, generation)).await.ok();
+        self.install(built, generation, started);
+    }
+
+    /// Publishes a built table (the old one is freed on the build thread), then the status;
+    /// `None` is a build that panicked.
+    fn install(&mut self, built: Option<RoutingTable>, generation: u64, started: Instant) {
+        let Some(table) = built else {
             counter!(metrics::REBUILDS, "result" => "failed").increment(1);
             warn!(generation, "building the routing table failed; the previous table keeps serving");
             return;
         };
         self.generation = generation;
-        self.table.store(Arc::new(table));
+        let old = self.table.swap(Arc::new(table));
+        self.build.drop_later(old);
         self.built_at = SystemTime::now();
         let took = started.elapsed();
         histogram!(metrics::BUILD_DURATION).record(took.as_secs_f64());
@@ -326,7 +341,7 @@ impl Builder {
                     }
                     restarted = true;
                 }
-                self.loaded = loaded;
+                self.loaded = Arc::new(loaded);
                 self.loaded_at = SystemTime::now();
                 self.update_watched();
                 self.read_admin_state();

@@ -4,6 +4,7 @@
 //!
 //! `check` uses the same [`load`] and [`Loaded::build`], and stops before binding.
 
+mod build_thread;
 mod builder;
 mod status;
 mod watch;
@@ -27,6 +28,7 @@ use crate::model::{Locator, NoLocator};
 use crate::routing::{self, Inputs, RankTables, RoutingTable};
 use crate::sources::health;
 
+pub use build_thread::BuildThread;
 pub use builder::Event;
 
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +49,8 @@ pub enum AppError {
     AdminListen { addr: SocketAddr, source: io::Error },
     #[error("cannot start health probes: {0}")]
     Health(#[from] health::ClientError),
+    #[error("cannot start the table build thread: {0}")]
+    BuildThread(io::Error),
     #[error("cannot wait for signals: {0}")]
     Signals(io::Error),
 }
