@@ -9,41 +9,36 @@ use hickory_proto::rr::rdata::opt::ClientSubnet;
 use super::ecs::Ecs;
 use super::handler::MAX_UDP_PAYLOAD;
 use super::query::FastQuery;
-use crate::model::{Name, RData, RType, SiteId};
+use crate::model::{Name, RData, RType};
 use crate::routing::{Answer, Query, QuickGeo, QuickNegative, Rcode, RoutingTable};
 
 /// What the fast path did with a query.
 #[derive(Debug)]
-pub enum Fast<'t> {
+pub enum Fast {
     /// `out` holds the response.
-    Answered(Answered<'t>),
+    Answered(Answered),
     /// The full handler must answer (malformed ECS gets its FORMERR there).
     Slow,
 }
 
 #[derive(Debug)]
-pub struct Answered<'t> {
+pub struct Answered {
     pub rcode: Rcode,
     pub ecs: bool,
     pub scope: u8,
-    /// For a geo answer: the name and the (first) site its addresses came from.
-    pub geo: Option<(&'t Name, SiteId)>,
+    /// For a geo answer: the answer counter of the name and the (first) site its addresses
+    /// came from ([`RoutingTable::answer_series`]).
+    pub answers: Option<u32>,
 }
 
 /// Answers `q` from `table` into `out` (cleared first), for a client at `src` over UDP.
-pub fn answer<'t>(table: &'t RoutingTable, q: &FastQuery<'_>, src: IpAddr, out: &mut Vec<u8>) -> Fast<'t> {
+pub fn answer(table: &RoutingTable, q: &FastQuery<'_>, src: IpAddr, out: &mut Vec<u8>) -> Fast {
     answer_with(table, q, src, out, true)
 }
 
 /// [`answer`]; with `quick` false, every query goes through [`RoutingTable::resolve`] (tests
 /// check that both give the same bytes).
-fn answer_with<'t>(
-    table: &'t RoutingTable,
-    q: &FastQuery<'_>,
-    src: IpAddr,
-    out: &mut Vec<u8>,
-    quick: bool,
-) -> Fast<'t> {
+fn answer_with(table: &RoutingTable, q: &FastQuery<'_>, src: IpAddr, out: &mut Vec<u8>, quick: bool) -> Fast {
     let ecs = match q.edns.and_then(|e| e.ecs) {
         Some(opt) => {
             let cs = ClientSubnet::new(opt.address, opt.source_prefix, opt.scope_prefix);
@@ -65,21 +60,25 @@ fn answer_with<'t>(
         && let Some(g) = table.quick_geo(q.name.as_str(), rtype, client, ecs_source)
         && encode_quick(q, &g, rtype, ecs.as_ref(), limit, out)
     {
-        let geo = Some((&g.route.name, g.site.site));
-        return Fast::Answered(Answered { rcode: Rcode::NoError, ecs: ecs.is_some(), scope: g.scope, geo });
+        let answered =
+            Answered { rcode: Rcode::NoError, ecs: ecs.is_some(), scope: g.scope, answers: Some(g.site.answers) };
+        return Fast::Answered(answered);
     }
     if quick
         && let Some(negative) = table.quick_negative(q.name.as_str(), rtype)
         && encode_negative(q, &negative, ecs.as_ref(), limit, out)
     {
         let rcode = if negative.nxdomain { Rcode::NxDomain } else { Rcode::NoError };
-        return Fast::Answered(Answered { rcode, ecs: ecs.is_some(), scope: 0, geo: None });
+        return Fast::Answered(Answered { rcode, ecs: ecs.is_some(), scope: 0, answers: None });
     }
     let name = Name::from_canonical(q.name.as_str());
     let answer = table.resolve(&Query { name: &name, rtype, client, ecs_source });
     encode(q, &name, &answer, ecs.as_ref(), limit, out);
-    let geo = answer.decision.as_ref().and_then(|d| Some((&table.geo_route(&d.name)?.name, *d.answered_from.first()?)));
-    Fast::Answered(Answered { rcode: answer.rcode, ecs: ecs.is_some(), scope: answer.scope, geo })
+    let answers = answer.decision.as_ref().and_then(|d| {
+        let site = *d.answered_from.first()?;
+        Some(table.geo_route(&d.name)?.sites.iter().find(|s| s.site == site)?.answers)
+    });
+    Fast::Answered(Answered { rcode: answer.rcode, ecs: ecs.is_some(), scope: answer.scope, answers })
 }
 
 fn rcode_value(r: Rcode) -> u8 {

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use ::metrics::{counter, histogram};
+use ::metrics::{Counter, counter, histogram};
 use arc_swap::ArcSwap;
 use hickory_proto::op::{Edns, MessageType, Metadata, OpCode, ResponseCode};
 use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
@@ -20,7 +20,7 @@ use super::ecs::Ecs;
 use super::{convert, wire};
 use crate::metrics;
 use crate::model::Name;
-use crate::routing::{Answer, Query, Rcode, RoutingTable};
+use crate::routing::{Answer, AnswerSeries, Query, Rcode, RoutingTable};
 
 /// The largest UDP response we send, whatever the client offers (DNS flag day 2020).
 pub const MAX_UDP_PAYLOAD: u16 = 1232;
@@ -181,6 +181,19 @@ fn classify(request: &Request) -> Result<(), ResponseCode> {
     Ok(())
 }
 
+/// The `name` label of the answers counted per site ([`AnswerSeries::Other`]).
+pub const OTHER_NAMES: &str = "(other)";
+
+/// The answer counter `series` labels (`geodns_answers_total`).
+pub(super) fn answer_counter(table: &RoutingTable, series: &AnswerSeries) -> Counter {
+    let (name, site) = match series {
+        AnswerSeries::Named(name, site) => (name.to_string(), *site),
+        AnswerSeries::Other(site) => (OTHER_NAMES.to_owned(), *site),
+    };
+    let site = table.sites().get(site).map_or_else(String::new, |s| s.name.clone());
+    counter!(metrics::ANSWERS, "name" => name, "site" => site)
+}
+
 impl Handler {
     fn resolve(&self, request: &Request, ecs: Option<&Ecs>) -> Answer {
         let q = &request.queries.queries()[0];
@@ -190,9 +203,9 @@ impl Handler {
         let table = self.table.load();
         let answer = table.resolve(&Query { name: &name, rtype, client, ecs_source: ecs.map(|e| e.source_prefix) });
         if let Some(d) = &answer.decision
-            && let Some(site) = d.answered_from.first().and_then(|s| table.sites().get(*s))
+            && let Some(series) = d.answered_from.first().and_then(|&site| table.answer_series_of(&d.name, site))
         {
-            counter!(metrics::ANSWERS, "name" => d.name.to_string(), "site" => site.name.clone()).increment(1);
+            answer_counter(&table, series).increment(1);
         }
         debug!(
             name = %name, rtype = %rtype, client = %client, rcode = ?answer.rcode,

@@ -1,5 +1,5 @@
 //! Binding the DNS sockets: UDP and TCP on each listen address, several UDP sockets per
-//! address (SO_REUSEPORT) so the kernel spreads queries over the runtime's workers.
+//! address (SO_REUSEPORT) so the kernel spreads queries over their threads.
 
 use std::io;
 use std::net::SocketAddr;

@@ -30,8 +30,13 @@ pub struct NameText {
 
 impl NameText {
     pub fn as_str(&self) -> &str {
-        // Only ASCII bytes are ever written (others make the query take the slow path).
-        std::str::from_utf8(&self.buf[..self.len]).unwrap_or(".")
+        debug_assert!(self.buf[..self.len].is_ascii());
+        // SAFETY: `parse` writes only bytes of NAME_CHAR (ASCII letters, digits, '-', '_') and
+        // '.' into `buf[..len]`, and nothing changes them after: ASCII is valid UTF-8.
+        #[allow(unsafe_code)]
+        unsafe {
+            std::str::from_utf8_unchecked(&self.buf[..self.len])
+        }
     }
 }
 
@@ -72,6 +77,21 @@ fn u16_at(msg: &[u8], i: usize) -> Option<u16> {
     Some(u16::from_be_bytes([*msg.get(i)?, *msg.get(i + 1)?]))
 }
 
+/// Each byte of a name the fast path takes, lower-cased: letters, digits, '-' and '_'; 0 for
+/// every other byte (the full decoder takes names with those).
+static NAME_CHAR: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        if c.is_ascii_alphanumeric() || c == b'-' || c == b'_' {
+            t[b] = c.to_ascii_lowercase();
+        }
+        b += 1;
+    }
+    t
+};
+
 /// Reads a query for the fast path.
 pub fn parse(msg: &[u8]) -> Result<FastQuery<'_>, NotFast> {
     if msg.len() < 12 || msg[2] & 0x80 != 0 {
@@ -86,34 +106,40 @@ pub fn parse(msg: &[u8]) -> Result<FastQuery<'_>, NotFast> {
     if count(4)? != 1 || count(6)? != 0 || count(8)? != 0 || count(10)? > 1 {
         return Err(slow);
     }
-    let mut name = NameText { buf: [0; MAX_NAME_TEXT], len: 0 };
+    let mut buf = [0u8; MAX_NAME_TEXT];
+    // The length in a local (a register), not in the struct: the loop below runs per byte.
+    let mut len = 0;
     let mut pos = 12;
     loop {
-        let len = *msg.get(pos).ok_or(slow)? as usize;
+        let label_len = *msg.get(pos).ok_or(slow)? as usize;
         pos += 1;
-        if len == 0 {
+        if label_len == 0 {
             break;
         }
         // No compression in a question; labels of letters, digits, '-' and '_' only.
-        if len > 63 || name.len + len + 1 >= MAX_NAME_TEXT - 1 {
+        if label_len > 63 || len + label_len + 1 >= MAX_NAME_TEXT - 1 {
             return Err(slow);
         }
-        let label = msg.get(pos..pos + len).ok_or(slow)?;
-        for &b in label {
-            if !(b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
-                return Err(slow);
-            }
-            name.buf[name.len] = b.to_ascii_lowercase();
-            name.len += 1;
+        let label = msg.get(pos..pos + label_len).ok_or(slow)?;
+        let mut valid = true;
+        for (out, &b) in buf[len..len + label_len].iter_mut().zip(label) {
+            let c = NAME_CHAR[usize::from(b)];
+            valid &= c != 0;
+            *out = c;
         }
-        name.buf[name.len] = b'.';
-        name.len += 1;
-        pos += len;
+        if !valid {
+            return Err(slow);
+        }
+        len += label_len;
+        buf[len] = b'.';
+        len += 1;
+        pos += label_len;
     }
-    if name.len == 0 {
-        name.buf[0] = b'.';
-        name.len = 1;
+    if len == 0 {
+        buf[0] = b'.';
+        len = 1;
     }
+    let name = NameText { buf, len };
     let qtype = u16_at(msg, pos).ok_or(slow)?;
     let qclass = u16_at(msg, pos + 2).ok_or(slow)?;
     if qclass != 1 {
@@ -167,9 +193,10 @@ fn parse_ecs(data: &[u8]) -> Result<EcsOption, NotFast> {
     let octets = &data[4..];
     let address = match family {
         1 if octets.len() <= 4 => {
-            let mut a = [0u8; 4];
-            a[..octets.len()].copy_from_slice(octets);
-            IpAddr::V4(Ipv4Addr::from(a))
+            // Shifted into a word (a byte-wise copy into an array read back as one word makes
+            // the processor wait for the bytes' stores).
+            let bits = octets.iter().enumerate().fold(0u32, |a, (i, &b)| a | u32::from(b) << (24 - 8 * i));
+            IpAddr::V4(Ipv4Addr::from(bits))
         }
         2 if octets.len() <= 16 => {
             let mut a = [0u8; 16];

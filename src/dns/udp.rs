@@ -1,13 +1,14 @@
-//! The UDP server loop: one task per socket (several sockets share each address with
-//! SO_REUSEPORT, so the kernel spreads queries over the runtime's workers). Common queries take
-//! the fast path (zero-copy parse, direct encoding); everything else goes through hickory's full
-//! decoder and our [`Handler`], exactly as before. On Linux the loop reads up to 32 queries per
-//! `recvmmsg` and sends the fast path's answers with one `sendmmsg`; elsewhere it takes one
-//! datagram at a time.
+//! The UDP server loop: one loop per socket (several sockets share each address with
+//! SO_REUSEPORT, so the kernel spreads queries over them). Common queries take the fast path
+//! (zero-copy parse, direct encoding); everything else goes through hickory's full decoder and
+//! our [`Handler`]. On Linux each socket has a thread of its own that blocks in `recvmmsg`,
+//! reads up to 32 queries per call and sends the fast path's answers with one `sendmmsg`;
+//! elsewhere a runtime task takes one datagram at a time.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+#[cfg(not(target_os = "linux"))]
 use std::time::Instant;
 
 use ::metrics::{Counter, Histogram, counter, histogram};
@@ -18,6 +19,7 @@ use hickory_server::net::xfer::Protocol;
 use hickory_server::server::{Request, RequestHandler};
 use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
+#[cfg(not(target_os = "linux"))]
 use tracing::debug;
 
 use super::capture::Capture;
@@ -26,8 +28,7 @@ use super::handler::Handler;
 use super::query::{self, NotFast};
 use super::rrl::{self, ResponseKey, Rrl, Verdict};
 use crate::metrics;
-use crate::model::{Name, SiteId};
-use crate::routing::Rcode;
+use crate::routing::{AnswerSeries, Rcode, RoutingTable};
 
 /// Serves one UDP socket until `shutdown` is cancelled.
 pub async fn serve(socket: UdpSocket, handler: Handler, rrl: Option<Arc<Rrl>>, shutdown: CancellationToken) {
@@ -71,11 +72,11 @@ async fn serve_one_at_a_time(socket: UdpSocket, handler: Handler, rrl: Option<Ar
             Fast::Answered(info) => {
                 if m.sample_due() {
                     m.duration.record(started.elapsed().as_secs_f64());
-                    m.record(&info, &table, true);
+                    m.record(&info, true);
                 } else {
-                    m.record(&info, &table, false);
+                    m.record(&info, false);
                 }
-                m.flush();
+                m.flush(&table);
                 drop(table);
                 send(&socket, rrl.as_deref(), &out, src).await;
             }
@@ -97,15 +98,14 @@ mod batch {
     use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
     use std::os::fd::{AsRawFd, RawFd};
     use std::sync::Arc;
-    use std::time::Instant;
+    use std::time::{Duration, Instant};
 
-    use tokio::io::Interest;
     use tokio::net::UdpSocket;
     use tokio_util::sync::CancellationToken;
-    use tracing::debug;
+    use tracing::{debug, error};
 
     use super::super::MAX_UDP_PAYLOAD;
-    use super::{Fast, Handler, Metrics, NotFast, ResponseKey, Rrl, Verdict, fast, query, rrl, slow};
+    use super::{Fast, Handler, Metrics, NotFast, ResponseKey, Rrl, Verdict, fast, query, rrl, slow_response};
 
     /// Datagrams per `recvmmsg` / `sendmmsg` call.
     pub const BATCH: usize = 32;
@@ -116,11 +116,77 @@ mod batch {
     /// different cache sets.
     const SLOT: usize = 65536 + 64;
 
-    /// Serves one UDP socket until `shutdown` is cancelled.
+    /// How long a blocked `recvmmsg` waits before the thread looks at the shutdown token again.
+    /// Shutdown does not wait for it: it wakes the thread at once (see [`serve`]); this is the
+    /// backstop should that wake-up be lost.
+    const WAKE_EVERY: Duration = Duration::from_millis(500);
+
+    /// Serves one UDP socket on a thread of its own until `shutdown` is cancelled; returns when
+    /// the thread has ended.
+    ///
+    /// A blocking `recvmmsg` on a dedicated thread instead of a task on the runtime: each wake-up
+    /// then costs one system call where the readiness loop cost three (`epoll_wait`, `recvmmsg`,
+    /// and the `recvmmsg` that finds the socket empty), plus the runtime's scheduling; and a
+    /// long job on a runtime worker (a routing table rebuild, a TCP burst) never delays UDP
+    /// answers. The runtime still runs TCP, the admin API, probes and the full handler, which
+    /// this thread calls for the queries the fast path does not take.
     pub async fn serve(socket: UdpSocket, handler: Handler, rrl: Option<Arc<Rrl>>, shutdown: CancellationToken) {
-        let socket = Arc::new(socket);
+        let socket = match blocking(socket) {
+            Ok(s) => s,
+            Err(error) => {
+                error!(%error, "cannot set up a UDP socket for its thread; this socket is not served");
+                return;
+            }
+        };
+        // A second handle to the socket, to wake the thread out of recvmmsg at shutdown.
+        let waker = match socket.try_clone() {
+            Ok(w) => w,
+            Err(error) => {
+                error!(%error, "cannot set up a UDP socket for its thread; this socket is not served");
+                return;
+            }
+        };
+        let runtime = tokio::runtime::Handle::current();
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+        let token = shutdown.clone();
+        let spawned = std::thread::Builder::new().name("geodns-udp".into()).spawn(move || {
+            serve_blocking(&socket, &handler, rrl.as_deref(), &token, &runtime);
+            drop(done_tx);
+        });
+        if let Err(error) = spawned {
+            error!(%error, "cannot start a UDP thread; this socket is not served");
+            return;
+        }
+        let mut done = done_rx;
+        tokio::select! {
+            _ = shutdown.cancelled() => {}
+            _ = &mut done => {
+                error!("a UDP thread ended before shutdown; its socket is no longer served");
+                return;
+            }
+        }
+        // Shutting down the reading side of a UDP socket wakes a thread blocked in recvmmsg
+        // (Linux returns ENOTCONN for the call itself, yet marks the socket and wakes readers).
+        let _ = socket2::SockRef::from(&waker).shutdown(std::net::Shutdown::Read);
+        let _ = done.await;
+    }
+
+    /// The runtime's socket as a blocking std socket whose reads time out after [`WAKE_EVERY`].
+    fn blocking(socket: UdpSocket) -> io::Result<std::net::UdpSocket> {
+        let socket = socket.into_std()?;
+        socket.set_nonblocking(false)?;
+        socket.set_read_timeout(Some(WAKE_EVERY))?;
+        Ok(socket)
+    }
+
+    fn serve_blocking(
+        socket: &std::net::UdpSocket,
+        handler: &Handler,
+        rrl: Option<&Rrl>,
+        shutdown: &CancellationToken,
+        runtime: &tokio::runtime::Handle,
+    ) {
         let fd = socket.as_raw_fd();
-        let rrl = rrl.as_deref();
         let mut slots = Slots::new();
         // Per slot: the source address and the fast path's response.
         let mut srcs = [SocketAddr::from(([0, 0, 0, 0], 0)); BATCH];
@@ -129,20 +195,22 @@ mod batch {
         let mut ready: Vec<usize> = Vec::with_capacity(BATCH);
         let mut m = Metrics::new();
         loop {
-            // async_io waits for readability, takes a unit of the task's cooperative budget (so
-            // a socket that is never empty still lets the worker's other tasks and the shutdown
-            // branch run), and clears readiness when recvmmsg finds the socket empty.
-            let n = tokio::select! {
-                biased;
-                r = socket.async_io(Interest::READABLE, || slots.recv(fd)) => match r {
-                    Ok(n) => n,
-                    Err(error) => {
+            if shutdown.is_cancelled() {
+                return;
+            }
+            let n = match slots.recv(fd) {
+                // Zero datagrams: the socket was shut down for reading (see `serve`).
+                Ok(0) => continue,
+                Ok(n) => n,
+                Err(error) => {
+                    match error.kind() {
+                        // The read timed out, or a signal: look at the token again.
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted => {}
                         // ICMP errors from earlier sends (ECONNREFUSED) surface here; keep going.
-                        debug!(%error, "UDP receive error");
-                        continue;
+                        _ => debug!(%error, "UDP receive error"),
                     }
-                },
-                _ = shutdown.cancelled() => return,
+                    continue;
+                }
             };
             // One table and one clock reading (for RRL, whose buckets count seconds) per batch;
             // the query duration is timed for one query in `SAMPLE_EVERY`.
@@ -164,8 +232,10 @@ mod batch {
                     Ok(q) => q,
                     Err(NotFast::Drop) => continue,
                     Err(NotFast::Slow) => {
+                        // Counts are flushed with the table they came from (see Metrics).
+                        m.flush(&table);
                         drop(table);
-                        slow(&socket, &handler, rrl, packet, src).await;
+                        slow_blocking(socket, handler, rrl, packet, src, runtime);
                         table = handler.table();
                         continue;
                     }
@@ -175,7 +245,7 @@ mod batch {
                         if let Some(start) = start {
                             m.duration.record(start.elapsed().as_secs_f64());
                         }
-                        m.record(&info, &table, start.is_some());
+                        m.record(&info, start.is_some());
                         let verdict =
                             rrl.map_or(Verdict::Send, |r| r.check(src.ip(), ResponseKey::from_response(&outs[i]), now));
                         match verdict {
@@ -191,15 +261,17 @@ mod batch {
                         }
                     }
                     Fast::Slow => {
+                        m.flush(&table);
                         drop(table);
-                        slow(&socket, &handler, rrl, packet, src).await;
+                        slow_blocking(socket, handler, rrl, packet, src, runtime);
                         table = handler.table();
                     }
                 }
             }
+            m.flush(&table);
             drop(table);
             if !ready.is_empty() {
-                let sent = match socket.try_io(Interest::WRITABLE, || send(fd, &ready, &outs, &slots)) {
+                let sent = match send(fd, &ready, &outs, &slots) {
                     Ok(sent) => sent,
                     Err(error) => {
                         if error.kind() != io::ErrorKind::WouldBlock {
@@ -209,15 +281,39 @@ mod batch {
                     }
                 };
                 // sendmmsg stops at a full socket buffer or at the first message that fails:
-                // the rest go one at a time, waiting for room, each error logged.
+                // the rest go one at a time (blocking until there is room), each error logged.
                 for &i in &ready[sent..] {
-                    if let Err(error) = socket.send_to(&outs[i], srcs[i]).await {
+                    if let Err(error) = socket.send_to(&outs[i], srcs[i]) {
                         debug!(%error, dst = %srcs[i], "UDP send error");
                     }
                 }
                 ready.clear();
             }
-            m.flush();
+        }
+    }
+
+    /// The full path for one query, from the UDP thread: the handler runs on the runtime.
+    fn slow_blocking(
+        socket: &std::net::UdpSocket,
+        handler: &Handler,
+        rrl: Option<&Rrl>,
+        packet: &[u8],
+        src: SocketAddr,
+        runtime: &tokio::runtime::Handle,
+    ) {
+        let Some(response) = runtime.block_on(slow_response(handler, packet, src)) else { return };
+        let verdict =
+            rrl.map_or(Verdict::Send, |r| r.check(src.ip(), ResponseKey::from_response(&response), Instant::now()));
+        let result = match verdict {
+            Verdict::Send => socket.send_to(&response, src),
+            Verdict::Slip => match rrl::truncated(&response) {
+                Some(t) => socket.send_to(&t, src),
+                None => return,
+            },
+            Verdict::Drop => return,
+        };
+        if let Err(error) = result {
+            debug!(%error, dst = %src, "UDP send error");
         }
     }
 
@@ -245,8 +341,9 @@ mod batch {
             }
         }
 
-        /// One non-blocking `recvmmsg`: how many datagrams it read into the slots (at least one),
-        /// or `WouldBlock` when there were none.
+        /// One `recvmmsg`: waits for a datagram (up to the socket's read timeout, then
+        /// `WouldBlock`), then reads it and whatever else is queued, up to `BATCH`, without
+        /// waiting more. How many it read; 0 once the socket is shut down for reading.
         fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
             let base = self.bufs.as_mut_ptr();
             let mut iovs: [libc::iovec; BATCH] =
@@ -269,7 +366,7 @@ mod batch {
                     fd,
                     msgs.as_mut_ptr(),
                     BATCH as libc::c_uint,
-                    libc::MSG_DONTWAIT as _,
+                    libc::MSG_WAITFORONE as _,
                     std::ptr::null_mut(),
                 )
             };
@@ -355,6 +452,7 @@ mod batch {
 }
 
 /// Sends a response, unless response rate limiting says to drop it or send it truncated.
+#[cfg(not(target_os = "linux"))]
 async fn send(socket: &UdpSocket, rrl: Option<&Rrl>, response: &[u8], dst: SocketAddr) {
     let verdict =
         rrl.map_or(Verdict::Send, |r| r.check(dst.ip(), ResponseKey::from_response(response), Instant::now()));
@@ -379,11 +477,12 @@ struct Metrics {
     ecs_absent: Counter,
     scope: Histogram,
     duration: Histogram,
-    /// Per geo name, the (site, index into `answer_counters`) pairs seen so far. Looked up by
-    /// reference: no clone of the shared name per query.
-    answers: HashMap<Name, Vec<(SiteId, usize)>, foldhash::fast::RandomState>,
-    /// Bounded by the config's geo names x sites.
-    answer_counters: Vec<Counter>,
+    /// Answer counters by [`RoutingTable::answer_series`] index, resolved as first used, for the
+    /// table of generation `series_generation` (indexes may mean other labels in another).
+    series: Vec<Option<Counter>>,
+    series_generation: u64,
+    /// Answer counters by label, kept across tables (a rebuild keeps most of them).
+    by_label: HashMap<AnswerSeries, Counter>,
     pending: Pending,
     /// Fast-path queries seen, for [`Metrics::sample_due`].
     sample: u32,
@@ -400,10 +499,8 @@ struct Pending {
     queries: [u64; 4],
     ecs_present: u64,
     ecs_absent: u64,
-    /// Parallel to `answer_counters`.
-    answers: Vec<u64>,
-    /// Indexes of the nonzero `answers`.
-    touched: Vec<usize>,
+    /// Answers by answer series (a batch answers a few names: a short list).
+    answers: Vec<(u32, u64)>,
 }
 
 impl Metrics {
@@ -415,8 +512,9 @@ impl Metrics {
             ecs_absent: counter!(metrics::QUERIES_ECS, "ecs" => "absent"),
             scope: histogram!(metrics::ECS_SCOPE),
             duration: histogram!(metrics::QUERY_DURATION),
-            answers: HashMap::default(),
-            answer_counters: Vec::new(),
+            series: Vec::new(),
+            series_generation: 0,
+            by_label: HashMap::new(),
             pending: Pending::default(),
             sample: 0,
         }
@@ -434,7 +532,7 @@ impl Metrics {
 
     /// Counts one fast-path answer (the caller records its duration in `self.duration`), and
     /// its ECS scope when `sampled`.
-    fn record(&mut self, info: &fast::Answered<'_>, table: &crate::routing::RoutingTable, sampled: bool) {
+    fn record(&mut self, info: &fast::Answered, sampled: bool) {
         let i = match info.rcode {
             Rcode::NoError => 0,
             Rcode::NxDomain => 1,
@@ -450,36 +548,17 @@ impl Metrics {
         } else {
             self.pending.ecs_absent += 1;
         }
-        if let Some((name, site)) = info.geo {
-            self.count_answer(name, site, table);
-        }
-    }
-
-    fn count_answer(&mut self, name: &Name, site: SiteId, table: &crate::routing::RoutingTable) {
-        let sites = match self.answers.get_mut(name) {
-            Some(sites) => sites,
-            None => self.answers.entry(name.clone()).or_default(),
-        };
-        let k = match sites.iter().find(|(s, _)| *s == site) {
-            Some(&(_, k)) => k,
-            None => {
-                let Some(s) = table.sites().get(site) else { return };
-                let k = self.answer_counters.len();
-                self.answer_counters
-                    .push(counter!(metrics::ANSWERS, "name" => name.to_string(), "site" => s.name.clone()));
-                self.pending.answers.push(0);
-                sites.push((site, k));
-                k
+        if let Some(series) = info.answers {
+            match self.pending.answers.iter_mut().find(|(s, _)| *s == series) {
+                Some((_, n)) => *n += 1,
+                None => self.pending.answers.push((series, 1)),
             }
-        };
-        if self.pending.answers[k] == 0 {
-            self.pending.touched.push(k);
         }
-        self.pending.answers[k] += 1;
     }
 
-    /// Adds the counts since the last flush to the shared counters.
-    fn flush(&mut self) {
+    /// Adds the counts since the last flush to the shared counters. `table` is the one the
+    /// answers counted since then came from.
+    fn flush(&mut self, table: &RoutingTable) {
         let p = &mut self.pending;
         for (counter, n) in self.queries.iter().zip(&mut p.queries) {
             if *n > 0 {
@@ -491,32 +570,51 @@ impl Metrics {
                 counter.increment(std::mem::take(n));
             }
         }
-        for k in p.touched.drain(..) {
-            self.answer_counters[k].increment(std::mem::take(&mut p.answers[k]));
+        if p.answers.is_empty() {
+            return;
+        }
+        if self.series_generation != table.generation || self.series.len() != table.answer_series().len() {
+            self.series.clear();
+            self.series.resize(table.answer_series().len(), None);
+            self.series_generation = table.generation;
+            // Labels of names long gone (reloads) are let go now and then.
+            if self.by_label.len() > 2 * table.answer_series().len() + 1024 {
+                self.by_label.clear();
+            }
+        }
+        let (by_index, by_label) = (&mut self.series, &mut self.by_label);
+        for (series, n) in self.pending.answers.drain(..) {
+            let Some(label) = table.answer_series().get(series as usize) else { continue };
+            let counter = by_index[series as usize].get_or_insert_with(|| {
+                by_label.entry(label.clone()).or_insert_with(|| super::handler::answer_counter(table, label)).clone()
+            });
+            counter.increment(n);
         }
     }
 }
 
 /// The full path: hickory decodes, our handler answers, hickory encodes.
+#[cfg(not(target_os = "linux"))]
 async fn slow(socket: &Arc<UdpSocket>, handler: &Handler, rrl: Option<&Rrl>, packet: &[u8], src: SocketAddr) {
+    if let Some(bytes) = slow_response(handler, packet, src).await {
+        send(socket, rrl, &bytes, src).await;
+    }
+}
+
+/// The full path's response to one UDP query: hickory decodes, our handler answers, hickory
+/// encodes. `None` when nothing is to be sent (a response, a packet too short for a header).
+async fn slow_response(handler: &Handler, packet: &[u8], src: SocketAddr) -> Option<Vec<u8>> {
     match Request::from_bytes(packet.to_vec(), src, Protocol::Udp) {
         Ok(request) => {
             if request.metadata.message_type == MessageType::Response {
-                return;
+                return None;
             }
             let capture = Capture::new(Protocol::Udp);
             handler.handle_request::<_, TokioTime>(&request, capture.clone()).await;
-            let bytes = capture.take();
-            if !bytes.is_empty() {
-                send(socket, rrl, &bytes, src).await;
-            }
+            Some(capture.take()).filter(|bytes| !bytes.is_empty())
         }
-        Err(_) => {
-            // A readable header gets FORMERR (with no question); anything shorter is dropped.
-            if let Some(bytes) = formerr(packet) {
-                send(socket, rrl, &bytes, src).await;
-            }
-        }
+        // A readable header gets FORMERR (with no question); anything shorter is dropped.
+        Err(_) => formerr(packet),
     }
 }
 

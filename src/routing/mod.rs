@@ -13,7 +13,7 @@ mod table;
 pub use placement::{ClientNetworks, PlacedBy, Placement, max_len, place};
 pub use rank::{RANKED, RankTable, RankTables, Ranked};
 pub use resolve::{Answer, Decision, Query, QuickGeo, QuickNegative, RankedSite, Rcode, Rec, Rule};
-pub use table::{GeoRoute, GeoSite, Inputs, RoutingTable, build, build_with};
+pub use table::{AnswerSeries, GeoRoute, GeoSite, Inputs, MAX_NAMED_ANSWER_SERIES, RoutingTable, build, build_with};
 
 #[cfg(test)]
 mod tests;

@@ -44,10 +44,21 @@ pub struct RankTable {
     ranges: Huge<u64>,
     /// Rankings: positions in the name's site list, nearest first, `NONE` after the last site.
     orders: Vec<[u8; RANKED]>,
-    /// `jump[h]`: the range holding address `h << (32 - JUMP_BITS)` (so a lookup searches the
-    /// ranges of one block).
+    /// One entry per block of addresses with the same first `JUMP_BITS` bits. A block inside
+    /// one range: [`WHOLE`], the widest prefix (5 bits at [`PREFIX_SHIFT`]) and the ranking
+    /// (the low bits), so a lookup there reads this table alone (1 MiB, which mostly stays in
+    /// cache). Else the range holding the block's first address: a lookup searches on from it.
     jump: Huge<u32>,
+    /// Blocks inside one range (for the log).
+    whole_blocks: usize,
 }
+
+/// Marks a [`RankTable::jump`] entry that holds its block's answer.
+const WHOLE: u32 = 1 << 31;
+/// Where a whole block's prefix length (at most `JUMP_BITS`) sits in its entry.
+const PREFIX_SHIFT: u32 = 26;
+/// A whole block's ranking: an index into `orders` below this fits in its entry.
+const CLASS_MASK: u32 = (1 << PREFIX_SHIFT) - 1;
 
 /// Words in memory asked to be backed by transparent huge pages. A lookup touches two random
 /// places of a few MB; the kernel's network stack, run between two queries, evicts the page
@@ -141,30 +152,62 @@ impl RankTable {
             return None;
         }
         orders.shrink_to_fit();
+        if ranges.len() >= WHOLE as usize {
+            return None;
+        }
         let mut jump = Vec::with_capacity(1 << JUMP_BITS);
-        let mut i = 0;
-        for h in 0..(1u64 << JUMP_BITS) {
+        let (mut i, mut whole_blocks) = (0, 0);
+        let first = |r: u64| (r >> 32) as u32;
+        for h in 0..(1u32 << JUMP_BITS) {
             let at = h << (32 - JUMP_BITS);
-            while i + 1 < ranges.len() && ranges[i + 1] >> 32 <= at {
+            let end = at | (u32::MAX >> JUMP_BITS);
+            while i + 1 < ranges.len() && first(ranges[i + 1]) <= at {
                 i += 1;
             }
-            jump.push(i as u32);
+            let last = ranges.get(i + 1).map_or(u32::MAX, |&r| first(r) - 1);
+            let class = ranges[i] as u32;
+            if last >= end && class <= CLASS_MASK {
+                // Every address of the block gets this ranking and the same widest prefix (a
+                // block of up to JUMP_BITS bits around any of them is the same block).
+                let prefix = u32::from(widest_prefix(at, first(ranges[i]), last));
+                jump.push(WHOLE | (prefix << PREFIX_SHIFT) | class);
+                whole_blocks += 1;
+            } else {
+                jump.push(i as u32);
+            }
         }
-        Some(RankTable { ranges: Huge::new(&ranges)?, orders, jump: Huge::new(&jump)? })
+        Some(RankTable { ranges: Huge::new(&ranges)?, orders, jump: Huge::new(&jump)?, whole_blocks })
     }
 
     /// The ranking of `addr` and the widest prefix around it ranked the same.
     pub fn lookup(&self, addr: u32) -> Ranked<'_> {
-        let (jump, ranges) = (self.jump.get(), self.ranges.get());
-        let h = (addr >> (32 - JUMP_BITS)) as usize;
-        let lo = jump[h] as usize;
-        let hi = jump.get(h + 1).map_or(ranges.len(), |&j| j as usize + 1);
-        let i = lo + ranges[lo..hi].partition_point(|&r| (r >> 32) as u32 <= addr) - 1;
-        let first = (ranges[i] >> 32) as u32;
-        let last = ranges.get(i + 1).map_or(u32::MAX, |&r| (r >> 32) as u32 - 1);
-        let order = &self.orders[ranges[i] as u32 as usize];
+        let j = self.jump.get()[(addr >> (32 - JUMP_BITS)) as usize];
+        if j & WHOLE != 0 {
+            return self.ranked((j & CLASS_MASK) as usize, ((j & !WHOLE) >> PREFIX_SHIFT) as u8);
+        }
+        // The block's ranges follow its first: gallop to bracket `addr`, then search between.
+        let ranges = self.ranges.get();
+        let first = |i: usize| (ranges[i] >> 32) as u32;
+        let (mut base, mut step) = (j as usize, 1);
+        while base + step < ranges.len() && first(base + step) <= addr {
+            base += step;
+            step *= 2;
+        }
+        let end = (base + step).min(ranges.len());
+        let i = base + ranges[base..end].partition_point(|&r| (r >> 32) as u32 <= addr) - 1;
+        let last = if i + 1 < ranges.len() { first(i + 1) - 1 } else { u32::MAX };
+        self.ranked(ranges[i] as u32 as usize, widest_prefix(addr, first(i), last))
+    }
+
+    fn ranked(&self, class: usize, prefix_len: u8) -> Ranked<'_> {
+        let order = &self.orders[class];
         let len = order.iter().position(|&p| p == NONE).unwrap_or(RANKED);
-        Ranked { order: &order[..len], prefix_len: widest_prefix(addr, first, last) }
+        Ranked { order: &order[..len], prefix_len }
+    }
+
+    /// Blocks of 2^(32 - JUMP_BITS) addresses answered from the jump table alone.
+    pub fn whole_blocks(&self) -> usize {
+        self.whole_blocks
     }
 
     /// Number of ranges (for memory estimates and tests).
@@ -213,6 +256,7 @@ fn fill(slot: &RankSlot, locator: &dyn Locator, locations: &[(UnitVector, String
         Some(t) => tracing::info!(
             sites = sites.len(),
             ranges = t.ranges(),
+            whole_blocks_pct = (100 * t.whole_blocks()) >> JUMP_BITS,
             kib = t.heap_bytes() / 1024,
             ms = started.elapsed().as_millis() as u64,
             "site rankings precomputed"
@@ -361,6 +405,8 @@ mod tests {
     #[test]
     fn lookups_match_a_scan_of_the_ranges() {
         let t = RankTable::build(&Patchwork, &sites()).unwrap();
+        // Both kinds of block are looked up below: inside one range, and split between several.
+        assert!(t.whole_blocks() > 1000 && t.whole_blocks() < (1 << JUMP_BITS) - 1000, "{}", t.whole_blocks());
         let mut all = Vec::new();
         Patchwork::each(&mut |a, b, l| all.push((a, b, l)));
         let london = |l: &Option<Location>| l.is_some_and(|l| l.lon < 50.0);

@@ -167,7 +167,7 @@ impl RoutingTable {
                 _ => {}
             }
         }
-        match zone.nodes.get(name) {
+        match zone.nodes.get(name.as_str()) {
             None if *name == zone.apex => self.nodata(zone, out),
             None => {
                 out.rcode = Rcode::NxDomain;
@@ -235,7 +235,7 @@ impl RoutingTable {
     fn glue(&self, zone: &Zone, out: &mut Answer) {
         for ns in &zone.ns {
             let RData::Ns(host) = ns else { continue };
-            if let Some(Node::Static { ttl, rdata }) = zone.nodes.get(host) {
+            if let Some(Node::Static { ttl, rdata }) = zone.nodes.get(host.as_str()) {
                 for r in rdata.iter().filter(|r| matches!(r.rtype(), RType::A | RType::Aaaa)) {
                     out.additional.push(Rec { owner: host.clone(), ttl: *ttl, data: r.clone() });
                 }
@@ -362,10 +362,9 @@ impl RoutingTable {
         let ranked = route.rank_table()?.lookup(u32::from(v4));
         let has = |s: &GeoSite| if rtype == RType::Aaaa { !s.v6.is_empty() } else { !s.v4.is_empty() };
         let site = ranked.order.iter().map(|&p| &route.sites[usize::from(p)]).find(|s| s.up && has(s))?;
+        let several = if rtype == RType::Aaaa { route.several_v6 } else { route.several_v4 };
         let scope = match ecs_source {
-            Some(source) if route.sites.iter().filter(|s| has(s)).nth(1).is_some() => {
-                self.networks.refine(client, ranked.prefix_len).min(source)
-            }
+            Some(source) if several => self.networks.refine(client, ranked.prefix_len).min(source),
             _ => 0,
         };
         Some(QuickGeo { route, site, scope })

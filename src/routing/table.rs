@@ -43,6 +43,49 @@ pub struct RoutingTable {
     pub(super) site_vectors: Vec<UnitVector>,
     pub(super) networks: ClientNetworks,
     pub(super) locator: Arc<dyn Locator>,
+    /// The labels of the answer counters, by [`GeoSite::answers`].
+    answer_series: Vec<AnswerSeries>,
+}
+
+/// At most this many (name, site) pairs get answer counters of their own; the answers of the
+/// rest are counted per site (see [`AnswerSeries::Other`]), so a table of many names neither
+/// grows the metrics without bound nor makes counting an answer a lookup in a large map.
+pub const MAX_NAMED_ANSWER_SERIES: usize = 10_000;
+
+/// What one answer counter counts.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum AnswerSeries {
+    /// Answers for this name from this site.
+    Named(Name, SiteId),
+    /// Answers from this site for names beyond the first [`MAX_NAMED_ANSWER_SERIES`] pairs.
+    Other(SiteId),
+}
+
+/// Gives each (name, site) its answer counter, in the order routes are added.
+#[derive(Default)]
+struct SeriesAssigner {
+    series: Vec<AnswerSeries>,
+    /// By SiteId: the site's `Other` series, once it has one.
+    other: Vec<Option<u32>>,
+}
+
+impl SeriesAssigner {
+    fn assign(&mut self, route: &mut GeoRoute) {
+        for s in &mut route.sites {
+            s.answers = if self.series.len() < MAX_NAMED_ANSWER_SERIES {
+                self.series.push(AnswerSeries::Named(route.name.clone(), s.site));
+                (self.series.len() - 1) as u32
+            } else {
+                if self.other.len() <= s.site {
+                    self.other.resize(s.site + 1, None);
+                }
+                *self.other[s.site].get_or_insert_with(|| {
+                    self.series.push(AnswerSeries::Other(s.site));
+                    (self.series.len() - 1) as u32
+                })
+            };
+        }
+    }
 }
 
 pub(super) struct Zone {
@@ -54,8 +97,68 @@ pub(super) struct Zone {
     pub ns: Vec<RData>,
     pub ttl: u32,
     /// Looked up on every query: hashed with foldhash (several times faster than the default
-    /// SipHash on short names, still seeded per map).
-    pub nodes: HashMap<Name, Node, foldhash::fast::RandomState>,
+    /// SipHash on short names, still seeded per map), keyed by the name's text kept in the map
+    /// itself when short (see [`Key`]).
+    pub nodes: HashMap<Key, Node, foldhash::fast::RandomState>,
+}
+
+/// A name as a key of a zone's node map: up to [`Key::INLINE`] characters in the map's own
+/// entry, so that comparing keys during a lookup reads no other memory (in a table of many
+/// names, that would be one more cache miss per query); longer names in a shared [`Name`].
+/// Hashes and compares as the name's text, so maps are searched with a `&str`.
+#[derive(Clone)]
+pub(super) enum Key {
+    Inline { len: u8, text: [u8; Key::INLINE] },
+    Shared(Name),
+}
+
+impl Key {
+    pub const INLINE: usize = 30;
+
+    fn new(name: &Name) -> Key {
+        let s = name.as_str();
+        if s.len() <= Key::INLINE {
+            let mut text = [0; Key::INLINE];
+            text[..s.len()].copy_from_slice(s.as_bytes());
+            Key::Inline { len: s.len() as u8, text }
+        } else {
+            Key::Shared(name.clone())
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        match self {
+            Key::Inline { len, text } => {
+                // SAFETY: `Key::new` copied a whole `str` of `len` bytes into `text`, and nothing
+                // changes it after: valid UTF-8.
+                #[allow(unsafe_code)]
+                unsafe {
+                    std::str::from_utf8_unchecked(&text[..usize::from(*len)])
+                }
+            }
+            Key::Shared(name) => name.as_str(),
+        }
+    }
+}
+
+impl std::borrow::Borrow<str> for Key {
+    fn borrow(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Key) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for Key {}
+
+impl std::hash::Hash for Key {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
 }
 
 pub(super) enum Node {
@@ -79,6 +182,11 @@ pub struct GeoRoute {
     pub sites: Vec<GeoSite>,
     /// The precomputed IPv4 rankings of these sites, once (and if) built.
     pub(super) rank: Option<Arc<RankSlot>>,
+    /// More than one site has IPv4 (IPv6) addresses: where the client is can change the answer,
+    /// so an ECS reply carries a scope (else scope 0). Kept here so a query need not read every
+    /// site's entry to know.
+    pub(super) several_v4: bool,
+    pub(super) several_v6: bool,
 }
 
 impl GeoRoute {
@@ -98,6 +206,9 @@ impl GeoRoute {
 /// an answer reads them from the name's site list without following another pointer.
 pub struct GeoSite {
     pub site: SiteId,
+    /// The answer counter series of this (name, site): an index into
+    /// [`RoutingTable::answer_series`].
+    pub answers: u32,
     pub up: bool,
     pub v4: SmallVec<[Ipv4Addr; 4]>,
     pub v6: SmallVec<[Ipv6Addr; 1]>,
@@ -116,6 +227,18 @@ impl RoutingTable {
         &*self.locator
     }
 
+    /// The answer counters' labels, indexed by [`GeoSite::answers`]. The same config and
+    /// inputs give the same list.
+    pub fn answer_series(&self) -> &[AnswerSeries] {
+        &self.answer_series
+    }
+
+    /// The answer counter of `name` answered from `site`.
+    pub fn answer_series_of(&self, name: &Name, site: SiteId) -> Option<&AnswerSeries> {
+        let s = self.geo_route(name)?.sites.iter().find(|s| s.site == site)?;
+        self.answer_series.get(s.answers as usize)
+    }
+
     /// Apexes of the zones served.
     pub fn zone_names(&self) -> impl Iterator<Item = &Name> {
         self.zones.iter().map(|z| &z.apex)
@@ -132,7 +255,7 @@ impl RoutingTable {
     }
 
     pub fn geo_route(&self, name: &Name) -> Option<&GeoRoute> {
-        match self.find_zone(name)?.nodes.get(name)? {
+        match self.find_zone(name)?.nodes.get(name.as_str())? {
             Node::Geo(g) => Some(g),
             _ => None,
         }
@@ -169,6 +292,7 @@ pub fn build_with(
     // locations and site names are copied only then).
     let mut slots: HashMap<Vec<SiteId>, Option<Arc<RankSlot>>, foldhash::fast::RandomState> = HashMap::default();
     let mut ids: Vec<SiteId> = Vec::new();
+    let mut series = SeriesAssigner::default();
     let mut zones: Vec<Zone> = config
         .zones
         .iter()
@@ -177,11 +301,12 @@ pub fn build_with(
             for node in &zc.records {
                 let mut rdata = node.rdata.clone();
                 rdata.sort_by_key(RData::rtype);
-                nodes.insert(node.name.clone(), Node::Static { ttl: node.ttl, rdata });
+                nodes.insert(Key::new(&node.name), Node::Static { ttl: node.ttl, rdata });
             }
             for g in &zc.geo {
                 let found = discovered.get(&g.name).map_or(&[][..], Vec::as_slice);
                 let mut route = geo_route(g, &health, found);
+                series.assign(&mut route);
                 if let Some(ranks) = ranks {
                     ids.clear();
                     ids.extend(route.sites.iter().map(|s| s.site));
@@ -198,19 +323,20 @@ pub fn build_with(
                         }
                     };
                 }
-                nodes.insert(g.name.clone(), Node::Geo(route));
+                nodes.insert(Key::new(&g.name), Node::Geo(route));
             }
             // Every ancestor between a node and the apex exists, empty unless it has records.
             // A walk stops at a name already there: its own ancestors are (or will be) walked.
-            let names: Vec<Name> = nodes.keys().cloned().collect();
+            let names: Vec<Name> =
+                zc.records.iter().map(|n| &n.name).chain(zc.geo.iter().map(|g| &g.name)).cloned().collect();
             for name in names {
                 let mut cur = name.parent();
                 while let Some(p) = cur {
-                    if p == zc.apex || !p.is_in(&zc.apex) || nodes.contains_key(&p) {
+                    if p == zc.apex || !p.is_in(&zc.apex) || nodes.contains_key(p.as_str()) {
                         break;
                     }
                     cur = p.parent();
-                    nodes.insert(p, Node::Empty);
+                    nodes.insert(Key::new(&p), Node::Empty);
                 }
             }
             Zone {
@@ -232,6 +358,7 @@ pub fn build_with(
         site_vectors: config.sites.iter().map(|s| s.location.unit()).collect(),
         networks: ClientNetworks::new(config.client_networks.iter().chain(&inputs.client_networks).cloned().collect()),
         locator,
+        answer_series: series.series,
     }
 }
 
@@ -314,7 +441,7 @@ fn geo_route(g: &GeoNameConfig, health: &Health<'_>, found: &[&Discovered]) -> G
                 IpAddr::V6(a) => v6.push(*a),
             }
         }
-        GeoSite { site, up, v4, v6 }
+        GeoSite { site, answers: 0, up, v4, v6 }
     };
     // Nothing discovered for this name (the common case): the config's addresses as they are.
     let sites: Vec<GeoSite> = if found.is_empty() {
@@ -323,6 +450,8 @@ fn geo_route(g: &GeoNameConfig, health: &Health<'_>, found: &[&Discovered]) -> G
         merge_sites(g, found).iter().map(|s| site(s.site, &s.addrs, s.ready)).collect()
     };
     let any_down = sites.iter().any(|s| !s.up);
+    let several_v4 = sites.iter().filter(|s| !s.v4.is_empty()).nth(1).is_some();
+    let several_v6 = sites.iter().filter(|s| !s.v6.is_empty()).nth(1).is_some();
     GeoRoute {
         name: g.name.clone(),
         // Halved, but a TTL above 0 stays above 0.
@@ -331,6 +460,8 @@ fn geo_route(g: &GeoNameConfig, health: &Health<'_>, found: &[&Discovered]) -> G
         all_down: g.all_down,
         sites,
         rank: None,
+        several_v4,
+        several_v6,
     }
 }
 

@@ -365,3 +365,36 @@ fn sites_forced_up_answer_with_every_address_and_down_wins() {
     let t = table_with(&inputs);
     assert_eq!(addrs(&ask(&t, "app.geo.example.", RType::A, "81.2.69.1", None)), ["192.0.2.2"]);
 }
+
+#[test]
+fn answer_series_name_the_first_pairs_and_count_the_rest_per_site() {
+    // Small tables: one series per (name, site), in config order.
+    let t = table();
+    assert_eq!(t.answer_series().len(), 4 + 3 + 2 + 1);
+    assert_eq!(t.answer_series()[0], AnswerSeries::Named(n("app.geo.example."), 0));
+    assert_eq!(t.answer_series_of(&n("multi.geo.example."), 3), Some(&AnswerSeries::Named(n("multi.geo.example."), 3)));
+    // Beyond the cap, one series per site.
+    let names = MAX_NAMED_ANSWER_SERIES / 2 + 10;
+    let mut yaml = String::from(
+        "sites:\n  a: { location: [0, 0] }\n  b: { location: [10, 10] }\nzones:\n  big.example.:\n    soa: { mname: ns1, rname: h, serial: 1 }\n    ns: [ns1]\n    geo:\n",
+    );
+    for i in 0..names {
+        yaml.push_str(&format!("      n{i}: {{ sites: {{ a: [192.0.2.1], b: [192.0.2.2] }} }}\n"));
+    }
+    let config = config::parse(&yaml, Path::new(".")).expect("generated config is valid");
+    let t = build(&config, locator(), &Inputs::default(), 1);
+    assert_eq!(t.answer_series().len(), MAX_NAMED_ANSWER_SERIES + 2);
+    let last = n(&format!("n{}.big.example.", names - 1));
+    assert_eq!(t.answer_series_of(&last, 1), Some(&AnswerSeries::Other(1)));
+    let first = n("n0.big.example.");
+    assert_eq!(t.answer_series_of(&first, 1), Some(&AnswerSeries::Named(first.clone(), 1)));
+    // Every site entry points at the series that names it (or its site's).
+    for route in t.geo_routes() {
+        for s in &route.sites {
+            match &t.answer_series()[s.answers as usize] {
+                AnswerSeries::Named(name, site) => assert!(*name == route.name && *site == s.site),
+                AnswerSeries::Other(site) => assert_eq!(*site, s.site),
+            }
+        }
+    }
+}
