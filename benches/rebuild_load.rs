@@ -1,9 +1,10 @@
 //! Answers during continuous rebuilds (issue #8): the real DNS server in-process on
 //! 127.0.0.1:0 with a 10,000-name x 100-site table (benches/common/scale.rs; RRL off), queried
 //! over loopback UDP by one blocking client thread (A with ECS /24, cycling over 8,192 names and
-//! located subnets), first idle, then while another thread builds a new table and stores it into
-//! the served `ArcSwap` 10 times a second (as the builder task does on health flips; a rebuild
-//! that overruns its slot starts the next at once), then idle again (a check for drift from
+//! located subnets), first idle, then while new tables are built on the build thread (as the
+//! builder task builds them on health flips: `app::BuildThread`, a thread at nice +10) and stored
+//! into the served `ArcSwap` 10 times a second (a rebuild that overruns its slot starts the next
+//! at once), then idle again (a check for drift from
 //! other load on the machine). Prints the latency of each phase, the ratio of the average
 //! latencies (busy / idle; target: within 1.2x), and the rebuild times.
 //!
@@ -18,12 +19,16 @@
 #[path = "common/scale.rs"]
 mod scale;
 
-use std::net::{SocketAddr, UdpSocket};
+#[path = "common/client.rs"]
+mod client;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
+use client::{Phase, query_phase};
+use geodns::app::BuildThread;
 use geodns::config::RrlConfig;
 use geodns::dns::{DnsServer, Handler};
 use geodns::routing::{Inputs, RoutingTable};
@@ -32,100 +37,11 @@ use scale::{Rng, Shape};
 const REBUILDS_PER_SECOND: u32 = 10;
 /// Distinct queries cycled over (a power of two).
 const QUERIES: usize = 8192;
-/// At most this many queries per phase, whatever its length.
-const MAX_QUERIES: usize = 5_000_000;
 /// Input sets the rebuilds cycle over (about 1% of the endpoints down, a different 1% each).
 const INPUT_ROUNDS: usize = 8;
 
 fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
     std::env::var(key).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-struct Phase {
-    name: &'static str,
-    /// One entry per answered query.
-    latencies: Vec<Duration>,
-    lost: usize,
-    wrong: usize,
-    elapsed: Duration,
-}
-
-impl Phase {
-    fn average(&self) -> Duration {
-        self.latencies.iter().sum::<Duration>() / self.latencies.len().max(1) as u32
-    }
-
-    fn report(&mut self) {
-        self.latencies.sort_unstable();
-        let n = self.latencies.len();
-        let pct = |p: f64| self.latencies.get(((n as f64 * p) as usize).min(n.saturating_sub(1))).copied();
-        let us = |d: Option<Duration>| d.map_or(f64::NAN, |d| d.as_secs_f64() * 1e6);
-        println!(
-            "{:<14} {:>9} {:>9.0} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>7} {:>6} {:>6}",
-            self.name,
-            n,
-            n as f64 / self.elapsed.as_secs_f64(),
-            us(Some(self.average())),
-            us(pct(0.50)),
-            us(pct(0.99)),
-            us(self.latencies.last().copied()),
-            n - self.latencies.partition_point(|&d| d <= Duration::from_millis(10)),
-            self.lost,
-            self.wrong,
-        );
-    }
-}
-
-/// Queries the server for `length`, `inflight` queries at a time (each answer sends the next).
-fn query_phase(
-    name: &'static str,
-    server: SocketAddr,
-    packets: &[Vec<u8>],
-    length: Duration,
-    inflight: usize,
-) -> Phase {
-    let socket = UdpSocket::bind("127.0.0.1:0").expect("bind the client socket");
-    socket.connect(server).expect("connect the client socket");
-    socket.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
-    let mut buf = [0u8; 1500];
-    let mut phase = Phase { name, latencies: Vec::with_capacity(1 << 20), lost: 0, wrong: 0, elapsed: Duration::ZERO };
-    // By query id (= the packet's index): when the query now outstanding was sent.
-    let mut sent_at: Vec<Option<Instant>> = vec![None; QUERIES];
-    let (mut next, mut outstanding) = (0usize, 0usize);
-    let started = Instant::now();
-    loop {
-        let more = started.elapsed() < length && next < MAX_QUERIES;
-        while more && outstanding < inflight {
-            let i = next & (QUERIES - 1);
-            socket.send(&packets[i]).expect("send a query");
-            sent_at[i] = Some(Instant::now());
-            (next, outstanding) = (next + 1, outstanding + 1);
-        }
-        if outstanding == 0 {
-            break;
-        }
-        match socket.recv(&mut buf) {
-            Ok(n) if n >= 12 => {
-                let id = usize::from(u16::from_be_bytes([buf[0], buf[1]]));
-                // A late answer to a query already counted lost has no send time any more.
-                let Some(sent) = sent_at.get_mut(id).and_then(Option::take) else { continue };
-                phase.latencies.push(sent.elapsed());
-                outstanding -= 1;
-                // NOERROR with an answer (ECS scope and all checked by the tests, not here).
-                if buf[3] & 0x0f != 0 || buf[6..8] == [0, 0] {
-                    phase.wrong += 1;
-                }
-            }
-            Ok(_) => phase.wrong += 1,
-            Err(_) => {
-                phase.lost += outstanding;
-                sent_at.fill(None);
-                outstanding = 0;
-            }
-        }
-    }
-    phase.elapsed = started.elapsed();
-    phase
 }
 
 struct Rebuilds {
@@ -139,15 +55,17 @@ struct Rebuilds {
 
 /// Rebuilds and publishes a table `REBUILDS_PER_SECOND` times a second until `stop`; a rebuild
 /// that overruns its slot starts the next one at once, without catching up on missed slots.
-/// Publishes as the builder task does (swap, drop the old table), or with `retire` keeps the old
-/// table until the next rebuild and drops it then, when no query can hold it any more.
+/// Builds as the builder task does, on the build thread (`app::BuildThread`: its own thread,
+/// at a lower priority), and publishes as it does (swap; the old table freed on the build
+/// thread), or with `retire` keeps the old table until the next rebuild and frees it then.
 fn rebuild_loop(
-    loaded: &geodns::app::Loaded,
-    inputs: &[Inputs],
+    loaded: &Arc<geodns::app::Loaded>,
+    inputs: &Arc<Vec<Inputs>>,
     table: &ArcSwap<RoutingTable>,
     stop: &AtomicBool,
     retire: bool,
 ) -> Rebuilds {
+    let build_thread = BuildThread::start().expect("start the build thread");
     let period = Duration::from_secs(1) / REBUILDS_PER_SECOND;
     let mut out = Rebuilds { build: Vec::new(), store: Vec::new(), freed_by_queries: 0 };
     let mut retired: Option<Arc<RoutingTable>> = None;
@@ -160,15 +78,20 @@ fn rebuild_loop(
             continue;
         }
         let started = Instant::now();
-        let built = loaded.build(&inputs[generation as usize % inputs.len()], generation);
+        let (l, i) = (loaded.clone(), inputs.clone());
+        let built = build_thread
+            .run_blocking(move || l.build(&i[generation as usize % i.len()], generation))
+            .expect("a build succeeds");
         let stored = Instant::now();
         let old = table.swap(Arc::new(built));
         if retire {
-            drop(retired.replace(old));
+            if let Some(older) = retired.replace(old) {
+                build_thread.drop_later(older);
+            }
         } else {
-            // `store` is this swap and drop; a query holding the old table frees it instead.
+            // A query holding the old table frees it instead, when it lets it go.
             out.freed_by_queries += usize::from(Arc::strong_count(&old) > 1);
-            drop(old);
+            build_thread.drop_later(old);
         }
         out.build.push(stored - started);
         out.store.push(stored.elapsed());
@@ -193,8 +116,9 @@ fn main() {
     // The server counts queries and durations as `geodns serve` does.
     geodns::metrics::install();
     let started = Instant::now();
-    let loaded = scale::load(&shape);
-    let inputs: Vec<Inputs> = (0..INPUT_ROUNDS).map(|round| scale::inputs(&loaded.config, round)).collect();
+    let loaded = Arc::new(scale::load(&shape));
+    let inputs: Arc<Vec<Inputs>> =
+        Arc::new((0..INPUT_ROUNDS).map(|round| scale::inputs(&loaded.config, round)).collect());
     let table = Arc::new(ArcSwap::from_pointee(loaded.build(&inputs[0], 1)));
     println!(
         "rebuild_load: {}, {inflight} quer{} in flight (loaded and first table built in {:.2?})",
@@ -252,9 +176,9 @@ fn main() {
     println!(
         "publish ({}): avg {:.1} ms, max {:.1} ms; old tables freed by a query's thread: {}",
         if retire {
-            "swap, drop the table retired one rebuild ago"
+            "swap; the table retired one rebuild ago freed on the build thread"
         } else {
-            "swap and drop the old table, as the builder"
+            "swap; the old table freed on the build thread, as the builder"
         },
         ms(avg(&rebuilds.store)),
         ms(max(&rebuilds.store)),

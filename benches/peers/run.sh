@@ -10,7 +10,9 @@
 # SERVERS ("geodns gdnsd nsd"), LOADGENS ("dnsperf geodns-load"), QUERIES (query file size,
 # default 100000), AGREE (subnets checked for agreement, default 10000), BUDGET (seconds for the
 # whole script, default 840: reps that would not fit are skipped and the table says how many
-# ran), GEODNS_BIN / GEODNS_LOAD_BIN (prebuilt binaries; default: cargo build --release).
+# ran), GEODNS_BIN / GEODNS_LOAD_BIN (prebuilt binaries; default: cargo build --release),
+# PREPARE_ONLY=1 (install, download, convert and generate the queries, then stop: the slow,
+# cached part, which can run while geodns builds).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -364,6 +366,10 @@ main() {
   city_db
   python_env
   query_file
+  if [[ -n ${PREPARE_ONLY:-} ]]; then
+    log "prepared: packages, $W/city.mmdb, the query file (PREPARE_ONLY set: nothing measured)"
+    return 0
+  fi
   build_geodns
 
   RESULTS=$W/results.tsv
