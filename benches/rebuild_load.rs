@@ -80,7 +80,7 @@ fn rebuild_loop(
         let started = Instant::now();
         let (l, i) = (loaded.clone(), inputs.clone());
         let built = build_thread
-            .run_blocking(move || l.build(&i[generation as usize % i.len()], generation))
+            .build_blocking(move || l.build(&i[generation as usize % i.len()], generation))
             .expect("a build succeeds");
         let stored = Instant::now();
         let old = table.swap(Arc::new(built));

@@ -246,7 +246,7 @@ impl Builder {
         let loaded = self.loaded.clone();
         // Building is pure and validated inputs cannot fail it; should a bug panic anyway, the
         // last good table keeps serving.
-        let built = self.build.run(move || loaded.build(&inputs, generation)).await.ok();
+        let built = self.build.build(move || loaded.build(&inputs, generation)).await;
         self.install(built, generation, started);
     }
 
