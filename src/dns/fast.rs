@@ -74,10 +74,7 @@ fn answer_with(table: &RoutingTable, q: &FastQuery<'_>, src: IpAddr, out: &mut V
     let name = Name::from_canonical(q.name.as_str());
     let answer = table.resolve(&Query { name: &name, rtype, client, ecs_source });
     encode(q, &name, &answer, ecs.as_ref(), limit, out);
-    let answers = answer.decision.as_ref().and_then(|d| {
-        let site = *d.answered_from.first()?;
-        Some(table.geo_route(&d.name)?.sites.iter().find(|s| s.site == site)?.answers)
-    });
+    let answers = answer.decision.as_ref().and_then(|d| table.answer_index(&d.name, *d.answered_from.first()?));
     Fast::Answered(Answered { rcode: answer.rcode, ecs: ecs.is_some(), scope: answer.scope, answers })
 }
 

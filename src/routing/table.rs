@@ -235,8 +235,12 @@ impl RoutingTable {
 
     /// The answer counter of `name` answered from `site`.
     pub fn answer_series_of(&self, name: &Name, site: SiteId) -> Option<&AnswerSeries> {
-        let s = self.geo_route(name)?.sites.iter().find(|s| s.site == site)?;
-        self.answer_series.get(s.answers as usize)
+        self.answer_series.get(self.answer_index(name, site)? as usize)
+    }
+
+    /// The index in [`RoutingTable::answer_series`] of `name` answered from `site`.
+    pub fn answer_index(&self, name: &Name, site: SiteId) -> Option<u32> {
+        Some(self.geo_route(name)?.sites.iter().find(|s| s.site == site)?.answers)
     }
 
     /// Apexes of the zones served.
