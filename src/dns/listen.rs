@@ -17,9 +17,11 @@ use super::tcp::TcpLimits;
 
 /// A running DNS server and the addresses it actually bound (port 0 resolved).
 pub struct DnsServer {
-    /// Cancels the UDP loops and the TCP accept loops at shutdown.
+    /// Cancels the UDP loops at shutdown; then `tcp`, the TCP accept loops.
     udp: CancellationToken,
     udp_tasks: Vec<tokio::task::JoinHandle<()>>,
+    tcp: CancellationToken,
+    tcp_tasks: Vec<tokio::task::JoinHandle<()>>,
     pub bound: Vec<SocketAddr>,
 }
 
@@ -38,7 +40,8 @@ impl DnsServer {
     ) -> io::Result<Self> {
         let mut bound = Vec::new();
         let udp_token = CancellationToken::new();
-        let mut udp_tasks = Vec::new();
+        let tcp_token = CancellationToken::new();
+        let (mut udp_tasks, mut tcp_tasks) = (Vec::new(), Vec::new());
         // One table for every UDP socket, so a client's budget is the same whichever socket
         // the kernel hands its queries to. TCP is never limited.
         let rrl = super::rrl::Rrl::new(rrl).map(Arc::new);
@@ -52,22 +55,29 @@ impl DnsServer {
                     udp_token.clone(),
                 )));
             }
-            udp_tasks.push(super::tcp::spawn_tcp(
+            tcp_tasks.push(super::tcp::spawn_tcp(
                 tcp_listener,
                 handler.clone(),
                 TcpLimits::from(tcp),
-                udp_token.clone(),
+                tcp_token.clone(),
             ));
             info!(addr = %actual, "serving DNS over UDP and TCP");
             bound.push(actual);
         }
-        Ok(DnsServer { udp: udp_token, udp_tasks, bound })
+        Ok(DnsServer { udp: udp_token, udp_tasks, tcp: tcp_token, tcp_tasks, bound })
     }
 
-    /// Stops accepting, then waits for the listener tasks to end.
+    /// Stops accepting, then waits for the listener tasks to end: the UDP sockets are closed
+    /// before the TCP listeners. While a port's TCP listener is open, no other server can be
+    /// given the port (binding UDP port 0 with SO_REUSEPORT may pick a port whose UDP socket is
+    /// still open; the TCP bind on it then fails and another port is tried, see `bind_pair`).
     pub async fn shutdown(mut self) {
         self.udp.cancel();
         for task in self.udp_tasks.drain(..) {
+            let _ = task.await;
+        }
+        self.tcp.cancel();
+        for task in self.tcp_tasks.drain(..) {
             let _ = task.await;
         }
     }

@@ -24,20 +24,21 @@ pub const BATCH: usize = 32;
 /// different cache sets.
 const SLOT: usize = 65536 + 64;
 
-/// How long a blocked `recvmmsg` waits before the thread looks at the shutdown token again.
-/// Shutdown does not wait for it: it wakes the thread at once (see [`serve`]); this is the
-/// backstop should that wake-up be lost.
-const WAKE_EVERY: Duration = Duration::from_millis(500);
+/// How long a blocked `recvmmsg` waits before the thread looks at the shutdown token again:
+/// shutdown takes at most this long (a blocked `recvmmsg` on an unconnected UDP socket cannot
+/// be woken otherwise; `shutdown(SHUT_RD)` fails with ENOTCONN there). Idle, that is 20 wake-ups
+/// a second per socket.
+const WAKE_EVERY: Duration = Duration::from_millis(50);
 
 /// Serves one UDP socket on a thread of its own until `shutdown` is cancelled; returns when
-/// the thread has ended.
+/// the thread has ended (within [`WAKE_EVERY`]), and the socket is closed.
 ///
 /// A blocking `recvmmsg` on a dedicated thread instead of a task on the runtime: each wake-up
 /// then costs one system call where the readiness loop cost three (`epoll_wait`, `recvmmsg`,
-/// and the `recvmmsg` that finds the socket empty), plus the runtime's scheduling; and a
-/// long job on a runtime worker (a routing table rebuild, a TCP burst) never delays UDP
-/// answers. The runtime still runs TCP, the admin API, probes and the full handler, which
-/// this thread calls for the queries the fast path does not take.
+/// and the `recvmmsg` that finds the socket empty), plus the runtime's scheduling; and a long
+/// job on a runtime worker (a TCP burst, a slow handler) never delays UDP answers. The runtime
+/// still runs TCP, the admin API, probes and the full handler, which this thread calls for the
+/// queries the fast path does not take.
 pub async fn serve(socket: UdpSocket, handler: Handler, rrl: Option<Arc<Rrl>>, shutdown: CancellationToken) {
     let socket = match blocking(socket) {
         Ok(s) => s,
@@ -46,26 +47,18 @@ pub async fn serve(socket: UdpSocket, handler: Handler, rrl: Option<Arc<Rrl>>, s
             return;
         }
     };
-    // A second handle to the socket, to wake the thread out of recvmmsg at shutdown.
-    let waker = match socket.try_clone() {
-        Ok(w) => w,
-        Err(error) => {
-            error!(%error, "cannot set up a UDP socket for its thread; this socket is not served");
-            return;
-        }
-    };
     let runtime = tokio::runtime::Handle::current();
-    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+    let (done_tx, mut done) = tokio::sync::oneshot::channel::<()>();
     let token = shutdown.clone();
     let spawned = std::thread::Builder::new().name("geodns-udp".into()).spawn(move || {
         serve_blocking(&socket, &handler, rrl.as_deref(), &token, &runtime);
+        drop(socket);
         drop(done_tx);
     });
     if let Err(error) = spawned {
         error!(%error, "cannot start a UDP thread; this socket is not served");
         return;
     }
-    let mut done = done_rx;
     tokio::select! {
         _ = shutdown.cancelled() => {}
         _ = &mut done => {
@@ -73,9 +66,6 @@ pub async fn serve(socket: UdpSocket, handler: Handler, rrl: Option<Arc<Rrl>>, s
             return;
         }
     }
-    // Shutting down the reading side of a UDP socket wakes a thread blocked in recvmmsg
-    // (Linux returns ENOTCONN for the call itself, yet marks the socket and wakes readers).
-    let _ = socket2::SockRef::from(&waker).shutdown(std::net::Shutdown::Read);
     let _ = done.await;
 }
 
@@ -107,7 +97,6 @@ fn serve_blocking(
             return;
         }
         let n = match slots.recv(fd) {
-            // Zero datagrams: the socket was shut down for reading (see `serve`).
             Ok(0) => continue,
             Ok(n) => n,
             Err(error) => {
