@@ -2,7 +2,7 @@
 //! 127.0.0.1:0 with a 10,000-name x 100-site table (benches/common/scale.rs; RRL off), queried
 //! over loopback UDP by one blocking client thread (A with ECS /24, cycling over 8,192 names and
 //! located subnets), first idle, then while new tables are built on the build thread (as the
-//! builder task builds them on health flips: `app::BuildThread`, a thread at nice +10) and stored
+//! builder task builds them on health flips: `app::BuildThreads`, a thread at nice +10) and stored
 //! into the served `ArcSwap` 10 times a second (a rebuild that overruns its slot starts the next
 //! at once), then idle again (a check for drift from
 //! other load on the machine). Prints the latency of each phase, the ratio of the average
@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use client::{Phase, query_phase};
-use geodns::app::BuildThread;
+use geodns::app::BuildThreads;
 use geodns::config::RrlConfig;
 use geodns::dns::{DnsServer, Handler};
 use geodns::routing::{Inputs, RoutingTable};
@@ -55,7 +55,7 @@ struct Rebuilds {
 
 /// Rebuilds and publishes a table `REBUILDS_PER_SECOND` times a second until `stop`; a rebuild
 /// that overruns its slot starts the next one at once, without catching up on missed slots.
-/// Builds as the builder task does, on the build thread (`app::BuildThread`: its own thread,
+/// Builds as the builder task does, on the build thread (`app::BuildThreads`: its own thread,
 /// at a lower priority), and publishes as it does (swap; the old table freed on the build
 /// thread), or with `retire` keeps the old table until the next rebuild and frees it then.
 fn rebuild_loop(
@@ -65,7 +65,7 @@ fn rebuild_loop(
     stop: &AtomicBool,
     retire: bool,
 ) -> Rebuilds {
-    let build_thread = BuildThread::start().expect("start the build thread");
+    let build_thread = BuildThreads::start().expect("start the build thread");
     let period = Duration::from_secs(1) / REBUILDS_PER_SECOND;
     let mut out = Rebuilds { build: Vec::new(), store: Vec::new(), freed_by_queries: 0 };
     let mut retired: Option<Arc<RoutingTable>> = None;

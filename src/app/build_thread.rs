@@ -28,9 +28,10 @@ pub const PATIENCE: Duration = Duration::from_millis(250);
 
 type Job = Box<dyn FnOnce() + Send>;
 
-/// Handles to the build threads; they end when the last handle is dropped.
+/// The two build threads (`geodns-build`, `geodns-build-now`); they end when the last handle
+/// is dropped.
 #[derive(Clone)]
-pub struct BuildThread {
+pub struct BuildThreads {
     idle: mpsc::Sender<Job>,
     now: mpsc::Sender<Job>,
     /// Numbers builds; the highest whose result was taken (older copies are skipped).
@@ -52,10 +53,10 @@ fn spawn(name: &str, idle: bool) -> io::Result<mpsc::Sender<Job>> {
     Ok(jobs)
 }
 
-impl BuildThread {
+impl BuildThreads {
     /// Starts the threads (`geodns-build` and `geodns-build-now`).
     pub fn start() -> io::Result<Self> {
-        Ok(BuildThread {
+        Ok(BuildThreads {
             idle: spawn("geodns-build", true)?,
             now: spawn("geodns-build-now", false)?,
             next: Arc::new(AtomicU64::new(0)),
@@ -113,7 +114,7 @@ impl BuildThread {
         result
     }
 
-    /// [`BuildThread::build`] from outside a runtime (benchmarks and tools), waiting on the
+    /// [`BuildThreads::build`] from outside a runtime (benchmarks and tools), waiting on the
     /// calling thread.
     pub fn build_blocking<T: Send + 'static>(&self, f: impl Fn() -> T + Send + Sync + 'static) -> Option<T> {
         let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().ok()?;
@@ -151,7 +152,7 @@ mod tests {
 
     #[test]
     fn builds_and_survives_a_panic() {
-        let t = BuildThread::start().unwrap();
+        let t = BuildThreads::start().unwrap();
         assert_eq!(t.build_blocking(|| 1 + 1), Some(2));
         assert_eq!(t.build_blocking(|| -> u32 { panic!("a failed build") }), None);
         assert_eq!(t.build_blocking(|| "still running"), Some("still running"));
@@ -169,7 +170,7 @@ mod tests {
                 let _ = self.0.send(unsafe { libc::sched_getscheduler(0) });
             }
         }
-        let t = BuildThread::start().unwrap();
+        let t = BuildThreads::start().unwrap();
         let (tx, rx) = mpsc::channel();
         t.drop_later(Report(tx));
         // However busy the machine, an idle-priority thread gets some time within a minute.
@@ -185,7 +186,7 @@ mod tests {
                 let _ = self.0.recv_timeout(Duration::from_secs(10));
             }
         }
-        let t = BuildThread::start().unwrap();
+        let t = BuildThreads::start().unwrap();
         let (release, hold) = mpsc::channel();
         t.drop_later(Hold(hold));
         let started = std::time::Instant::now();

@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::build_thread::BuildThread;
+use super::build_thread::BuildThreads;
 use super::{AppError, Loaded, status};
 use crate::admin::{ReloadStatus, Status};
 use crate::config::{self, AdminState, Forced};
@@ -75,7 +75,7 @@ pub(super) struct Builder {
     status_tx: watch::Sender<Arc<Status>>,
     pub(super) loaded: Arc<Loaded>,
     /// Where tables are built and old ones freed, off the runtime and at a lower priority.
-    build: BuildThread,
+    build: BuildThreads,
     pub(super) config_path: Option<PathBuf>,
     pub(super) loaded_at: SystemTime,
     probes: Probes,
@@ -135,7 +135,7 @@ impl Builder {
     ) -> Result<Builder, AppError> {
         let probes = start_probes(targets(&loaded), &shutdown)?;
         let kube = start_kube(&loaded, &shutdown);
-        let build = BuildThread::start().map_err(AppError::BuildThread)?;
+        let build = BuildThreads::start().map_err(AppError::BuildThreads)?;
         let first = loaded.build(&Inputs::default(), 1);
         let table = Arc::new(ArcSwap::from_pointee(first));
         let (status_tx, status) = watch::channel(Arc::new(Status::default()));

@@ -28,7 +28,7 @@ use crate::model::{Locator, NoLocator};
 use crate::routing::{self, Inputs, RankTables, RoutingTable};
 use crate::sources::health;
 
-pub use build_thread::BuildThread;
+pub use build_thread::BuildThreads;
 pub use builder::Event;
 
 #[derive(Debug, thiserror::Error)]
@@ -49,8 +49,8 @@ pub enum AppError {
     AdminListen { addr: SocketAddr, source: io::Error },
     #[error("cannot start health probes: {0}")]
     Health(#[from] health::ClientError),
-    #[error("cannot start the table build thread: {0}")]
-    BuildThread(io::Error),
+    #[error("cannot start the table build threads: {0}")]
+    BuildThreads(io::Error),
     #[error("cannot wait for signals: {0}")]
     Signals(io::Error),
 }
