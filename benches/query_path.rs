@@ -40,7 +40,7 @@ fn wire_query(ecs: Option<&str>) -> Vec<u8> {
 
 fn bench(c: &mut Criterion) {
     let loaded = example();
-    let table = loaded.build(&Default::default(), 1);
+    let table = loaded.build(geodns::routing::Inputs::default(), 1);
     let name = Name::parse_absolute("app.geo.example.").unwrap();
     let uk: IpAddr = "81.2.69.0".parse().unwrap();
 

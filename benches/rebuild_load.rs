@@ -1,12 +1,20 @@
 //! Answers during continuous rebuilds (issue #8): the real DNS server in-process on
 //! 127.0.0.1:0 with a 10,000-name x 100-site table (benches/common/scale.rs; RRL off), queried
 //! over loopback UDP by one blocking client thread (A with ECS /24, cycling over 8,192 names and
-//! located subnets), first idle, then while new tables are built on the build thread (as the
-//! builder task builds them on health flips: `app::BuildThreads`, a thread at nice +10) and stored
-//! into the served `ArcSwap` 10 times a second (a rebuild that overruns its slot starts the next
-//! at once), then idle again (a check for drift from
+//! located subnets), first idle, then while new tables are built and stored into the served
+//! `ArcSwap` 10 times a second, as the builder task does on health flips (`Loaded::rebuild` from
+//! the served table, on `app::BuildThreads`; the old table freed on the build thread; a rebuild
+//! that overruns its slot starts the next at once), then idle again (a check for drift from
 //! other load on the machine). Prints the latency of each phase, the ratio of the average
 //! latencies (busy / idle; target: within 1.2x), and the rebuild times.
+//!
+//! What changes between rebuilds (`REBUILD_LOAD_CHANGE`):
+//! - `flips` (the default): each rebuild's inputs are the last ones with `REBUILD_LOAD_FLIPS`
+//!   endpoints (default 10) flipped, as health snapshots bring them: the rebuild redoes only
+//!   the names those endpoints belong to.
+//! - `all`: about 1% of all endpoints are down, a different 1% at each rebuild: every name
+//!   changes at every rebuild, so each is as costly as a full build (the worst case: a real
+//!   server sees it on a reload, not 10 times a second).
 //!
 //! Run: `cargo bench --bench rebuild_load`. A measurement, not a micro-benchmark: no criterion.
 //! Environment: `REBUILD_LOAD_SECS` the length of each phase (default 10), `REBUILD_LOAD_NAMES`
@@ -37,8 +45,17 @@ use scale::{Rng, Shape};
 const REBUILDS_PER_SECOND: u32 = 10;
 /// Distinct queries cycled over (a power of two).
 const QUERIES: usize = 8192;
-/// Input sets the rebuilds cycle over (about 1% of the endpoints down, a different 1% each).
+/// Input sets the `all` rebuilds cycle over (about 1% of the endpoints down, a different 1% each).
 const INPUT_ROUNDS: usize = 8;
+
+/// What changes between two rebuilds.
+#[derive(Clone, Copy)]
+enum Change {
+    /// This many endpoints flip.
+    Flips(usize),
+    /// A different 1% of all endpoints is down: every name changes.
+    All,
+}
 
 fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
     std::env::var(key).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -60,11 +77,13 @@ struct Rebuilds {
 /// thread), or with `retire` keeps the old table until the next rebuild and frees it then.
 fn rebuild_loop(
     loaded: &Arc<geodns::app::Loaded>,
-    inputs: &Arc<Vec<Inputs>>,
+    rounds: &[Arc<Inputs>],
+    change: Change,
     table: &ArcSwap<RoutingTable>,
     stop: &AtomicBool,
     retire: bool,
 ) -> Rebuilds {
+    let mut inputs = rounds[0].clone();
     let build_thread = BuildThreads::start().expect("start the build thread");
     let period = Duration::from_secs(1) / REBUILDS_PER_SECOND;
     let mut out = Rebuilds { build: Vec::new(), store: Vec::new(), freed_by_queries: 0 };
@@ -78,10 +97,14 @@ fn rebuild_loop(
             continue;
         }
         let started = Instant::now();
-        let (l, i) = (loaded.clone(), inputs.clone());
-        let built = build_thread
-            .build_blocking(move || l.build(&i[generation as usize % i.len()], generation))
-            .expect("a build succeeds");
+        // The builder makes its inputs from the health snapshot on the runtime, then builds.
+        inputs = match change {
+            Change::Flips(n) => Arc::new(scale::flipped(&loaded.config, &inputs, generation, n)),
+            Change::All => rounds[generation as usize % rounds.len()].clone(),
+        };
+        let (l, i, previous) = (loaded.clone(), inputs.clone(), table.load_full());
+        let built =
+            build_thread.build_blocking(move || l.rebuild(&previous, i.clone(), generation)).expect("a build succeeds");
         let stored = Instant::now();
         let old = table.swap(Arc::new(built));
         if retire {
@@ -111,19 +134,30 @@ fn main() {
     let names = env_or("REBUILD_LOAD_NAMES", if bench { 10_000 } else { 200 });
     let inflight: usize = env_or("REBUILD_LOAD_INFLIGHT", 1).clamp(1, QUERIES / 2);
     let retire = env_or("REBUILD_LOAD_RETIRE", 0) == 1;
+    let change = match std::env::var("REBUILD_LOAD_CHANGE").as_deref() {
+        Ok("all") => Change::All,
+        Ok("flips") | Err(_) => Change::Flips(env_or("REBUILD_LOAD_FLIPS", 10)),
+        Ok(other) => panic!("REBUILD_LOAD_CHANGE={other}: expected flips or all"),
+    };
     let shape = Shape { names, sites: 100, sites_per_name: 100 };
 
     // The server counts queries and durations as `geodns serve` does.
     geodns::metrics::install();
     let started = Instant::now();
     let loaded = Arc::new(scale::load(&shape));
-    let inputs: Arc<Vec<Inputs>> =
-        Arc::new((0..INPUT_ROUNDS).map(|round| scale::inputs(&loaded.config, round)).collect());
-    let table = Arc::new(ArcSwap::from_pointee(loaded.build(&inputs[0], 1)));
+    let rounds: Vec<Arc<Inputs>> =
+        (0..INPUT_ROUNDS).map(|round| Arc::new(scale::inputs(&loaded.config, round))).collect();
+    // Built as the builder's first rebuild is: with the address index.
+    let table =
+        Arc::new(ArcSwap::from_pointee(loaded.rebuild(&loaded.build(rounds[0].clone(), 1), rounds[0].clone(), 1)));
     println!(
-        "rebuild_load: {}, {inflight} quer{} in flight (loaded and first table built in {:.2?})",
+        "rebuild_load: {}, {inflight} quer{} in flight, each rebuild: {} (loaded and first table built in {:.2?})",
         shape.label(),
         if inflight == 1 { "y" } else { "ies" },
+        match change {
+            Change::Flips(n) => format!("{n} endpoints flipped"),
+            Change::All => "a different 1% of endpoints down (every name changes)".to_owned(),
+        },
         started.elapsed()
     );
 
@@ -149,7 +183,7 @@ fn main() {
     let mut idle = query_phase("idle", addr, &packets, length, inflight);
     let stop = AtomicBool::new(false);
     let (mut busy, rebuilds) = std::thread::scope(|scope| {
-        let rebuilder = scope.spawn(|| rebuild_loop(&loaded, &inputs, &table, &stop, retire));
+        let rebuilder = scope.spawn(|| rebuild_loop(&loaded, &rounds, change, &table, &stop, retire));
         let busy = query_phase("rebuilding", addr, &packets, length, inflight);
         stop.store(true, Ordering::Relaxed);
         (busy, rebuilder.join().expect("the rebuild thread"))

@@ -61,7 +61,7 @@ fn load(shape: &Shape) -> Loaded {
 
 fn sized(shape: Shape, subnets: &[Ipv4Addr]) -> Sized {
     let loaded = load(&shape);
-    let table = loaded.build(&scale::inputs(&loaded.config, 0), 1);
+    let table = loaded.build(scale::inputs(&loaded.config, 0), 1);
     let mut rng = Rng(0x2545_f491_4f6c_dd1d ^ shape.names as u64);
     let queried = std::env::var("TABLE_SCALE_HOT_NAMES").ok().and_then(|v| v.parse().ok()).unwrap_or(usize::MAX);
     let mut packets = Vec::with_capacity(QUERIES);
@@ -99,29 +99,45 @@ fn rebuild(c: &mut Criterion) {
         Shape { names: 10_000, sites: SITES, sites_per_name: SITES },
         Shape { names: 10_000, sites: SITES, sites_per_name: SITES_PER_NAME },
     ];
-    let loaded: Vec<(Shape, Loaded, Inputs)> = shapes
+    let loaded: Vec<(Shape, Loaded, Arc<Inputs>)> = shapes
         .into_iter()
         .map(|shape| {
             let loaded = load(&shape);
-            let inputs = scale::inputs(&loaded.config, 0);
+            let inputs = Arc::new(scale::inputs(&loaded.config, 0));
             (shape, loaded, inputs)
         })
         .collect();
     let mut group = c.benchmark_group("rebuild");
     group.sample_size(10);
     for (shape, loaded, inputs) in &loaded {
-        group.bench_function(shape.label(), |b| b.iter_with_large_drop(|| loaded.build(inputs, 2)));
+        group.bench_function(shape.label(), |b| b.iter_with_large_drop(|| loaded.build(inputs.clone(), 2)));
+    }
+    group.finish();
+
+    // Incremental rebuilds from the table of `inputs`: what the builder does on a health flip.
+    let mut group = c.benchmark_group("rebuild-incremental");
+    group.sample_size(10);
+    for (shape, loaded, inputs) in &loaded {
+        let previous = loaded.rebuild(&loaded.build(inputs.clone(), 1), inputs.clone(), 1);
+        let flipped = Arc::new(scale::flipped(&loaded.config, inputs, 1, 1));
+        group.bench_function(format!("one endpoint flipped, {}", shape.label()), |b| {
+            b.iter_with_large_drop(|| loaded.rebuild(&previous, flipped.clone(), 2))
+        });
+        let moved = Arc::new(scale::inputs(&loaded.config, 1));
+        group.bench_function(format!("1% of endpoints moved (every name), {}", shape.label()), |b| {
+            b.iter_with_large_drop(|| loaded.rebuild(&previous, moved.clone(), 2))
+        });
     }
     group.finish();
 
     let (shape, loaded, inputs) = &loaded[0];
     let mut group = c.benchmark_group("rebuild+drop");
     group.sample_size(10);
-    group.bench_function(shape.label(), |b| b.iter(|| loaded.build(inputs, 2)));
+    group.bench_function(shape.label(), |b| b.iter(|| loaded.build(inputs.clone(), 2)));
     group.finish();
 
     // The query cost when every name has all 100 sites (each query ranks 100 sites).
-    let handler = Handler::new(Arc::new(ArcSwap::from_pointee(loaded.build(inputs, 1))));
+    let handler = Handler::new(Arc::new(ArcSwap::from_pointee(loaded.build(inputs.clone(), 1))));
     let subnets = scale::located_subnets(loaded, 1024);
     let packets: Vec<Vec<u8>> = (0..QUERIES)
         .map(|k| scale::wire_query(&scale::name(k * 7919 % shape.names), subnets[k * 31 % 1024], 1))

@@ -37,10 +37,10 @@ fn ask(table: &RoutingTable, name: &Name, client: u32, source: u8) -> (Vec<Strin
 
 fn compare(inputs: &Inputs) {
     let loaded = example();
-    let ranked = loaded.build(inputs, 1);
+    let ranked = loaded.build(inputs.clone(), 1);
     assert!(loaded.ranks.wait(Duration::from_secs(120)), "the rank table is built");
     // The same inputs without precomputed rankings: the per-query decision.
-    let plain = routing::build(&loaded.config, loaded.locator(), inputs, 1);
+    let plain = routing::build(&loaded.config, loaded.locator(), inputs.clone(), 1);
     let app = Name::parse_absolute("app.geo.example.").unwrap();
     let (mut quick, mut wider) = (0, 0);
     let samples = 20_000;

@@ -121,6 +121,26 @@ pub fn inputs(config: &Config, round: usize) -> Inputs {
     Inputs { endpoint_down, ..Inputs::default() }
 }
 
+/// `base` with `count` endpoints (IPv4 addresses of random names at random sites of theirs)
+/// flipped: down ones up, up ones down, as one health snapshot after a few probes changed their
+/// verdicts. Which ones moves with `round`.
+pub fn flipped(config: &Config, base: &Inputs, round: u64, count: usize) -> Inputs {
+    let geo: Vec<_> = config.zones.iter().flat_map(|z| &z.geo).collect();
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d ^ round.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+    let mut out = base.clone();
+    for _ in 0..count {
+        let g = geo[rng.below(geo.len())];
+        let (_, addrs) = &g.sites[rng.below(g.sites.len())];
+        for a in addrs.iter().filter(|a| a.is_ipv4()) {
+            let key = ("web".to_owned(), *a);
+            if !out.endpoint_down.remove(&key) {
+                out.endpoint_down.insert(key);
+            }
+        }
+    }
+    out
+}
+
 /// A small xorshift generator: deterministic, no dependency.
 pub struct Rng(pub u64);
 

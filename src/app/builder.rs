@@ -136,7 +136,7 @@ impl Builder {
         let probes = start_probes(targets(&loaded), &shutdown)?;
         let kube = start_kube(&loaded, &shutdown);
         let build = BuildThreads::start().map_err(AppError::BuildThreads)?;
-        let first = loaded.build(&Inputs::default(), 1);
+        let first = loaded.build(Inputs::default(), 1);
         let table = Arc::new(ArcSwap::from_pointee(first));
         let (status_tx, status) = watch::channel(Arc::new(Status::default()));
         let now = SystemTime::now();
@@ -162,7 +162,7 @@ impl Builder {
         b.update_watched();
         b.read_admin_state();
         let (inputs, generation, started) = (b.inputs(), b.generation + 1, Instant::now());
-        let built = b.loaded.build(&inputs, generation);
+        let built = b.loaded.build(inputs, generation);
         b.install(Some(built), generation, started);
         Ok(b)
     }
@@ -241,12 +241,15 @@ impl Builder {
     /// Builds a new table on the build thread and publishes it, then the status.
     async fn publish(&mut self) {
         let started = Instant::now();
-        let inputs = self.inputs();
+        let inputs = Arc::new(self.inputs());
         let generation = self.generation + 1;
         let loaded = self.loaded.clone();
+        // The table served now was built by this builder from the same `loaded` (a reload
+        // builds in full): the rebuild shares its routes that the change does not reach.
+        let previous = self.table.load_full();
         // Building is pure and validated inputs cannot fail it; should a bug panic anyway, the
         // last good table keeps serving.
-        let built = self.build.build(move || loaded.build(&inputs, generation)).await;
+        let built = self.build.build(move || loaded.rebuild(&previous, inputs.clone(), generation)).await;
         self.install(built, generation, started);
     }
 

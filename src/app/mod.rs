@@ -12,7 +12,7 @@ mod watch;
 use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -25,7 +25,7 @@ use crate::config::{self, Config, ConfigError};
 use crate::dns::{DnsServer, Handler};
 use crate::geoip::{GeoIpDb, GeoIpError};
 use crate::model::{Locator, NoLocator};
-use crate::routing::{self, Inputs, RankTables, RoutingTable};
+use crate::routing::{self, AddressIndex, Inputs, RankTables, RoutingTable};
 use crate::sources::health;
 
 pub use build_thread::BuildThreads;
@@ -63,6 +63,9 @@ pub struct Loaded {
     pub geoip: Option<Arc<GeoIpDb>>,
     /// Precomputed IPv4 site rankings over `geoip`, shared by every table built from this.
     pub ranks: Arc<RankTables>,
+    /// Which names have each configured address, for incremental rebuilds: made by the first
+    /// [`Loaded::rebuild`], on the build thread, and shared by clones.
+    index: Arc<OnceLock<Arc<AddressIndex>>>,
 }
 
 impl Loaded {
@@ -74,15 +77,31 @@ impl Loaded {
     }
 
     /// Builds a routing table from this state and the given run-time inputs.
-    pub fn build(&self, inputs: &Inputs, generation: u64) -> RoutingTable {
-        routing::build_with(&self.config, self.locator(), Some(&self.ranks), inputs, generation)
+    pub fn build(&self, inputs: impl Into<Arc<Inputs>>, generation: u64) -> RoutingTable {
+        routing::build_with(
+            &self.config,
+            self.locator(),
+            Some(&self.ranks),
+            self.index.get(),
+            inputs.into(),
+            generation,
+        )
+    }
+
+    /// The table for new run-time inputs, built from `previous` (a table built from this
+    /// state): the routes no change reaches are shared with it, and only the names a change
+    /// reaches are built again (see `routing::rebuild`). A full build otherwise.
+    pub fn rebuild(&self, previous: &RoutingTable, inputs: impl Into<Arc<Inputs>>, generation: u64) -> RoutingTable {
+        let index = self.index.get_or_init(|| Arc::new(AddressIndex::new(&self.config)));
+        routing::rebuild(&self.config, self.locator(), Some(&self.ranks), index, previous, inputs.into(), generation)
     }
 
     /// [`Loaded::build`], once the precomputed site rankings it asks for are ready (or up to a
     /// minute): answers and ECS scopes exactly as a running server gives them after start-up.
     /// For `geodns check`, which explains one answer and exits.
-    pub fn build_settled(&self, inputs: &Inputs, generation: u64) -> RoutingTable {
-        let table = self.build(inputs, generation);
+    pub fn build_settled(&self, inputs: impl Into<Arc<Inputs>>, generation: u64) -> RoutingTable {
+        let inputs = inputs.into();
+        let table = self.build(inputs.clone(), generation);
         if table.geo_routes().all(|r| r.rank_settled()) || !self.ranks.wait(Duration::from_secs(60)) {
             return table;
         }
@@ -111,7 +130,7 @@ pub fn open(config: Config) -> Result<Loaded, LoadError> {
     // A small database (the shipped country one) is ranked before the first table is served;
     // a City database (100+ MB, about a second) in the background while answers are served.
     let foreground = geoip.as_ref().is_none_or(|db| db.file_len() <= FOREGROUND_RANKING_MAX_BYTES);
-    Ok(Loaded { config, geoip, ranks: Arc::new(RankTables::new(locator, foreground)) })
+    Ok(Loaded { config, geoip, ranks: Arc::new(RankTables::new(locator, foreground)), index: Arc::default() })
 }
 
 /// A running server.

@@ -112,7 +112,7 @@ pub async fn run(args: &Args) -> Result<Report, CheckError> {
     }
     let loaded = loaded.expect("checked above");
     let inputs = inputs_for(&loaded, &args.down).map_err(CheckError::Usage)?;
-    let table = loaded.build_settled(&inputs, 0);
+    let table = loaded.build_settled(inputs, 0);
     let (_, explanation) = explain(&table, &name, rtype, client);
     let output = if args.json { json(&explanation) } else { explain::render(&explanation) };
     Ok(Report { output, ok: true })
@@ -147,7 +147,7 @@ fn run_cases(loaded: &Loaded, cases: &[Case]) -> Vec<Outcome> {
                     return Outcome { case: case.label.clone(), result: "fail", problems: vec![e], observed: None };
                 }
             };
-            let table = loaded.build_settled(&inputs, 0);
+            let table = loaded.build_settled(inputs, 0);
             let (answer, e) = explain(&table, &case.name, case.rtype, case.client);
             let observed = Observed {
                 rcode: e.rcode.clone(),
@@ -215,7 +215,7 @@ async fn run_live_cases(
                     // A live server does not say why; the rule is the one the config gives.
                     observed.rule = loaded.map(|l| {
                         let (_, e) =
-                            explain(&l.build_settled(&Inputs::default(), 0), &case.name, case.rtype, case.client);
+                            explain(&l.build_settled(Inputs::default(), 0), &case.name, case.rtype, case.client);
                         e.rule
                     });
                 }

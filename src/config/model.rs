@@ -78,7 +78,7 @@ pub struct SiteConfig {
     pub location: Location,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientNetwork {
     pub net: IpNet,
     pub site: SiteId,

@@ -350,7 +350,7 @@ mod tests {
         let config = crate::config::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("config/example.yaml")).unwrap();
         let db: Arc<GeoIpDb> = Arc::new(GeoIpDb::open(config.geoip.as_ref().unwrap()).unwrap());
         let ranks = RankTables::new(db.clone(), true);
-        build_with(&config, db, Some(&ranks), inputs, 1)
+        build_with(&config, db, Some(&ranks), None, Arc::new(inputs.clone()), 1)
     }
 
     /// A query with EDNS (payload `size`) and, when given, an ECS option for `subnet`.

@@ -5,11 +5,13 @@
 //! Imports `model` and `config` only: no hickory, kube, reqwest or maxminddb (GeoIP reaches it
 //! through the `model::Locator` trait). No I/O, no clocks, no logging on the query path.
 
+mod incremental;
 mod placement;
 mod rank;
 mod resolve;
 mod table;
 
+pub use incremental::{AddressIndex, rebuild};
 pub use placement::{ClientNetworks, PlacedBy, Placement, max_len, place};
 pub use rank::{RANKED, RankTable, RankTables, Ranked};
 pub use resolve::{Answer, Decision, Query, QuickGeo, QuickNegative, RankedSite, Rcode, Rec, Rule};

@@ -12,6 +12,7 @@ use smallvec::SmallVec;
 use crate::config::{AllDown, ClientNetwork, Config, GeoNameConfig, SiteConfig};
 use crate::model::{Discovered, Locator, Name, RData, RType, SiteId, UnitVector};
 
+use super::incremental::AddressIndex;
 use super::placement::ClientNetworks;
 use super::rank::{RankSlot, RankTable, RankTables};
 
@@ -43,8 +44,14 @@ pub struct RoutingTable {
     pub(super) site_vectors: Vec<UnitVector>,
     pub(super) networks: ClientNetworks,
     pub(super) locator: Arc<dyn Locator>,
-    /// The labels of the answer counters, by [`GeoSite::answers`].
-    answer_series: Vec<AnswerSeries>,
+    /// The labels of the answer counters, by [`GeoSite::answers`] (shared by the tables
+    /// rebuilt from this one).
+    pub(super) answer_series: Arc<[AnswerSeries]>,
+    /// The inputs this table was built from: a rebuild compares the new ones with them.
+    pub(super) inputs: Arc<Inputs>,
+    /// The config's address index, when built with one: a rebuild from the same config (the
+    /// same index) can reuse this table's unchanged routes (see [`super::incremental`]).
+    pub(super) index: Option<Arc<AddressIndex>>,
 }
 
 /// At most this many (name, site) pairs get answer counters of their own; the answers of the
@@ -70,10 +77,10 @@ struct SeriesAssigner {
 }
 
 impl SeriesAssigner {
-    fn assign(&mut self, route: &mut GeoRoute) {
-        for s in &mut route.sites {
+    fn assign(&mut self, name: &Name, sites: &mut [GeoSite]) {
+        for s in sites {
             s.answers = if self.series.len() < MAX_NAMED_ANSWER_SERIES {
-                self.series.push(AnswerSeries::Named(route.name.clone(), s.site));
+                self.series.push(AnswerSeries::Named(name.clone(), s.site));
                 (self.series.len() - 1) as u32
             } else {
                 if self.other.len() <= s.site {
@@ -161,6 +168,7 @@ impl std::hash::Hash for Key {
     }
 }
 
+#[derive(Clone)]
 pub(super) enum Node {
     /// Static RRsets, grouped by type in a fixed order.
     Static {
@@ -172,14 +180,16 @@ pub(super) enum Node {
     Empty,
 }
 
+#[derive(Clone)]
 pub struct GeoRoute {
     pub name: Name,
     /// The name's TTL, halved while any of its sites is down.
     pub ttl: u32,
     pub max_answers: Option<NonZeroUsize>,
     pub all_down: AllDown,
-    /// In configured order (the order for clients with no location).
-    pub sites: Vec<GeoSite>,
+    /// In configured order (the order for clients with no location). Shared with the tables
+    /// rebuilt from this one while the name's inputs do not change.
+    pub sites: Arc<[GeoSite]>,
     /// The precomputed IPv4 rankings of these sites, once (and if) built.
     pub(super) rank: Option<Arc<RankSlot>>,
     /// More than one site has IPv4 (IPv6) addresses: where the client is can change the answer,
@@ -274,24 +284,29 @@ impl RoutingTable {
 
 /// Builds a table from a validated config, a locator and the current run-time inputs. Pure and
 /// infallible: everything that can be wrong was rejected by config validation.
-pub fn build(config: &Config, locator: Arc<dyn Locator>, inputs: &Inputs, generation: u64) -> RoutingTable {
-    build_with(config, locator, None, inputs, generation)
+pub fn build(
+    config: &Config,
+    locator: Arc<dyn Locator>,
+    inputs: impl Into<Arc<Inputs>>,
+    generation: u64,
+) -> RoutingTable {
+    build_with(config, locator, None, None, inputs.into(), generation)
 }
 
 /// [`build`], with the precomputed rankings of `ranks` (which must belong to `locator`) for
-/// the names whose site sets have them; asks for them (building in the background) otherwise.
+/// the names whose site sets have them (asks for them, building in the background, otherwise),
+/// and recording `index` (which must be `config`'s), so that [`super::rebuild`] can later
+/// reuse this table's routes.
 pub fn build_with(
     config: &Config,
     locator: Arc<dyn Locator>,
     ranks: Option<&RankTables>,
-    inputs: &Inputs,
+    index: Option<&Arc<AddressIndex>>,
+    inputs: Arc<Inputs>,
     generation: u64,
 ) -> RoutingTable {
-    let mut discovered: HashMap<&Name, Vec<&Discovered>> = HashMap::new();
-    for d in &inputs.discovered {
-        discovered.entry(&d.name).or_default().push(d);
-    }
-    let health = Health::new(inputs, config.sites.len());
+    let discovered = by_name(&inputs.discovered);
+    let health = Health::new(&inputs, config.sites.len());
     // Names share a few site lists: each list's rank slot is asked for once per build (its
     // locations and site names are copied only then).
     let mut slots: HashMap<Vec<SiteId>, Option<Arc<RankSlot>>, foldhash::fast::RandomState> = HashMap::default();
@@ -309,8 +324,9 @@ pub fn build_with(
             }
             for g in &zc.geo {
                 let found = discovered.get(&g.name).map_or(&[][..], Vec::as_slice);
-                let mut route = geo_route(g, &health, found);
-                series.assign(&mut route);
+                let mut sites = geo_sites(g, &health, found);
+                series.assign(&g.name, Arc::get_mut(&mut sites).expect("not shared yet"));
+                let mut route = geo_route(g, sites, None);
                 if let Some(ranks) = ranks {
                     ids.clear();
                     ids.extend(route.sites.iter().map(|s| s.site));
@@ -362,8 +378,19 @@ pub fn build_with(
         site_vectors: config.sites.iter().map(|s| s.location.unit()).collect(),
         networks: ClientNetworks::new(config.client_networks.iter().chain(&inputs.client_networks).cloned().collect()),
         locator,
-        answer_series: series.series,
+        answer_series: series.series.into(),
+        index: index.cloned(),
+        inputs,
     }
+}
+
+/// The discovered entries of each name, in the order the source lists them.
+pub(super) fn by_name(discovered: &[Discovered]) -> HashMap<&Name, Vec<&Discovered>> {
+    let mut out: HashMap<&Name, Vec<&Discovered>> = HashMap::new();
+    for d in discovered {
+        out.entry(&d.name).or_default().push(d);
+    }
+    out
 }
 
 /// One site of a geo name before health is applied: its addresses from the config and from
@@ -403,14 +430,14 @@ fn merge_sites(g: &GeoNameConfig, found: &[&Discovered]) -> Vec<SiteAddrs> {
 /// The run-time inputs arranged for a build: endpoints down by check, so a lookup hashes one
 /// address (no key to allocate per address; a build looks up every address), and the operator's
 /// forcing by site id (a build asks for every site of every name).
-struct Health<'a> {
+pub(super) struct Health<'a> {
     down: HashMap<&'a str, HashSet<IpAddr, foldhash::fast::RandomState>, foldhash::fast::RandomState>,
     /// By SiteId: (forced up and not forced down, forced down).
     forced: Vec<(bool, bool)>,
 }
 
 impl<'a> Health<'a> {
-    fn new(inputs: &'a Inputs, sites: usize) -> Self {
+    pub(super) fn new(inputs: &'a Inputs, sites: usize) -> Self {
         let mut down: HashMap<&str, HashSet<IpAddr, _>, _> = HashMap::default();
         for (check, addr) in &inputs.endpoint_down {
             down.entry(check.as_str()).or_default().insert(*addr);
@@ -425,7 +452,9 @@ impl<'a> Health<'a> {
     }
 }
 
-fn geo_route(g: &GeoNameConfig, health: &Health<'_>, found: &[&Discovered]) -> GeoRoute {
+/// A geo name's sites with health applied (their answer series not yet assigned), in one
+/// allocation.
+pub(super) fn geo_sites(g: &GeoNameConfig, health: &Health<'_>, found: &[&Discovered]) -> Arc<[GeoSite]> {
     let down = g.health_check.as_deref().and_then(|check| health.down.get(check)).filter(|d| !d.is_empty());
     let endpoint_up = |ip: &IpAddr| down.is_none_or(|d| !d.contains(ip));
     let site = |site: SiteId, addrs: &[IpAddr], ready: Option<bool>| {
@@ -448,11 +477,15 @@ fn geo_route(g: &GeoNameConfig, health: &Health<'_>, found: &[&Discovered]) -> G
         GeoSite { site, answers: 0, up, v4, v6 }
     };
     // Nothing discovered for this name (the common case): the config's addresses as they are.
-    let sites: Vec<GeoSite> = if found.is_empty() {
+    if found.is_empty() {
         g.sites.iter().map(|(id, addrs)| site(*id, addrs, None)).collect()
     } else {
         merge_sites(g, found).iter().map(|s| site(s.site, &s.addrs, s.ready)).collect()
-    };
+    }
+}
+
+/// A geo name's route from its sites (answer series assigned) and its rank slot.
+pub(super) fn geo_route(g: &GeoNameConfig, sites: Arc<[GeoSite]>, rank: Option<Arc<RankSlot>>) -> GeoRoute {
     let any_down = sites.iter().any(|s| !s.up);
     let several_v4 = sites.iter().filter(|s| !s.v4.is_empty()).nth(1).is_some();
     let several_v6 = sites.iter().filter(|s| !s.v6.is_empty()).nth(1).is_some();
@@ -463,7 +496,7 @@ fn geo_route(g: &GeoNameConfig, health: &Health<'_>, found: &[&Discovered]) -> G
         max_answers: g.max_answers,
         all_down: g.all_down,
         sites,
-        rank: None,
+        rank,
         several_v4,
         several_v6,
     }

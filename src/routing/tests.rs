@@ -81,7 +81,7 @@ fn locator() -> Arc<dyn Locator> {
 
 fn table_with(inputs: &Inputs) -> RoutingTable {
     let config = config::parse(CONFIG, Path::new(".")).expect("test config is valid");
-    build(&config, locator(), inputs, 1)
+    build(&config, locator(), inputs.clone(), 1)
 }
 
 fn table() -> RoutingTable {
@@ -179,7 +179,7 @@ fn all_down_policies() {
         let config = config::parse(&text, Path::new(".")).unwrap();
         let mut inputs = Inputs::default();
         inputs.sites_down.extend(0..4);
-        build(&config, locator(), &inputs, 1)
+        build(&config, locator(), inputs, 1)
     };
     let a = ask(&all_down("all"), "app.geo.example.", RType::A, "103.6.148.1", None);
     assert_eq!(addrs(&a), ["192.0.2.4", "192.0.2.2", "192.0.2.1", "192.0.2.3"], "every site, nearest first");
@@ -294,7 +294,7 @@ zones:
 "#;
     let config = config::parse(text, Path::new(".")).unwrap();
     let loc: Arc<dyn Locator> = Arc::new(Map(vec![("192.0.2.0/24".parse().unwrap(), Location::new(0.0, 0.0))]));
-    let t = build(&config, loc, &Inputs::default(), 1);
+    let t = build(&config, loc, Inputs::default(), 1);
     assert_eq!(addrs(&ask(&t, "t.z.", RType::A, "192.0.2.77", None)), ["192.0.2.1"]);
 }
 
@@ -334,7 +334,7 @@ fn discovered_addresses_merge_with_the_config_and_readiness_counts() {
     found.name = n("single.geo.example.");
     let mut found2 = d(0, &["198.51.100.1"], true);
     found2.name = n("single.geo.example.");
-    let t = build(&config, locator(), &Inputs { discovered: vec![found, found2], ..Inputs::default() }, 1);
+    let t = build(&config, locator(), Inputs { discovered: vec![found, found2], ..Inputs::default() }, 1);
     assert_eq!(
         addrs(&ask(&t, "single.geo.example.", RType::A, "192.168.0.1", None)),
         ["198.51.100.1"],
@@ -382,7 +382,7 @@ fn answer_series_name_the_first_pairs_and_count_the_rest_per_site() {
         yaml.push_str(&format!("      n{i}: {{ sites: {{ a: [192.0.2.1], b: [192.0.2.2] }} }}\n"));
     }
     let config = config::parse(&yaml, Path::new(".")).expect("generated config is valid");
-    let t = build(&config, locator(), &Inputs::default(), 1);
+    let t = build(&config, locator(), Inputs::default(), 1);
     assert_eq!(t.answer_series().len(), MAX_NAMED_ANSWER_SERIES + 2);
     let last = n(&format!("n{}.big.example.", names - 1));
     assert_eq!(t.answer_series_of(&last, 1), Some(&AnswerSeries::Other(1)));
@@ -390,11 +390,132 @@ fn answer_series_name_the_first_pairs_and_count_the_rest_per_site() {
     assert_eq!(t.answer_series_of(&first, 1), Some(&AnswerSeries::Named(first.clone(), 1)));
     // Every site entry points at the series that names it (or its site's).
     for route in t.geo_routes() {
-        for s in &route.sites {
+        for s in route.sites.iter() {
             match &t.answer_series()[s.answers as usize] {
                 AnswerSeries::Named(name, site) => assert!(*name == route.name && *site == s.site),
                 AnswerSeries::Other(site) => assert_eq!(*site, s.site),
             }
         }
     }
+}
+
+/// Everything a table answers from, in a canonical order: routes (TTL, sites with health,
+/// addresses and answer series) and the answer series' labels.
+fn dump(t: &RoutingTable) -> Vec<String> {
+    let mut out: Vec<String> = t
+        .geo_routes()
+        .map(|r| {
+            let sites: Vec<_> =
+                r.sites.iter().map(|s| (s.site, s.answers, s.up, s.v4.to_vec(), s.v6.to_vec())).collect();
+            format!("{} ttl={} {:?}", r.name, r.ttl, sites)
+        })
+        .collect();
+    out.sort();
+    out.extend(t.answer_series().iter().map(|s| format!("{s:?}")));
+    out
+}
+
+/// What a table answers to a fixed set of queries: names x types x clients.
+fn answers(t: &RoutingTable) -> Vec<String> {
+    let mut out = Vec::new();
+    for name in ["app.geo.example.", "multi.geo.example.", "v4only.geo.example.", "single.geo.example."] {
+        for rtype in [RType::A, RType::Aaaa] {
+            for client in ["81.2.69.1", "5.9.1.1", "103.6.148.1", "8.8.8.8", "10.42.1.1", "10.99.0.7", "192.168.0.1"] {
+                let a = ask(t, name, rtype, client, Some(24));
+                let ttls: Vec<u32> = a.answers.iter().map(|r| r.ttl).collect();
+                out.push(format!("{name} {rtype:?} {client}: {:?} {ttls:?} /{} {:?}", addrs(&a), a.scope, a.rcode));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn incremental_rebuilds_answer_as_full_builds_and_share_what_did_not_change() {
+    let text = format!("{CONFIG}kubernetes: {{ clusters: [ {{ name: eu, site: frankfurt }} ] }}\n");
+    let config = config::parse(&text, Path::new(".")).unwrap();
+    let index = Arc::new(AddressIndex::new(&config));
+    let ip = |s: &str| -> IpAddr { s.parse().unwrap() };
+    // Every configured address can be probed under two checks (only `web` is used by a name).
+    let addresses: Vec<IpAddr> =
+        config.zones[0].geo.iter().flat_map(|g| g.sites.iter().flat_map(|(_, a)| a.clone())).collect();
+    assert!(index.names_with(&ip("192.0.2.1")).count() == 2, "app and v4only have 192.0.2.1");
+    let mut inputs = Inputs::default();
+    let mut previous = build_with(&config, locator(), None, Some(&index), Arc::new(inputs.clone()), 1);
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move |n: usize| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        (rng % n as u64) as usize
+    };
+    let (mut reused, mut partly_shared) = (0, 0);
+    for generation in 2..400 {
+        // One random change, mostly probe flips, as health snapshots bring them.
+        match next(20) {
+            0 => {
+                let s = next(4);
+                if !inputs.sites_down.remove(&s) {
+                    inputs.sites_down.insert(s);
+                }
+            }
+            1 => {
+                let s = next(4);
+                if !inputs.sites_up.remove(&s) {
+                    inputs.sites_up.insert(s);
+                }
+            }
+            2..=5 => {
+                let name = ["app.geo.example.", "single.geo.example."][next(2)];
+                let site = next(4);
+                let addrs =
+                    [vec![ip("198.51.100.7")], vec![ip("192.0.2.2"), ip("2001:db8::77")], vec![]][next(3)].clone();
+                let found = crate::model::Discovered {
+                    name: n(name),
+                    site,
+                    addrs,
+                    ready: next(3) > 0,
+                    origin: "eu/ns/svc".into(),
+                };
+                match inputs.discovered.iter().position(|d| d.name == found.name && d.site == found.site) {
+                    Some(i) if next(2) == 0 => drop(inputs.discovered.remove(i)),
+                    Some(i) => inputs.discovered[i] = found,
+                    None => inputs.discovered.push(found),
+                }
+            }
+            6 => {
+                let net = config::ClientNetwork { net: "10.99.0.0/24".parse().unwrap(), site: next(4) };
+                inputs.client_networks = if inputs.client_networks.is_empty() { vec![net] } else { vec![] };
+            }
+            _ => {
+                let check = ["web", "other"][usize::from(next(4) == 0)];
+                let pick = if next(5) == 0 { ip("198.51.100.7") } else { addresses[next(addresses.len())] };
+                let key = (check.to_owned(), pick);
+                if !inputs.endpoint_down.remove(&key) {
+                    inputs.endpoint_down.insert(key);
+                }
+            }
+        }
+        let shared = Arc::new(inputs.clone());
+        let rebuilt = rebuild(&config, locator(), None, &index, &previous, shared.clone(), generation);
+        let full = build(&config, locator(), shared, generation);
+        assert_eq!(dump(&rebuilt), dump(&full), "generation {generation}, inputs {inputs:?}");
+        assert_eq!(answers(&rebuilt), answers(&full), "generation {generation}, inputs {inputs:?}");
+        let same = incremental::shared_routes(&rebuilt, &previous);
+        reused += usize::from(same > 0);
+        partly_shared += usize::from(same > 0 && same < 4);
+        previous = rebuilt;
+    }
+    assert!(reused > 200 && partly_shared > 50, "routes were shared: {reused} rebuilds, {partly_shared} partly");
+
+    // A flip of one address redoes the names that have it, and only them.
+    let before = build_with(&config, locator(), None, Some(&index), Arc::new(Inputs::default()), 1);
+    let mut one = Inputs::default();
+    one.endpoint_down.insert(("web".into(), ip("192.0.2.3")));
+    let after = rebuild(&config, locator(), None, &index, &before, Arc::new(one), 2);
+    assert_eq!(incremental::shared_routes(&after, &before), 3, "app is redone; multi, v4only, single are shared");
+    // A table built without the index (or from another config's) is not reused.
+    let plain = build(&config, locator(), Inputs::default(), 1);
+    let after = rebuild(&config, locator(), None, &index, &plain, Arc::new(Inputs::default()), 2);
+    assert_eq!(incremental::shared_routes(&after, &plain), 0);
 }
