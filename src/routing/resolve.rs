@@ -349,13 +349,21 @@ impl RoutingTable {
     /// `max_answers`, from an IPv4 client that no client network holds, answered by the
     /// nearest healthy site within the name's precomputed rankings. `None` for anything else
     /// ([`RoutingTable::resolve`] answers it, the same way).
+    /// The geo route of `name` (canonical text), found as [`RoutingTable::quick_geo`] finds it.
+    pub fn quick_route(&self, name: &str) -> Option<&GeoRoute> {
+        let zone = self.zones.iter().find(|z| in_zone(name, z.apex.as_str()))?;
+        match zone.nodes.get(name)? {
+            Node::Geo(route) => Some(route),
+            _ => None,
+        }
+    }
+
     pub fn quick_geo(&self, name: &str, rtype: RType, client: IpAddr, ecs_source: Option<u8>) -> Option<QuickGeo<'_>> {
         if !matches!(rtype, RType::A | RType::Aaaa) {
             return None;
         }
         let IpAddr::V4(v4) = client else { return None };
-        let zone = self.zones.iter().find(|z| in_zone(name, z.apex.as_str()))?;
-        let Some(Node::Geo(route)) = zone.nodes.get(name) else { return None };
+        let route = self.quick_route(name)?;
         if route.max_answers.is_some() || self.networks.longest_match(client).is_some() {
             return None;
         }

@@ -59,6 +59,10 @@ pub struct RoutingTable {
 /// grows the metrics without bound nor makes counting an answer a lookup in a large map.
 pub const MAX_NAMED_ANSWER_SERIES: usize = 10_000;
 
+/// Above this many names, a table's lookups and site entries (about 700 bytes a name at 8
+/// sites) no longer fit a core's 1 MiB L2 cache.
+pub const MANY_NAMES: usize = 1024;
+
 /// What one answer counter counts.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum AnswerSeries {
@@ -251,6 +255,12 @@ impl RoutingTable {
     /// The index in [`RoutingTable::answer_series`] of `name` answered from `site`.
     pub fn answer_index(&self, name: &Name, site: SiteId) -> Option<u32> {
         Some(self.geo_route(name)?.sites.iter().find(|s| s.site == site)?.answers)
+    }
+
+    /// Whether this table holds so many names that a query's lookups miss the CPU caches
+    /// (more than [`MANY_NAMES`]): the UDP loop then looks a batch's names up ahead.
+    pub fn larger_than_caches(&self) -> bool {
+        self.zones.iter().map(|z| z.nodes.len()).sum::<usize>() > MANY_NAMES
     }
 
     /// Apexes of the zones served.
