@@ -109,3 +109,72 @@ async fn a_burst_over_ipv6_is_answered_once_per_query() {
     let (_dir, s) = server().await;
     burst(v6(&s)).await;
 }
+
+/// Names in the large table: more than `routing::MANY_NAMES`, so the UDP loop looks each
+/// batch's names up ahead before answering (src/dns/udp/batch.rs).
+const MANY: u16 = 1500;
+
+/// Geo name `i` of the large table: its own address at London and at Singapore.
+fn many_addr(site: u8, i: u16) -> String {
+    format!("10.{site}.{}.{}", i / 256, i % 256)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_against_a_table_of_many_names_gets_each_name_its_own_nearest_answer() {
+    assert!(usize::from(MANY) > geodns::routing::MANY_NAMES);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("city.mmdb");
+    common::mmdb::write_city_db(&db, &[("81.2.69.0/24", 51.5, -0.1, "GB"), ("103.6.148.0/22", 1.3, 103.8, "SG")]);
+    let mut text = test_config(&db);
+    for i in 0..MANY {
+        text.push_str(&format!(
+            "      n{i}: {{ sites: {{ london: [{}], singapore: [{}] }} }}\n",
+            many_addr(1, i),
+            many_addr(2, i)
+        ));
+    }
+    let s = start(&text, dir.path()).await;
+    let server = v4(&s);
+    let socket = client(server);
+    // Every query asks for a different name, half from London and half from Singapore.
+    let query = |i: u16| {
+        let subnet = if i.is_multiple_of(2) { "81.2.69.0/24" } else { "103.6.148.0/24" };
+        let mut m = common::dns::with_ecs(
+            common::dns::query(&format!("n{}.geo.example.", (i * 7) % MANY), RecordType::A),
+            subnet,
+        );
+        m.metadata.id = i;
+        m
+    };
+    // Sent in waves of 100 without waiting (so the server reads them in batches), each wave
+    // after the last one's answers (so none overflows the server's receive buffer).
+    let mut answered = vec![false; usize::from(MANY)];
+    let mut buf = vec![0u8; 65535];
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    let mut sent = 0;
+    while answered.iter().any(|a| !a) {
+        if answered[..sent].iter().all(|a| *a) && sent < usize::from(MANY) {
+            for i in sent..(sent + 100).min(usize::from(MANY)) {
+                socket.send_to(&query(i as u16).to_vec().unwrap(), server).await.unwrap();
+            }
+            sent = (sent + 100).min(usize::from(MANY));
+        }
+        let (n, _) = tokio::time::timeout_at(deadline, socket.recv_from(&mut buf))
+            .await
+            .unwrap_or_else(|_| panic!("{} of {MANY} answered in time", answered.iter().filter(|a| **a).count()))
+            .unwrap();
+        let reply = Message::from_vec(&buf[..n]).expect("the answer decodes");
+        let i = reply.metadata.id;
+        assert!(i < MANY && !answered[usize::from(i)], "ID {i} answered once");
+        answered[usize::from(i)] = true;
+        let name = (i * 7) % MANY;
+        let site = if i.is_multiple_of(2) { 1 } else { 2 };
+        let got: Vec<String> = reply.answers.iter().map(|r| r.data.to_string()).collect();
+        assert_eq!(
+            got,
+            [many_addr(site, name)],
+            "ID {i}: n{name} from {}",
+            ["", "London", "Singapore"][usize::from(site)]
+        );
+    }
+}

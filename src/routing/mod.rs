@@ -15,7 +15,9 @@ pub use incremental::{AddressIndex, rebuild};
 pub use placement::{ClientNetworks, PlacedBy, Placement, max_len, place};
 pub use rank::{RANKED, RankTable, RankTables, Ranked};
 pub use resolve::{Answer, Decision, Query, QuickGeo, QuickNegative, RankedSite, Rcode, Rec, Rule};
-pub use table::{AnswerSeries, GeoRoute, GeoSite, Inputs, MAX_NAMED_ANSWER_SERIES, RoutingTable, build, build_with};
+pub use table::{
+    AnswerSeries, GeoRoute, GeoSite, Inputs, MANY_NAMES, MAX_NAMED_ANSWER_SERIES, RoutingTable, build, build_with,
+};
 
 #[cfg(test)]
 mod tests;
