@@ -318,20 +318,33 @@ def cmd_table(results, agreement, startup, loadgen):
         return [float(r[k]) for r in rs if r.get(k) not in (None, "", "NA")]
 
     kq_gdnsd = {m: _med(col(groups.get((m, "gdnsd"), []), "kq_per_cpu_s")) for m in ("pinned", "unpinned")}
+    # Each rep runs every server back to back, so the machine's speed, which drifts over
+    # minutes here, is much the same for a rep's runs: the ratio within each rep cancels it.
+    gdnsd_by_rep = {(r["mode"], r["rep"]): float(r["kq_per_cpu_s"]) for r in rows
+                    if r["server"] == "gdnsd" and r.get("kq_per_cpu_s") not in (None, "", "NA")}
+
+    def paired(m, rs):
+        ratios = [float(r["kq_per_cpu_s"]) / gdnsd_by_rep[(m, r["rep"])] for r in rs
+                  if r.get("kq_per_cpu_s") not in (None, "", "NA") and gdnsd_by_rep.get((m, r["rep"]))]
+        if not ratios:
+            return "—"
+        return "%.2fx (%.2f-%.2f)" % (_med(ratios), min(ratios), max(ratios))
+
     out = ["| mode | server | reps | qps (median, min-max) | latency avg µs | latency max µs | lost | server CPU % "
-           "| kq / server CPU-s (min-max) | ratio to gdnsd | RSS after load MB | start-up to first answer ms | agreement with nearest site |",
-           "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+           "| kq / server CPU-s (min-max) | ratio to gdnsd | ratio within each rep, median (min-max) "
+           "| RSS after load MB | start-up to first answer ms | agreement with nearest site |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for m, s in order:
         rs = groups[(m, s)]
         qps, kq = col(rs, "qps"), col(rs, "kq_per_cpu_s")
         ratio = (_med(kq) / kq_gdnsd[m]) if kq and kq_gdnsd.get(m) else None
         st = _med(starts.get((s, m), []))
-        out.append("| %s | %s | %d | %s (%s-%s) | %s | %s | %s | %s | %s (%s-%s) | %s | %s | %s | %s |" % (
+        out.append("| %s | %s | %d | %s (%s-%s) | %s | %s | %s | %s | %s (%s-%s) | %s | %s | %s | %s | %s |" % (
             m, s, len(rs), _fmt(_med(qps)), _fmt(min(qps or [0]) / 1000, 0) + "k", _fmt(max(qps or [0]) / 1000, 0) + "k",
             _fmt(_med(col(rs, "lat_avg_us")), 0), _fmt(_med(col(rs, "lat_max_us")), 0),
             _fmt(_med(col(rs, "lost")), 0), _fmt(_med(col(rs, "cpu_pct")), 0),
             _fmt(_med(kq), 1), _fmt(min(kq or [0]), 0), _fmt(max(kq or [0]), 0),
-            ("%.2fx" % ratio) if ratio else "—", _fmt(_med(col(rs, "rss_mb")), 1),
+            ("%.2fx" % ratio) if ratio else "—", paired(m, rs), _fmt(_med(col(rs, "rss_mb")), 1),
             _fmt(st, 0), "N/A (static zone)" if s == "nsd" else agree.get(s, "—")))
     print("\n".join(out))
 

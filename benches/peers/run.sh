@@ -387,8 +387,12 @@ main() {
       break
     fi
     t_rep=$SECONDS
+    # Every other rep runs the servers in reverse order, so that neither always runs first
+    # (the machine's speed drifts over minutes; see the per-rep ratio in the table).
+    local order=$SERVERS
+    if ((rep % 2 == 0)); then order=$(tr ' ' '\n' <<<"$SERVERS" | tac | tr '\n' ' '); fi
     for mode in $MODES; do
-      for name in $SERVERS; do
+      for name in $order; do
         log "rep $rep, $mode, $name (load average $(cut -d' ' -f1 /proc/loadavg))"
         cut -d' ' -f1 /proc/loadavg >>"$W/loadavg.txt"
         start_server "$name" "$mode" || continue
@@ -428,7 +432,7 @@ print("%s%% of %s (ECS scope median /%s)" % (d.get("pct"), d.get("asked"), d.get
       $PY table "$RESULTS" "$AGREEMENT" "$STARTUP" "$gen"
     done
     echo
-    echo "Ratio to gdnsd: queries per server CPU-second against gdnsd's in the same mode. Agreement: share of $AGREE distinct query subnets answered with the great-circle nearest site by the City DB's coordinates (haversine)."
+    echo "Ratio to gdnsd: median queries per server CPU-second against gdnsd's median in the same mode. Ratio within each rep: the same ratio for each rep's pair of runs, which ran back to back (order alternating), so slow spells of the machine weigh on both. Every other rep runs the servers in reverse order. Agreement: share of $AGREE distinct query subnets answered with the great-circle nearest site by the City DB's coordinates (haversine)."
   } >"$out"
   cat "$out"
   log "done in $SECONDS s; results in $out, raw rows in $RESULTS"
