@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error};
 
 use super::super::MAX_UDP_PAYLOAD;
+use super::super::query::FastQuery;
 use super::{Fast, Handler, Metrics, NotFast, ResponseKey, Rrl, Verdict, fast, query, rrl, slow_response};
 use crate::routing::RoutingTable;
 
@@ -92,6 +93,9 @@ fn serve_blocking(
     let mut outs: Vec<Vec<u8>> = (0..BATCH).map(|_| Vec::with_capacity(MAX_UDP_PAYLOAD as usize)).collect();
     // The slots whose response goes out in this batch's sendmmsg.
     let mut ready: Vec<usize> = Vec::with_capacity(BATCH);
+    // A large table's batch is parsed up front (see `warm`); the parses are kept here, the
+    // vector's allocation reused from batch to batch (`recycle`).
+    let mut kept: Vec<Parsed<'static>> = Vec::with_capacity(BATCH);
     let mut m = Metrics::new();
     loop {
         if shutdown.is_cancelled() {
@@ -114,8 +118,10 @@ fn serve_blocking(
         // the query duration is timed for one query in `SAMPLE_EVERY`.
         let now = Instant::now();
         let mut table = handler.table();
+        let mut parsed = recycle(std::mem::take(&mut kept));
         if n > 1 && table.larger_than_caches() {
-            warm(&table, &slots, n);
+            parsed.extend((0..n).map(|i| query::parse(slots.packet(i))));
+            warm(&table, &parsed);
         }
         for i in 0..n {
             let start = m.sample_due().then(Instant::now);
@@ -129,7 +135,15 @@ fn serve_blocking(
             }
             srcs[i] = src;
             let packet = slots.packet(i);
-            let q = match query::parse(packet) {
+            let here;
+            let q = match parsed.get(i) {
+                Some(q) => q,
+                None => {
+                    here = query::parse(packet);
+                    &here
+                }
+            };
+            let q = match q {
                 Ok(q) => q,
                 Err(NotFast::Drop) => continue,
                 Err(NotFast::Slow) => {
@@ -141,7 +155,7 @@ fn serve_blocking(
                     continue;
                 }
             };
-            match fast::answer(&table, &q, src.ip(), &mut outs[i]) {
+            match fast::answer(&table, q, src.ip(), &mut outs[i]) {
                 Fast::Answered(info) => {
                     if let Some(start) = start {
                         m.duration.record(start.elapsed().as_secs_f64());
@@ -171,6 +185,7 @@ fn serve_blocking(
         }
         m.flush(&table);
         drop(table);
+        kept = recycle(parsed);
         if !ready.is_empty() {
             let sent = match send(fd, &ready, &outs, &slots) {
                 Ok(sent) => sent,
@@ -346,19 +361,35 @@ fn send(fd: RawFd, ready: &[usize], outs: &[Vec<u8>], slots: &Slots) -> io::Resu
     Ok((n as usize).min(count))
 }
 
-/// Before a batch is answered, looks up each query's name and asks the CPU to fetch its route's
-/// site entries. In a table larger than the caches, a query's lookups are a chain of memory
-/// reads (the map's control bytes, its entry, the sites); here the chains of the batch's
-/// queries are independent, so the CPU overlaps them, and the answers then find them cached.
-/// Only for tables of many names: in a small one everything is cached already.
+/// A datagram of the batch, parsed for the fast path (or why not).
+type Parsed<'a> = Result<FastQuery<'a>, NotFast>;
+
+/// `v`, emptied, as a vector of another lifetime's parses: the same allocation (collecting a
+/// vector's own iterator into a vector of an element of the same size and alignment reuses
+/// it), so the kept parses borrow each batch's datagrams without an allocation per batch.
+fn recycle<'b>(mut v: Vec<Parsed<'_>>) -> Vec<Parsed<'b>> {
+    v.clear();
+    let mut v: Vec<Parsed<'b>> = v.into_iter().map(|_| unreachable!("the vector was cleared")).collect();
+    v.reserve(BATCH);
+    v
+}
+
+/// Before a batch is answered, looks up each query's name, then asks the CPU to fetch each
+/// found route's site entries. In a table larger than the caches, a query's lookups are a
+/// chain of memory reads (the map's control bytes, its entry, the sites); the chains of the
+/// batch's queries are independent, and in a loop of lookups alone many of them are in flight
+/// at once; the answers then find them cached. The queries were parsed once, for this and for
+/// the answers. Only for tables of many names: in a small one everything is cached already.
 /// Measured with benches/server_scale.rs (README, Performance).
-fn warm(table: &RoutingTable, slots: &Slots, n: usize) {
-    for i in 0..n {
-        if let Ok(q) = query::parse(slots.packet(i))
-            && let Some(route) = table.quick_route(q.name.as_str())
-        {
-            prefetch(route.sites.as_ptr().cast(), size_of_val(&*route.sites));
+fn warm(table: &RoutingTable, parsed: &[Parsed<'_>]) {
+    let mut routes = [None; BATCH];
+    for (route, q) in routes.iter_mut().zip(parsed) {
+        if let Ok(q) = q {
+            *route = table.quick_route(q.name.as_str());
         }
+    }
+    for route in routes.iter().flatten() {
+        prefetch(route.sites.as_ptr().cast(), size_of_val(&*route.sites));
     }
 }
 
@@ -377,4 +408,22 @@ fn prefetch(start: *const u8, len: usize) {
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = (start, len);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recycling_the_parses_keeps_their_allocation() {
+        let packet = [0x12, 0x34, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 3, b'a', b'p', b'p', 0, 0, 1, 0, 1];
+        let mut v = recycle(Vec::new());
+        let at = v.as_ptr() as usize;
+        v.push(query::parse(&packet));
+        assert_eq!(v[0].as_ref().map(|q| q.name.as_str()).ok(), Some("app."));
+        let again = recycle(v);
+        assert!(again.is_empty());
+        assert_eq!(again.as_ptr() as usize, at, "a new allocation for every batch");
+        assert!(again.capacity() >= BATCH);
+    }
 }
