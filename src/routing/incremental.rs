@@ -223,6 +223,8 @@ fn reuse(
         answer_series: previous.answer_series.clone(),
         inputs: inputs.clone(),
         index: Some(index.clone()),
+        // The same site lists (a changed one builds in full), so the same slots.
+        rank_slots: previous.rank_slots.clone(),
     })
 }
 

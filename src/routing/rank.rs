@@ -199,6 +199,19 @@ impl RankTable {
         self.ranked(ranges[i] as u32 as usize, widest_prefix(addr, first(i), last))
     }
 
+    /// Where [`lookup`](Self::lookup) of `addr` reads first: its block's jump entry. For a
+    /// caller that asks the CPU to fetch it ahead of the lookup.
+    pub fn jump_entry(&self, addr: u32) -> *const u8 {
+        (&raw const self.jump.get()[(addr >> (32 - JUMP_BITS)) as usize]).cast()
+    }
+
+    /// Where the lookup of `addr` reads next (reading the jump entry to know): the first range
+    /// of its block, or `None` when the jump entry holds the answer.
+    pub fn first_range(&self, addr: u32) -> Option<*const u8> {
+        let j = self.jump.get()[(addr >> (32 - JUMP_BITS)) as usize];
+        (j & WHOLE == 0).then(|| self.ranges.get().as_ptr().wrapping_add(j as usize).cast())
+    }
+
     fn ranked(&self, class: usize, prefix_len: u8) -> Ranked<'_> {
         let order = &self.orders[class];
         let len = order.iter().position(|&p| p == NONE).unwrap_or(RANKED);

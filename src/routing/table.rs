@@ -52,6 +52,8 @@ pub struct RoutingTable {
     /// The config's address index, when built with one: a rebuild from the same config (the
     /// same index) can reuse this table's unchanged routes (see [`super::incremental`]).
     pub(super) index: Option<Arc<AddressIndex>>,
+    /// The distinct rank slots of this table's routes (one per site list that has one).
+    pub(super) rank_slots: Arc<[Arc<RankSlot>]>,
 }
 
 /// At most this many (name, site) pairs get answer counters of their own; the answers of the
@@ -229,6 +231,16 @@ pub struct GeoSite {
 }
 
 impl RoutingTable {
+    /// The rank tables of this table's names (one per site list), those built so far.
+    pub fn rank_tables(&self) -> impl Iterator<Item = &RankTable> {
+        self.rank_slots.iter().filter_map(|s| s.get())
+    }
+
+    /// How many site lists of this table's names have a rank table (built or being built).
+    pub fn rank_table_count(&self) -> usize {
+        self.rank_slots.len()
+    }
+
     pub fn sites(&self) -> &[SiteConfig] {
         &self.sites
     }
@@ -391,6 +403,7 @@ pub fn build_with(
         answer_series: series.series.into(),
         index: index.cloned(),
         inputs,
+        rank_slots: slots.into_values().flatten().collect(),
     }
 }
 

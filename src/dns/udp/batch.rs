@@ -3,7 +3,7 @@
 
 use std::io;
 use std::mem::size_of;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,7 +15,7 @@ use tracing::{debug, error};
 use super::super::MAX_UDP_PAYLOAD;
 use super::super::query::FastQuery;
 use super::{Fast, Handler, Metrics, NotFast, ResponseKey, Rrl, Verdict, fast, query, rrl, slow_response};
-use crate::routing::RoutingTable;
+use crate::routing::{GeoRoute, RoutingTable};
 
 /// Datagrams per `recvmmsg` / `sendmmsg` call.
 pub const BATCH: usize = 32;
@@ -119,9 +119,10 @@ fn serve_blocking(
         let now = Instant::now();
         let mut table = handler.table();
         let mut parsed = recycle(std::mem::take(&mut kept));
-        if n > 1 && table.larger_than_caches() {
+        let names = table.larger_than_caches();
+        if n > 1 && (names || (1..=FEW_RANK_TABLES).contains(&table.rank_table_count())) {
             parsed.extend((0..n).map(|i| query::parse(slots.packet(i))));
-            warm(&table, &parsed);
+            warm(&table, &parsed, &slots, names);
         }
         for i in 0..n {
             let start = m.sample_due().then(Instant::now);
@@ -374,22 +375,74 @@ fn recycle<'b>(mut v: Vec<Parsed<'_>>) -> Vec<Parsed<'b>> {
     v
 }
 
-/// Before a batch is answered, looks up each query's name, then asks the CPU to fetch each
-/// found route's site entries. In a table larger than the caches, a query's lookups are a
-/// chain of memory reads (the map's control bytes, its entry, the sites); the chains of the
-/// batch's queries are independent, and in a loop of lookups alone many of them are in flight
-/// at once; the answers then find them cached. The queries were parsed once, for this and for
-/// the answers. Only for tables of many names: in a small one everything is cached already.
-/// Measured with benches/server_scale.rs (README, Performance).
-fn warm(table: &RoutingTable, parsed: &[Parsed<'_>]) {
+/// A table whose names share at most this many site lists has its rankings fetched ahead for
+/// each query of a batch in all of them (see [`warm`]).
+const FEW_RANK_TABLES: usize = 2;
+
+/// Before a batch is answered, asks the CPU to fetch what answering will read from memory
+/// beyond the caches, for all the batch's queries at once: their memory reads are then in
+/// flight together, not one query's after another's, and the answers find them cached.
+///
+/// - The client's ranking: the rank table's jump entry for its address (a random place in
+///   1 MiB, a cache miss for most queries with varied ECS), then the block's first range.
+/// - With `names` (tables of many names): each query's name is looked up (the map's control
+///   bytes and entry), and its route's site entries fetched; its rank table is its route's.
+///   Else the rank tables of all the table's names (at most [`FEW_RANK_TABLES`]).
+///
+/// Each stage runs over the whole batch before the next, which reads what the previous one
+/// fetched. The queries were parsed once, for this and for the answers. Measured with
+/// benches/server_scale.rs and benches/peers (README, Performance).
+fn warm(table: &RoutingTable, parsed: &[Parsed<'_>], slots: &Slots, names: bool) {
     let mut routes = [None; BATCH];
-    for (route, q) in routes.iter_mut().zip(parsed) {
+    if names {
+        for (route, q) in routes.iter_mut().zip(parsed) {
+            if let Ok(q) = q {
+                *route = table.quick_route(q.name.as_str());
+            }
+        }
+    }
+    let mut clients = [None; BATCH];
+    for (i, (client, q)) in clients.iter_mut().zip(parsed).enumerate() {
         if let Ok(q) = q {
-            *route = table.quick_route(q.name.as_str());
+            *client = client_v4(q, slots.source(i));
+        }
+    }
+    let ranks = |i: usize| {
+        let own = routes[i].and_then(|r: &GeoRoute| r.rank_table());
+        let shared = table.rank_tables().take(if names { 0 } else { FEW_RANK_TABLES });
+        own.into_iter().chain(shared)
+    };
+    for (i, client) in clients.iter().enumerate() {
+        if let Some(addr) = *client {
+            for t in ranks(i) {
+                prefetch(t.jump_entry(addr), 4);
+            }
+        }
+    }
+    for (i, client) in clients.iter().enumerate() {
+        if let Some(addr) = *client {
+            for t in ranks(i) {
+                if let Some(range) = t.first_range(addr) {
+                    prefetch(range, 16);
+                }
+            }
         }
     }
     for route in routes.iter().flatten() {
         prefetch(route.sites.as_ptr().cast(), size_of_val(&*route.sites));
+    }
+}
+
+/// The IPv4 address a query's answer will likely be ranked for: its ECS address, else its
+/// source's. Only a hint for `warm` (the answer decides with every rule applied).
+fn client_v4(q: &FastQuery<'_>, src: Option<SocketAddr>) -> Option<u32> {
+    let ip = match q.edns.and_then(|e| e.ecs) {
+        Some(ecs) => ecs.address,
+        None => src?.ip(),
+    };
+    match ip {
+        IpAddr::V4(v4) => Some(u32::from(v4)),
+        IpAddr::V6(_) => None,
     }
 }
 
