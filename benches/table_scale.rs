@@ -13,6 +13,8 @@
 //!   (`dns::answer_fast`), an A query with ECS /24, cycling over 8,192 (name, subnet) pairs drawn
 //!   uniformly from the whole table and 1,024 located subnets; every name has 8 of the 100 sites.
 //! - `resolve/names=N`: the routing decision alone (`RoutingTable::resolve`), same queries.
+//! - `status/names as JSON, ...`: the `names` section of `/status` for the 10,000 x 100 table,
+//!   serialized (what one request for `/status` costs; see docs/operations.md).
 //!
 //! After criterion, a summary times the same queries again, table sizes interleaved round by
 //! round (so drift from other load on the machine hits every size alike), and prints the ratio
@@ -31,6 +33,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use criterion::{Criterion, criterion_group};
+use geodns::admin::Names;
 use geodns::app::Loaded;
 use geodns::dns::Handler;
 use geodns::model::{Name, RType};
@@ -134,6 +137,19 @@ fn rebuild(c: &mut Criterion) {
     let mut group = c.benchmark_group("rebuild+drop");
     group.sample_size(10);
     group.bench_function(shape.label(), |b| b.iter(|| loaded.build(inputs.clone(), 2)));
+    group.finish();
+
+    // The names section of /status for the million-entry table, written as JSON: what a
+    // request for /status costs (the document is written when asked for, not on each publish).
+    let names = Names(Some(Arc::new(loaded.build(inputs.clone(), 1))));
+    let mut group = c.benchmark_group("status");
+    group.sample_size(10);
+    group.bench_function(format!("names as JSON, {}", shape.label()), |b| {
+        b.iter(|| serde_json::to_vec(&names).expect("serializes").len())
+    });
+    // The same entries built as values: what every publish (health flip) cost while the
+    // section was built with the document.
+    group.bench_function(format!("names as values, {}", shape.label()), |b| b.iter_with_large_drop(|| names.entries()));
     group.finish();
 
     // The query cost when every name has all 100 sites (each query ranks 100 sites).

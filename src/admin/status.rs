@@ -1,6 +1,11 @@
 //! The `/status` document: what geodns is serving and why, for operators and the status page.
 
-use serde::Serialize;
+use std::sync::Arc;
+
+use serde::{Serialize, Serializer};
+
+use crate::config::SiteConfig;
+use crate::routing::{GeoRoute, RoutingTable};
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Status {
@@ -16,7 +21,7 @@ pub struct Status {
     pub geoip: Option<GeoIpStatus>,
     pub zones: Vec<String>,
     pub sites: Vec<SiteStatus>,
-    pub names: Vec<NameStatus>,
+    pub names: Names,
     pub endpoints: Vec<EndpointStatus>,
     pub drained: Vec<String>,
     pub kubernetes: Vec<ClusterStatus>,
@@ -55,11 +60,72 @@ pub struct SiteStatus {
     pub up: bool,
 }
 
+/// The `names` section: each geo name's sites, up or not, with their addresses, by name.
+/// Written from the routing table when the document is serialized (a request for /status),
+/// not when it is published: a table of 10,000 names at 100 sites has a million (name, site)
+/// entries, and a table is published on every health change (up to many a second), while
+/// /status is read now and then.
+#[derive(Clone, Default)]
+pub struct Names(pub Option<Arc<RoutingTable>>);
+
+impl Names {
+    /// Every entry, in the document's order (for callers in Rust; the document streams them).
+    pub fn entries(&self) -> Vec<NameStatus> {
+        self.sorted().into_iter().map(|g| NameStatus::of(g, self.sites())).collect()
+    }
+
+    fn sorted(&self) -> Vec<&GeoRoute> {
+        let mut routes: Vec<&GeoRoute> = self.0.iter().flat_map(|t| t.geo_routes()).collect();
+        routes.sort_by(|a, b| a.name.as_str().cmp(b.name.as_str()));
+        routes
+    }
+
+    fn sites(&self) -> &[SiteConfig] {
+        self.0.as_deref().map_or(&[], RoutingTable::sites)
+    }
+}
+
+impl Serialize for Names {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.sorted().into_iter().map(|g| NameStatus::of(g, self.sites())))
+    }
+}
+
+impl std::fmt::Debug for Names {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let count = self.0.as_deref().map_or(0, |t| t.geo_routes().count());
+        write!(f, "Names({count} geo names)")
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct NameStatus {
     pub name: String,
     pub ttl: u32,
     pub sites: Vec<NameSiteStatus>,
+}
+
+impl NameStatus {
+    fn of(g: &GeoRoute, sites: &[SiteConfig]) -> NameStatus {
+        NameStatus {
+            name: g.name.to_string(),
+            ttl: g.ttl,
+            sites: g
+                .sites
+                .iter()
+                .map(|s| NameSiteStatus {
+                    site: sites[s.site].name.clone(),
+                    up: s.up,
+                    addresses: s
+                        .v4
+                        .iter()
+                        .map(ToString::to_string)
+                        .chain(s.v6.iter().map(ToString::to_string))
+                        .collect(),
+                })
+                .collect(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -90,4 +156,43 @@ pub struct ClusterStatus {
     pub last_sync: Option<f64>,
     pub watch_errors: u64,
     pub last_error: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::routing::Inputs;
+
+    #[test]
+    fn names_are_written_from_the_table_sorted_with_each_sites_state_and_addresses() {
+        let yaml = r#"
+sites:
+  london:    { location: [51.51, -0.13] }
+  frankfurt: { location: [50.11, 8.68] }
+zones:
+  geo.example.:
+    soa: { mname: ns1.geo.example., rname: hostmaster.geo.example., serial: 1 }
+    ns: [ns1.geo.example.]
+    records:
+      ns1: { A: [192.0.2.53] }
+    geo:
+      web: { sites: { london: [192.0.2.1], frankfurt: [192.0.2.2, "2001:db8::2"] } }
+      app: { sites: { frankfurt: [192.0.2.3] } }
+"#;
+        let config = crate::config::parse(yaml, Path::new(".")).unwrap();
+        let loaded = crate::app::open(config).unwrap();
+        let table = Arc::new(loaded.build(Inputs::default(), 1));
+        let names = Names(Some(table));
+        let json = serde_json::to_value(&names).unwrap();
+        assert_eq!(json, serde_json::to_value(names.entries()).unwrap());
+        let listed: Vec<&str> = json.as_array().unwrap().iter().map(|n| n["name"].as_str().unwrap()).collect();
+        assert_eq!(listed, ["app.geo.example.", "web.geo.example."]);
+        let web = &json[1]["sites"];
+        assert_eq!((&web[0]["site"], &web[0]["up"]), (&serde_json::json!("london"), &serde_json::json!(true)));
+        assert_eq!(web[1]["addresses"], serde_json::json!(["192.0.2.2", "2001:db8::2"]));
+        assert_eq!(serde_json::to_value(Names::default()).unwrap(), serde_json::json!([]));
+        assert_eq!(format!("{names:?}"), "Names(2 geo names)");
+    }
 }

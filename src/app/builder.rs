@@ -285,7 +285,7 @@ impl Builder {
 
     fn publish_status(&self) {
         let health = self.probes.rx.borrow().clone();
-        let table = self.table.load();
+        let table = self.table.load_full();
         if let Some(k) = self.kube_snapshot() {
             let now = SystemTime::now();
             for (name, c) in &k.clusters {
@@ -297,7 +297,10 @@ impl Builder {
                 }
             }
         }
-        self.status_tx.send_replace(Arc::new(status::build(self, &table, &health)));
+        let old = self.status_tx.send_replace(Arc::new(status::build(self, &table, &health)));
+        // The old document holds the table it described: if that was its last holder (the
+        // table has just been replaced), it is freed off the runtime, as tables are.
+        self.build.drop_later(old);
     }
 
     /// Reloads the config and GeoIP database; keeps the old ones on any error. Returns true

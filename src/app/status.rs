@@ -1,12 +1,11 @@
 //! The `/status` document, assembled from the builder's state, the table it serves and the
 //! latest health snapshot.
 
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::builder::Builder;
-use crate::admin::{
-    ClusterStatus, ConfigStatus, EndpointStatus, GeoIpStatus, NameSiteStatus, NameStatus, SiteStatus, Status,
-};
+use crate::admin::{ClusterStatus, ConfigStatus, EndpointStatus, GeoIpStatus, Names, SiteStatus, Status};
 use crate::config::Forced;
 use crate::routing::RoutingTable;
 use crate::sources::health::HealthSnapshot;
@@ -15,37 +14,22 @@ fn secs(t: SystemTime) -> f64 {
     t.duration_since(SystemTime::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
 }
 
-pub(super) fn build(b: &Builder, table: &RoutingTable, health: &HealthSnapshot) -> Status {
+pub(super) fn build(b: &Builder, table: &Arc<RoutingTable>, health: &HealthSnapshot) -> Status {
     let sites = table.sites();
-    let mut names: Vec<NameStatus> = table
-        .geo_routes()
-        .map(|g| NameStatus {
-            name: g.name.to_string(),
-            ttl: g.ttl,
-            sites: g
-                .sites
-                .iter()
-                .map(|s| NameSiteStatus {
-                    site: sites[s.site].name.clone(),
-                    up: s.up,
-                    addresses: s
-                        .v4
-                        .iter()
-                        .map(ToString::to_string)
-                        .chain(s.v6.iter().map(ToString::to_string))
-                        .collect(),
-                })
-                .collect(),
-        })
-        .collect();
-    names.sort_by(|a, b| a.name.cmp(&b.name));
+    // One pass over every (name, site): does the site serve a name, and is it up for one?
+    let (mut serving, mut up) = (vec![false; sites.len()], vec![false; sites.len()]);
+    for s in table.geo_routes().flat_map(|g| g.sites.iter()) {
+        serving[s.site] = true;
+        up[s.site] |= s.up;
+    }
     let site_status = sites
         .iter()
         .enumerate()
-        .map(|(id, s)| {
-            let mut serving = table.geo_routes().flat_map(|g| g.sites.iter()).filter(|gs| gs.site == id).peekable();
-            let up = serving.peek().is_none() || serving.any(|gs| gs.up);
-            SiteStatus { name: s.name.clone(), latitude: s.location.lat, longitude: s.location.lon, up }
+        .map(|(id, s)| SiteStatus {
+            name: s.name.clone(),
+            latitude: s.location.lat,
+            longitude: s.location.lon,
+            up: !serving[id] || up[id],
         })
         .collect();
     let endpoints = health
@@ -125,7 +109,7 @@ pub(super) fn build(b: &Builder, table: &RoutingTable, health: &HealthSnapshot) 
         }),
         zones: table.zone_names().map(ToString::to_string).collect(),
         sites: site_status,
-        names,
+        names: Names(Some(table.clone())),
         endpoints,
         drained,
         kubernetes,
