@@ -1,6 +1,8 @@
 //! Triggers for reloads: SIGHUP, and changes to the config file, the GeoIP database and the
 //! admin state file, found by polling their metadata (size, modification time, inode) once a
 //! second. Polling needs no platform notification API and also sees a file replaced by rename.
+//! A changed file is read once its metadata has stayed the same for [`SETTLE`], so a file
+//! rewritten in place is not read between its truncation and its new contents.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
@@ -14,6 +16,16 @@ use super::builder::Event;
 
 /// How often watched files are looked at.
 pub const POLL_INTERVAL: Duration = Duration::from_secs(1);
+
+/// A file seen changed is read once it has stayed the same for this long: a file written in
+/// place (`printf ... > file`: truncate, then write) is otherwise read half-written. An empty
+/// admin state file is valid (no overrides), so reading one between the truncate and the
+/// write would undrain every drained site for a moment.
+pub const SETTLE: Duration = Duration::from_millis(50);
+
+/// Looking for a still moment gives up after this many looks (the file keeps changing: the
+/// last version seen is read).
+const SETTLE_LOOKS: usize = 20;
 
 /// What identifies a version of a file: a rename, a rewrite or a touch all change it.
 fn fingerprint(path: &PathBuf) -> Option<(u64, u64, i64, i64)> {
@@ -34,6 +46,23 @@ type Prints = Vec<Option<(u64, u64, i64, i64)>>;
 
 fn prints(paths: &[PathBuf]) -> Prints {
     paths.iter().map(fingerprint).collect()
+}
+
+/// Looks again every [`SETTLE`] until two looks agree (at most [`SETTLE_LOOKS`] times): the
+/// last look. `None` at shutdown.
+async fn settle<T: PartialEq>(mut seen: T, mut look: impl FnMut() -> T, shutdown: &CancellationToken) -> Option<T> {
+    for _ in 0..SETTLE_LOOKS {
+        tokio::select! {
+            _ = tokio::time::sleep(SETTLE) => {}
+            _ = shutdown.cancelled() => return None,
+        }
+        let again = look();
+        if again == seen {
+            break;
+        }
+        seen = again;
+    }
+    Some(seen)
 }
 
 /// Polls the watched files and tells the builder what changed.
@@ -65,6 +94,7 @@ pub async fn files(
         ] {
             let now = prints(&paths);
             if now != *last {
+                let Some(now) = settle(now, || prints(&paths), &shutdown).await else { return };
                 for (path, (a, b)) in paths.iter().zip(last.iter().zip(&now)) {
                     if a != b {
                         info!(path = %path.display(), "watched file changed");
@@ -99,5 +129,43 @@ pub async fn sighup(events: mpsc::Sender<Event>, shutdown: CancellationToken) {
             }
             _ = shutdown.cancelled() => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `settle` over scripted looks (the last one repeats): what it returns, and how many
+    /// looks it took.
+    async fn settled(looks: &[u32]) -> (Option<u32>, usize) {
+        let mut taken = 0;
+        let token = CancellationToken::new();
+        let got = settle(
+            looks[0],
+            || {
+                taken += 1;
+                looks[taken.min(looks.len() - 1)]
+            },
+            &token,
+        )
+        .await;
+        (got, taken)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_changed_file_is_read_once_two_looks_agree() {
+        // Already still: one more look confirms it.
+        assert_eq!(settled(&[7]).await, (Some(7), 1));
+        // Truncated (0), then written (1), then still: the written version.
+        assert_eq!(settled(&[0, 1, 1]).await, (Some(1), 2));
+        assert_eq!(settled(&[0, 0, 1]).await, (Some(0), 1), "two agreeing looks end it");
+        // Never still: gives up after SETTLE_LOOKS looks, with the last.
+        let changing: Vec<u32> = (0..100).collect();
+        assert_eq!(settled(&changing).await, (Some(SETTLE_LOOKS as u32), SETTLE_LOOKS));
+        // Shutdown ends the wait.
+        let token = CancellationToken::new();
+        token.cancel();
+        assert_eq!(settle(1, || 2, &token).await, None);
     }
 }
