@@ -93,8 +93,8 @@ fn serve_blocking(
     let mut outs: Vec<Vec<u8>> = (0..BATCH).map(|_| Vec::with_capacity(MAX_UDP_PAYLOAD as usize)).collect();
     // The slots whose response goes out in this batch's sendmmsg.
     let mut ready: Vec<usize> = Vec::with_capacity(BATCH);
-    // A large table's batch is parsed up front (see `warm`); the parses are kept here, the
-    // vector's allocation reused from batch to batch (`recycle`).
+    // A batch that `warm` looks ahead in is parsed up front; the parses are kept here for the
+    // answers, the vector's allocation reused from batch to batch (`recycle`).
     let mut kept: Vec<Parsed<'static>> = Vec::with_capacity(BATCH);
     let mut m = Metrics::new();
     loop {
