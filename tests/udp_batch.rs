@@ -1,6 +1,8 @@
 //! The UDP loop under a burst: 200 distinct queries sent from one socket without waiting, so the
 //! server reads them in batches (recvmmsg on Linux); every one is answered exactly once, with its
 //! own ID and question. Over IPv4 and IPv6 loopback; fast-path and full-handler queries mixed.
+//! A shorter burst has every fourth query padded (EDNS padding) to between 513 and 20,000 bytes:
+//! long datagrams in a batch are read whole and answered like the rest.
 
 mod common;
 
@@ -45,19 +47,48 @@ fn client(server: SocketAddr) -> UdpSocket {
     UdpSocket::from_std(socket.into()).unwrap()
 }
 
-async fn burst(server: SocketAddr) {
-    let socket = client(server);
-    let queries: HashMap<u16, Message> = (0..BURST).map(|i| (1000 + i, burst_query(i))).collect();
-    for i in 0..BURST {
-        socket.send_to(&queries[&(1000 + i)].to_vec().unwrap(), server).await.unwrap();
+/// Query `i`'s bytes; `padded`, every fourth gets an OPT record whose padding option (RFC
+/// 7830) makes the datagram 513, 1,400, 4,000 or 20,000 bytes long.
+fn burst_bytes(i: u16, query: &Message, padded: bool) -> Vec<u8> {
+    let mut bytes = query.to_vec().unwrap();
+    if !padded || !i.is_multiple_of(4) {
+        return bytes;
     }
+    let want = [513, 1400, 4000, 20_000][usize::from(i / 4) % 4];
+    assert_eq!(&bytes[10..12], &[0, 0], "no additional records yet");
+    bytes[11] = 1;
+    let padding = want - bytes.len() - 11 - 4;
+    // Root, OPT, payload 1232, no flags; then the padding option's code and length.
+    bytes.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0]);
+    bytes.extend_from_slice(&u16::try_from(4 + padding).unwrap().to_be_bytes());
+    bytes.extend_from_slice(&12u16.to_be_bytes());
+    bytes.extend_from_slice(&u16::try_from(padding).unwrap().to_be_bytes());
+    bytes.resize(want, 0);
+    bytes
+}
+
+/// Sends queries 0..`count` without waiting, then checks that each is answered once.
+async fn burst(server: SocketAddr) {
+    burst_of(server, BURST, false).await;
+}
+
+async fn burst_of(server: SocketAddr, count: u16, padded: bool) {
+    let socket = client(server);
+    let queries: HashMap<u16, Message> = (0..count).map(|i| (1000 + i, burst_query(i))).collect();
+    let mut long = 0;
+    for i in 0..count {
+        let bytes = burst_bytes(i, &queries[&(1000 + i)], padded);
+        long += usize::from(bytes.len() > 512);
+        socket.send_to(&bytes, server).await.unwrap();
+    }
+    assert_eq!(long, if padded { usize::from(count.div_ceil(4)) } else { 0 });
     let mut answered: HashMap<u16, usize> = HashMap::new();
     let mut buf = vec![0u8; 65535];
     let deadline = tokio::time::Instant::now() + DEADLINE;
-    while answered.len() < usize::from(BURST) {
+    while answered.len() < usize::from(count) {
         let (n, from) = tokio::time::timeout_at(deadline, socket.recv_from(&mut buf))
             .await
-            .unwrap_or_else(|_| panic!("{server}: only {} of {BURST} queries answered in time", answered.len()))
+            .unwrap_or_else(|_| panic!("{server}: only {} of {count} queries answered in time", answered.len()))
             .unwrap();
         assert_eq!(from, server);
         let reply = Message::from_vec(&buf[..n]).expect("the answer decodes");
@@ -83,7 +114,7 @@ async fn burst(server: SocketAddr) {
     if let Ok(r) = tokio::time::timeout(Duration::from_millis(300), socket.recv_from(&mut buf)).await {
         let (n, _) = r.unwrap();
         let id = Message::from_vec(&buf[..n]).map(|m| m.metadata.id);
-        panic!("{server}: an extra datagram after all {BURST} answers (ID {id:?})");
+        panic!("{server}: an extra datagram after all {count} answers (ID {id:?})");
     }
     assert!(answered.values().all(|&n| n == 1));
 }
@@ -108,6 +139,13 @@ async fn a_burst_over_ipv4_is_answered_once_per_query() {
 async fn a_burst_over_ipv6_is_answered_once_per_query() {
     let (_dir, s) = server().await;
     burst(v6(&s)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_padded_queries_in_a_burst_are_read_whole() {
+    let (_dir, s) = server().await;
+    burst_of(v4(&s), 40, true).await;
+    burst_of(v6(&s), 40, true).await;
 }
 
 /// Names in the large table: more than `routing::MANY_NAMES`, so the UDP loop looks each
