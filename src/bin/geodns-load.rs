@@ -225,9 +225,9 @@ fn run(args: &Args, queries: &[Vec<u8>]) -> io::Result<ExitCode> {
     let mut recv_bufs = vec![vec![0u8; RECV_BUF]; batch];
     let mut recv_iov: Vec<libc::iovec> =
         recv_bufs.iter_mut().map(|b| libc::iovec { iov_base: b.as_mut_ptr().cast(), iov_len: b.len() }).collect();
-    let mut recv_msgs: Vec<libc::mmsghdr> = recv_iov.iter_mut().map(|iov| mmsghdr(iov)).collect();
+    let mut recv_msgs: Vec<libc::mmsghdr> = recv_iov.iter_mut().map(mmsghdr).collect();
     let mut send_iov: Vec<libc::iovec> = vec![libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; batch];
-    let mut send_msgs: Vec<libc::mmsghdr> = send_iov.iter_mut().map(|iov| mmsghdr(iov)).collect();
+    let mut send_msgs: Vec<libc::mmsghdr> = send_iov.iter_mut().map(mmsghdr).collect();
     let mut pending_ids: Vec<u16> = Vec::with_capacity(batch);
     let mut pollfds: Vec<libc::pollfd> =
         clients.iter().map(|c| libc::pollfd { fd: c.sock.as_raw_fd(), events: libc::POLLIN, revents: 0 }).collect();
@@ -244,10 +244,10 @@ fn run(args: &Args, queries: &[Vec<u8>]) -> io::Result<ExitCode> {
             send_stopped = Some(elapsed);
         }
         let total_inflight: usize = clients.iter().map(|c| c.inflight).sum();
-        if let Some(stop) = send_stopped {
-            if total_inflight == 0 || elapsed >= stop + Duration::from_nanos(timeout_ns) {
-                break;
-            }
+        if let Some(stop) = send_stopped
+            && (total_inflight == 0 || elapsed >= stop + Duration::from_nanos(timeout_ns))
+        {
+            break;
         }
         let mut progress = false;
         for c in clients.iter_mut() {

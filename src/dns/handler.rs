@@ -44,7 +44,9 @@ impl Handler {
     }
 }
 
-/// What the handler decided before any records were built.
+/// What the handler decided before any records were built. One per request, on the stack and
+/// moved once: the size difference between the variants costs nothing a box would save.
+#[allow(clippy::large_enum_variant)]
 enum Reply {
     /// An error with no records; `with_edns` puts an OPT record in the response.
     Error(ResponseCode),

@@ -168,7 +168,7 @@ impl Metrics {
     fn sample_due(&mut self) -> bool {
         // The first query, then every SAMPLE_EVERY-th: each socket that answers n queries
         // records ceil(n / SAMPLE_EVERY) of them.
-        let due = self.sample % SAMPLE_EVERY == 0;
+        let due = self.sample.is_multiple_of(SAMPLE_EVERY);
         self.sample = self.sample.wrapping_add(1);
         due
     }

@@ -17,7 +17,7 @@ pub struct ClientNetworks {
 impl ClientNetworks {
     pub fn new(mut entries: Vec<ClientNetwork>) -> Self {
         // Longest prefix first, so the first match is the most specific one.
-        entries.sort_by(|a, b| b.net.prefix_len().cmp(&a.net.prefix_len()));
+        entries.sort_by_key(|e| std::cmp::Reverse(e.net.prefix_len()));
         Self { entries }
     }
 

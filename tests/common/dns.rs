@@ -115,7 +115,7 @@ pub fn addresses(m: &Message) -> Vec<IpAddr> {
 /// The Client Subnet option of a response, if any.
 pub fn ecs(m: &Message) -> Option<ClientSubnet> {
     match m.edns.as_ref()?.option(EdnsCode::Subnet)? {
-        EdnsOption::Subnet(cs) => Some(cs.clone()),
+        EdnsOption::Subnet(cs) => Some(*cs),
         _ => None,
     }
 }
