@@ -57,7 +57,7 @@ fn answer_with(table: &RoutingTable, q: &FastQuery<'_>, src: IpAddr, out: &mut V
         None => 512,
     } as usize;
     if quick
-        && let Some(g) = table.quick_geo(q.name.as_str(), rtype, client, ecs_source)
+        && let Some(g) = table.quick_geo(q.name, rtype, client, ecs_source)
         && encode_quick(q, &g, rtype, ecs.as_ref(), limit, out)
     {
         let answered =
@@ -65,13 +65,13 @@ fn answer_with(table: &RoutingTable, q: &FastQuery<'_>, src: IpAddr, out: &mut V
         return Fast::Answered(answered);
     }
     if quick
-        && let Some(negative) = table.quick_negative(q.name.as_str(), rtype)
+        && let Some(negative) = table.quick_negative(q.name, rtype)
         && encode_negative(q, &negative, ecs.as_ref(), limit, out)
     {
         let rcode = if negative.nxdomain { Rcode::NxDomain } else { Rcode::NoError };
         return Fast::Answered(Answered { rcode, ecs: ecs.is_some(), scope: 0, answers: None });
     }
-    let name = Name::from_canonical(q.name.as_str());
+    let name = Name::from_canonical(q.name);
     let answer = table.resolve(&Query { name: &name, rtype, client, ecs_source });
     encode(q, &name, &answer, ecs.as_ref(), limit, out);
     let answers = answer.decision.as_ref().and_then(|d| table.answer_index(&d.name, *d.answered_from.first()?));
@@ -186,7 +186,7 @@ fn encode_negative(
     out: &mut Vec<u8>,
 ) -> bool {
     header(q, if n.nxdomain { Rcode::NxDomain } else { Rcode::NoError }, out);
-    let w = Writer { qname: q.name.as_str(), question: q.question };
+    let w = Writer { qname: q.name, question: q.question };
     w.record(n.apex.as_str(), n.ttl, n.soa, out);
     if out.len() + opt_len(q, ecs) > limit {
         return false;
@@ -422,7 +422,8 @@ mod tests {
                     for size in [None, Some(1232), Some(512)] {
                         let subnet = if size.is_some() { *subnet } else { None };
                         let packet = query(name, qtype, size, subnet);
-                        let q = crate::dns::query::parse(&packet).unwrap();
+                        let mut text = crate::dns::query::NameBuf::new();
+                        let q = crate::dns::query::parse(&packet, &mut text).unwrap();
                         for src in ["127.0.0.1", "81.2.69.1", "::1"] {
                             let src: IpAddr = src.parse().unwrap();
                             let (mut a, mut b) = (Vec::new(), Vec::new());
@@ -434,8 +435,8 @@ mod tests {
                             let client = subnet.filter(|s| s.1 > 0).map_or(src, |s| s.0);
                             let rtype = RType::from_code(qtype);
                             let ecs_source = subnet.map(|s| s.1);
-                            if table.quick_geo(q.name.as_str(), rtype, client, ecs_source).is_some()
-                                || table.quick_negative(q.name.as_str(), rtype).is_some()
+                            if table.quick_geo(q.name, rtype, client, ecs_source).is_some()
+                                || table.quick_negative(q.name, rtype).is_some()
                             {
                                 quick += 1;
                             }

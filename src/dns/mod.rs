@@ -24,7 +24,7 @@ pub use listen::DnsServer;
 /// Answers one UDP query on the fast path into `out`; `false` when the packet must be dropped or
 /// needs the full handler. For benchmarks and fuzzing; the UDP loop calls the same code.
 pub fn answer_fast(handler: &Handler, packet: &[u8], src: std::net::IpAddr, out: &mut Vec<u8>) -> bool {
-    match query::parse(packet) {
+    match query::parse(packet, &mut query::NameBuf::new()) {
         Ok(q) => matches!(fast::answer(&handler.table(), &q, src, out), fast::Fast::Answered(_)),
         Err(_) => false,
     }

@@ -6,7 +6,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 /// Names are at most 255 octets on the wire, so their text is at most 254 characters + root.
 pub const MAX_NAME_TEXT: usize = 256;
 
-/// A query the fast path can answer, borrowed from the packet.
+/// A query the fast path can answer, borrowed from the packet and from the [`NameBuf`] its
+/// name was written into.
 #[derive(Debug)]
 pub struct FastQuery<'a> {
     pub id: u16,
@@ -16,33 +17,25 @@ pub struct FastQuery<'a> {
     /// name's case is preserved).
     pub question: &'a [u8],
     /// The name in canonical text ("app.geo.example."), lower case.
-    pub name: NameText,
+    pub name: &'a str,
     pub qtype: u16,
     pub edns: Option<Edns>,
 }
 
-/// The question name as lower-case dotted text, on the stack.
-#[derive(Clone)]
-pub struct NameText {
-    buf: [u8; MAX_NAME_TEXT],
-    len: usize,
-}
+/// Room for a question name as lower-case dotted text, given to [`parse`]. The caller keeps it
+/// (the UDP loop, one per slot of a batch), so the name is written once, where it is read
+/// from, and a parsed query is a few words, not a 256-byte copy.
+pub struct NameBuf([u8; MAX_NAME_TEXT]);
 
-impl NameText {
-    pub fn as_str(&self) -> &str {
-        debug_assert!(self.buf[..self.len].is_ascii());
-        // SAFETY: `parse` writes only bytes of NAME_CHAR (ASCII letters, digits, '-', '_') and
-        // '.' into `buf[..len]`, and nothing changes them after: ASCII is valid UTF-8.
-        #[allow(unsafe_code)]
-        unsafe {
-            std::str::from_utf8_unchecked(&self.buf[..self.len])
-        }
+impl NameBuf {
+    pub const fn new() -> Self {
+        NameBuf([0; MAX_NAME_TEXT])
     }
 }
 
-impl std::fmt::Debug for NameText {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+impl Default for NameBuf {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
@@ -92,8 +85,8 @@ static NAME_CHAR: [u8; 256] = {
     t
 };
 
-/// Reads a query for the fast path.
-pub fn parse(msg: &[u8]) -> Result<FastQuery<'_>, NotFast> {
+/// Reads a query for the fast path; its name's text goes into `name`.
+pub fn parse<'a>(msg: &'a [u8], name: &'a mut NameBuf) -> Result<FastQuery<'a>, NotFast> {
     if msg.len() < 12 || msg[2] & 0x80 != 0 {
         return Err(NotFast::Drop);
     }
@@ -106,8 +99,8 @@ pub fn parse(msg: &[u8]) -> Result<FastQuery<'_>, NotFast> {
     if count(4)? != 1 || count(6)? != 0 || count(8)? != 0 || count(10)? > 1 {
         return Err(slow);
     }
-    let mut buf = [0u8; MAX_NAME_TEXT];
-    // The length in a local (a register), not in the struct: the loop below runs per byte.
+    let buf: &'a mut [u8; MAX_NAME_TEXT] = &mut name.0;
+    // The length in a local (a register): the loop below runs per byte.
     let mut len = 0;
     let mut pos = 12;
     loop {
@@ -139,7 +132,6 @@ pub fn parse(msg: &[u8]) -> Result<FastQuery<'_>, NotFast> {
         buf[0] = b'.';
         len = 1;
     }
-    let name = NameText { buf, len };
     let qtype = u16_at(msg, pos).ok_or(slow)?;
     let qclass = u16_at(msg, pos + 2).ok_or(slow)?;
     if qclass != 1 {
@@ -151,6 +143,11 @@ pub fn parse(msg: &[u8]) -> Result<FastQuery<'_>, NotFast> {
     if edns.is_none() && pos != msg.len() {
         return Err(slow);
     }
+    debug_assert!(buf[..len].is_ascii());
+    // SAFETY: the loop above writes only bytes of NAME_CHAR (ASCII letters, digits, '-', '_')
+    // and '.' into `buf[..len]`: ASCII is valid UTF-8.
+    #[allow(unsafe_code)]
+    let name = unsafe { std::str::from_utf8_unchecked(&buf[..len]) };
     Ok(FastQuery { id: u16::from_be_bytes([msg[0], msg[1]]), flags: msg[2], question, name, qtype, edns })
 }
 
@@ -212,6 +209,11 @@ fn parse_ecs(data: &[u8]) -> Result<EcsOption, NotFast> {
 mod tests {
     use super::*;
 
+    /// [`super::parse`] with a name buffer of its own (leaked: a test's few hundred bytes).
+    fn parse(msg: &[u8]) -> Result<FastQuery<'_>, NotFast> {
+        super::parse(msg, Box::leak(Box::new(NameBuf::new())))
+    }
+
     fn query(name: &[&str], qtype: u16, opt: Option<&[u8]>) -> Vec<u8> {
         let mut m = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, u8::from(opt.is_some())];
         for l in name {
@@ -234,12 +236,12 @@ mod tests {
         let m = query(&["ApP", "geo", "Example"], 1, None);
         let q = parse(&m).unwrap();
         assert_eq!(q.id, 0x1234);
-        assert_eq!(q.name.as_str(), "app.geo.example.");
+        assert_eq!(q.name, "app.geo.example.");
         assert_eq!(q.qtype, 1);
         assert_eq!(&q.question[..4], &[3, b'A', b'p', b'P']);
         assert!(q.edns.is_none());
         let root = query(&[], 6, None);
-        assert_eq!(parse(&root).unwrap().name.as_str(), ".");
+        assert_eq!(parse(&root).unwrap().name, ".");
     }
 
     #[test]

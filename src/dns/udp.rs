@@ -44,6 +44,7 @@ async fn serve_one_at_a_time(socket: UdpSocket, handler: Handler, rrl: Option<Ar
     let socket = Arc::new(socket);
     let mut buf = vec![0u8; 65535];
     let mut out = Vec::with_capacity(super::MAX_UDP_PAYLOAD as usize);
+    let mut name = query::NameBuf::new();
     let mut m = Metrics::new();
     loop {
         let (n, src) = tokio::select! {
@@ -59,7 +60,7 @@ async fn serve_one_at_a_time(socket: UdpSocket, handler: Handler, rrl: Option<Ar
         };
         let started = Instant::now();
         let packet = &buf[..n];
-        let q = match query::parse(packet) {
+        let q = match query::parse(packet, &mut name) {
             Ok(q) => q,
             Err(NotFast::Drop) => continue,
             Err(NotFast::Slow) => {

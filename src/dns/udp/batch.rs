@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error};
 
 use super::super::MAX_UDP_PAYLOAD;
-use super::super::query::FastQuery;
+use super::super::query::{FastQuery, NameBuf};
 use super::{Fast, Handler, Metrics, NotFast, ResponseKey, Rrl, Verdict, fast, query, rrl, slow_response};
 use crate::routing::{GeoRoute, RoutingTable};
 
@@ -94,8 +94,11 @@ fn serve_blocking(
     // The slots whose response goes out in this batch's sendmmsg.
     let mut ready: Vec<usize> = Vec::with_capacity(BATCH);
     // A batch that `warm` looks ahead in is parsed up front; the parses are kept here for the
-    // answers, the vector's allocation reused from batch to batch (`recycle`).
+    // answers, the vector's allocation reused from batch to batch (`recycle`), each query's
+    // name in its slot's buffer of `name_bufs`. A query parsed as it is answered uses `name`.
     let mut kept: Vec<Parsed<'static>> = Vec::with_capacity(BATCH);
+    let mut name_bufs: Box<[NameBuf]> = (0..BATCH).map(|_| NameBuf::new()).collect();
+    let mut name = NameBuf::new();
     let mut m = Metrics::new();
     loop {
         if shutdown.is_cancelled() {
@@ -121,7 +124,8 @@ fn serve_blocking(
         let mut parsed = recycle(std::mem::take(&mut kept));
         let names = table.larger_than_caches();
         if n > 1 && (names || (1..=FEW_RANK_TABLES).contains(&table.rank_table_count())) {
-            parsed.extend((0..n).map(|i| query::parse(slots.packet(i))));
+            parsed
+                .extend(name_bufs.iter_mut().take(n).enumerate().map(|(i, name)| query::parse(slots.packet(i), name)));
             warm(&table, &parsed, &slots, names);
         }
         for i in 0..n {
@@ -140,7 +144,7 @@ fn serve_blocking(
             let q = match parsed.get(i) {
                 Some(q) => q,
                 None => {
-                    here = query::parse(packet);
+                    here = query::parse(packet, &mut name);
                     &here
                 }
             };
@@ -397,7 +401,7 @@ fn warm(table: &RoutingTable, parsed: &[Parsed<'_>], slots: &Slots, names: bool)
     if names {
         for (route, q) in routes.iter_mut().zip(parsed) {
             if let Ok(q) = q {
-                *route = table.quick_route(q.name.as_str());
+                *route = table.quick_route(q.name);
             }
         }
     }
@@ -470,10 +474,11 @@ mod tests {
     #[test]
     fn recycling_the_parses_keeps_their_allocation() {
         let packet = [0x12, 0x34, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 3, b'a', b'p', b'p', 0, 0, 1, 0, 1];
+        let mut name = NameBuf::new();
         let mut v = recycle(Vec::new());
         let at = v.as_ptr() as usize;
-        v.push(query::parse(&packet));
-        assert_eq!(v[0].as_ref().map(|q| q.name.as_str()).ok(), Some("app."));
+        v.push(query::parse(&packet, &mut name));
+        assert_eq!(v[0].as_ref().map(|q| q.name).ok(), Some("app."));
         let again = recycle(v);
         assert!(again.is_empty());
         assert_eq!(again.as_ptr() as usize, at, "a new allocation for every batch");
