@@ -181,7 +181,7 @@ impl RankTable {
 
     /// The ranking of `addr` and the widest prefix around it ranked the same.
     pub fn lookup(&self, addr: u32) -> Ranked<'_> {
-        let j = self.jump.get()[(addr >> (32 - JUMP_BITS)) as usize];
+        let j = *self.jump_of(addr);
         if j & WHOLE != 0 {
             return self.ranked((j & CLASS_MASK) as usize, ((j & !WHOLE) >> PREFIX_SHIFT) as u8);
         }
@@ -202,14 +202,19 @@ impl RankTable {
     /// Where [`lookup`](Self::lookup) of `addr` reads first: its block's jump entry. For a
     /// caller that asks the CPU to fetch it ahead of the lookup.
     pub fn jump_entry(&self, addr: u32) -> *const u8 {
-        (&raw const self.jump.get()[(addr >> (32 - JUMP_BITS)) as usize]).cast()
+        (&raw const *self.jump_of(addr)).cast()
     }
 
     /// Where the lookup of `addr` reads next (reading the jump entry to know): the first range
     /// of its block, or `None` when the jump entry holds the answer.
     pub fn first_range(&self, addr: u32) -> Option<*const u8> {
-        let j = self.jump.get()[(addr >> (32 - JUMP_BITS)) as usize];
+        let j = *self.jump_of(addr);
         (j & WHOLE == 0).then(|| self.ranges.get().as_ptr().wrapping_add(j as usize).cast())
+    }
+
+    /// The jump entry of `addr`'s block.
+    fn jump_of(&self, addr: u32) -> &u32 {
+        &self.jump.get()[(addr >> (32 - JUMP_BITS)) as usize]
     }
 
     fn ranked(&self, class: usize, prefix_len: u8) -> Ranked<'_> {

@@ -122,11 +122,11 @@ fn serve_blocking(
         let now = Instant::now();
         let mut table = handler.table();
         let mut parsed = recycle(std::mem::take(&mut kept));
-        let names = table.larger_than_caches();
-        if n > 1 && (names || (1..=FEW_RANK_TABLES).contains(&table.rank_table_count())) {
+        let many_names = table.larger_than_caches();
+        if n > 1 && (many_names || (1..=FEW_RANK_TABLES).contains(&table.rank_table_count())) {
             parsed
                 .extend(name_bufs.iter_mut().take(n).enumerate().map(|(i, name)| query::parse(slots.packet(i), name)));
-            warm(&table, &parsed, &slots, names);
+            warm(&table, &parsed, &slots, many_names);
         }
         for i in 0..n {
             let start = m.sample_due().then(Instant::now);
@@ -408,7 +408,7 @@ fn warm(table: &RoutingTable, parsed: &[Parsed<'_>], slots: &Slots, names: bool)
     let mut clients = [None; BATCH];
     for (i, (client, q)) in clients.iter_mut().zip(parsed).enumerate() {
         if let Ok(q) = q {
-            *client = client_v4(q, slots.source(i));
+            *client = client_v4(q, || slots.source(i));
         }
     }
     let ranks = |i: usize| {
@@ -438,11 +438,12 @@ fn warm(table: &RoutingTable, parsed: &[Parsed<'_>], slots: &Slots, names: bool)
 }
 
 /// The IPv4 address a query's answer will likely be ranked for: its ECS address, else its
-/// source's. Only a hint for `warm` (the answer decides with every rule applied).
-fn client_v4(q: &FastQuery<'_>, src: Option<SocketAddr>) -> Option<u32> {
+/// source's (decoded only then). Only a hint for `warm` (the answer decides with every rule
+/// applied).
+fn client_v4(q: &FastQuery<'_>, src: impl FnOnce() -> Option<SocketAddr>) -> Option<u32> {
     let ip = match q.edns.and_then(|e| e.ecs) {
         Some(ecs) => ecs.address,
-        None => src?.ip(),
+        None => src()?.ip(),
     };
     match ip {
         IpAddr::V4(v4) => Some(u32::from(v4)),
