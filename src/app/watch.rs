@@ -1,8 +1,11 @@
 //! Triggers for reloads: SIGHUP, and changes to the config file, the GeoIP database and the
 //! admin state file, found by polling their metadata (size, modification time, inode) once a
 //! second. Polling needs no platform notification API and also sees a file replaced by rename.
-//! A changed file is read once its metadata has stayed the same for [`SETTLE`], so a file
-//! rewritten in place is not read between its truncation and its new contents.
+//! A changed file is read once its metadata has stayed the same for [`SETTLE`] and it is not
+//! empty (or has stayed empty for [`SETTLE_LOOKS`] looks), so a file rewritten in place is not
+//! read between its truncation and its new contents. Writing the new version to a temporary
+//! file and renaming it over the old one is still the safe way to change a watched file: the
+//! watcher then never sees a half-written one.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
@@ -23,8 +26,12 @@ pub const POLL_INTERVAL: Duration = Duration::from_secs(1);
 /// write would undrain every drained site for a moment.
 pub const SETTLE: Duration = Duration::from_millis(50);
 
-/// Looking for a still moment gives up after this many looks (the file keeps changing: the
-/// last version seen is read).
+/// Looking for a still moment gives up after this many looks (the file keeps changing, or
+/// stays empty: the last version seen is read). An in-place rewrite truncates the file to
+/// zero bytes first, so an empty file is looked at again for up to 20 x [`SETTLE`] = 1 s
+/// before it is believed: a writer held up between truncating and writing (a busy machine)
+/// would otherwise have its half-done file read. A config file is never valid empty; an empty
+/// admin state file (no overrides) takes effect a second later than other changes.
 const SETTLE_LOOKS: usize = 20;
 
 /// What identifies a version of a file: a rename, a rewrite or a touch all change it.
@@ -48,17 +55,27 @@ fn prints(paths: &[PathBuf]) -> Prints {
     paths.iter().map(fingerprint).collect()
 }
 
-/// Looks again every [`SETTLE`] until two looks agree (at most [`SETTLE_LOOKS`] times): the
-/// last look. `None` at shutdown.
-async fn settle<T: PartialEq>(mut seen: T, mut look: impl FnMut() -> T, shutdown: &CancellationToken) -> Option<T> {
+/// No file of the set is empty (a missing file counts as whole: it is not being written).
+fn none_empty(prints: &Prints) -> bool {
+    prints.iter().flatten().all(|&(_, size, _, _)| size > 0)
+}
+
+/// Looks again every [`SETTLE`] until two looks agree and `whole` holds for the last one (at
+/// most [`SETTLE_LOOKS`] times): the last look. `None` at shutdown.
+async fn settle<T: PartialEq>(
+    mut seen: T,
+    mut look: impl FnMut() -> T,
+    whole: impl Fn(&T) -> bool,
+    shutdown: &CancellationToken,
+) -> Option<T> {
     for _ in 0..SETTLE_LOOKS {
         tokio::select! {
             _ = tokio::time::sleep(SETTLE) => {}
             _ = shutdown.cancelled() => return None,
         }
         let again = look();
-        if again == seen {
-            break;
+        if again == seen && whole(&again) {
+            return Some(again);
         }
         seen = again;
     }
@@ -94,7 +111,12 @@ pub async fn files(
         ] {
             let now = prints(&paths);
             if now != *last {
-                let Some(now) = settle(now, || prints(&paths), &shutdown).await else { return };
+                let Some(now) = settle(now, || prints(&paths), none_empty, &shutdown).await else { return };
+                if now == *last {
+                    // Caught mid-rewrite, and back as it was (a rewrite to the same bytes
+                    // and time): nothing changed.
+                    continue;
+                }
                 for (path, (a, b)) in paths.iter().zip(last.iter().zip(&now)) {
                     if a != b {
                         info!(path = %path.display(), "watched file changed");
@@ -136,8 +158,8 @@ pub async fn sighup(events: mpsc::Sender<Event>, shutdown: CancellationToken) {
 mod tests {
     use super::*;
 
-    /// `settle` over scripted looks (the last one repeats): what it returns, and how many
-    /// looks it took.
+    /// `settle` over scripted looks (the last one repeats), where 0 stands for an empty file:
+    /// what it returns, and how many looks it took.
     async fn settled(looks: &[u32]) -> (Option<u32>, usize) {
         let mut taken = 0;
         let token = CancellationToken::new();
@@ -147,6 +169,7 @@ mod tests {
                 taken += 1;
                 looks[taken.min(looks.len() - 1)]
             },
+            |v| *v != 0,
             &token,
         )
         .await;
@@ -159,13 +182,18 @@ mod tests {
         assert_eq!(settled(&[7]).await, (Some(7), 1));
         // Truncated (0), then written (1), then still: the written version.
         assert_eq!(settled(&[0, 1, 1]).await, (Some(1), 2));
-        assert_eq!(settled(&[0, 0, 1]).await, (Some(0), 1), "two agreeing looks end it");
+        // Empty for a while (a writer held up between truncating and writing): still the
+        // written version, however many agreeing looks saw it empty.
+        assert_eq!(settled(&[0, 0, 0, 0, 0, 3, 3]).await, (Some(3), 6));
+        assert_eq!(settled(&[5, 0, 0, 0, 0, 3, 3]).await, (Some(3), 6));
+        // Empty for good (an operator cleared the file): believed after SETTLE_LOOKS looks.
+        assert_eq!(settled(&[0]).await, (Some(0), SETTLE_LOOKS));
         // Never still: gives up after SETTLE_LOOKS looks, with the last.
-        let changing: Vec<u32> = (0..100).collect();
-        assert_eq!(settled(&changing).await, (Some(SETTLE_LOOKS as u32), SETTLE_LOOKS));
+        let changing: Vec<u32> = (1..100).collect();
+        assert_eq!(settled(&changing).await, (Some(SETTLE_LOOKS as u32 + 1), SETTLE_LOOKS));
         // Shutdown ends the wait.
         let token = CancellationToken::new();
         token.cancel();
-        assert_eq!(settle(1, || 2, &token).await, None);
+        assert_eq!(settle(1, || 2, |_| true, &token).await, None);
     }
 }
