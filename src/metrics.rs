@@ -41,6 +41,9 @@ pub const KUBE_WATCH_ERRORS: &str = "geodns_kube_watch_errors_total";
 pub const KUBE_SYNC_AGE: &str = "geodns_kube_last_sync_age_seconds";
 /// Gauge. 1 while a cluster's API server is reachable, by `cluster`.
 pub const KUBE_CONNECTED: &str = "geodns_kube_connected";
+/// Gauge, per cluster: 1 once its first full list is in. A 0 after `kubernetes.sync_timeout`
+/// is a cluster the instance went ready without (`/status` says `sync_timed_out`).
+pub const KUBE_SYNCED: &str = "geodns_kube_synced";
 /// Counter. UDP responses held back by response rate limiting, by `action` (slip: sent
 /// truncated with TC=1; drop: not sent).
 pub const RRL_LIMITED: &str = "geodns_rrl_limited_total";

@@ -8,12 +8,26 @@ use tracing_subscriber::EnvFilter;
 /// The filter used when neither `--log` nor `RUST_LOG` says otherwise.
 pub const DEFAULT_FILTER: &str = "info,hickory_server=warn,hickory_proto=warn,hickory_net=warn";
 
+/// Added to every filter that does not name the kube client itself: its HTTP layer logs an
+/// ERROR for every failed request, which during an API server outage is one line every
+/// watcher retry for as long as it lasts. The Kubernetes source logs an outage itself, once
+/// when it starts, with a reminder every few minutes, and once when it ends.
+const QUIET_KUBE_CLIENT: &str = "kube_client::client::builder=off";
+
+/// The filter for `directives` (or `RUST_LOG`, or the default).
+fn filter(directives: Option<&str>) -> String {
+    let base = match directives {
+        Some(d) => d.to_owned(),
+        None => {
+            std::env::var(EnvFilter::DEFAULT_ENV).ok().filter(|d| !d.is_empty()).unwrap_or(DEFAULT_FILTER.to_owned())
+        }
+    };
+    if base.contains("kube_client") { base } else { format!("{base},{QUIET_KUBE_CLIENT}") }
+}
+
 /// Installs the global subscriber (logs to stderr). `directives` overrides `RUST_LOG`.
 pub fn init(directives: Option<&str>) {
-    let filter = match directives {
-        Some(d) => EnvFilter::new(d),
-        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER)),
-    };
+    let filter = EnvFilter::new(filter(directives));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -36,4 +50,16 @@ pub fn log_panics() {
         tracing::error!(%location, %message, "panic");
         default(info);
     }));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_kube_clients_request_errors_are_off_unless_asked_for() {
+        assert_eq!(filter(Some("debug")), "debug,kube_client::client::builder=off");
+        assert_eq!(filter(Some("info,kube_client=debug")), "info,kube_client=debug");
+        assert!(EnvFilter::try_new(filter(Some("warn"))).is_ok());
+    }
 }

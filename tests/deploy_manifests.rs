@@ -210,8 +210,8 @@ fn check_geodns_config(at: &str, config: &geodns::config::Config) {
         Some(Path::new("/usr/share/geodns/geo-whois-asn-country.mmdb")),
         "{at}: the GeoIP database where the image ships it"
     );
-    assert!(!config.kubernetes.is_empty(), "{at}: a kubernetes section with the in-cluster cluster");
-    for c in &config.kubernetes {
+    assert!(!config.kubernetes.clusters.is_empty(), "{at}: a kubernetes section with the in-cluster cluster");
+    for c in &config.kubernetes.clusters {
         assert!(
             c.kubeconfig.is_none() && c.context.is_none(),
             "{at}: cluster {:?} should use the in-cluster config (no kubeconfig, no context)",
@@ -757,9 +757,9 @@ fn homelab_overlay_is_one_stretched_cluster() {
     let config = &homelab[0].1;
     let names: Vec<&str> = config.sites.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(names, ["london", "frankfurt", "seattle", "singapore"]);
-    assert_eq!(config.kubernetes.len(), 1, "one stretched cluster");
+    assert_eq!(config.kubernetes.clusters.len(), 1, "one stretched cluster");
     assert_eq!(
-        config.kubernetes[0].placement,
+        config.kubernetes.clusters[0].placement,
         geodns::config::ClusterPlacement::Label("topology.kubernetes.io/region".into())
     );
     // The example app Service carries the hostname annotation.

@@ -274,7 +274,7 @@ async fn monitor_follows_a_server_going_away_and_coming_back() {
     let target = Target { check: "web".to_owned(), config, addr: LOCALHOST };
     let key = target.key();
     // Two names sharing the endpoint: still one probe per round.
-    let monitor = health::spawn(vec![target.clone(), target], shutdown.clone()).unwrap();
+    let monitor = health::spawn(vec![target.clone(), target], Clients::new().unwrap(), shutdown.clone());
     let mut rx = monitor.subscribe();
     assert_eq!(rx.borrow().endpoints[&key].state, State::Unknown);
 

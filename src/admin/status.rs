@@ -151,7 +151,11 @@ pub struct EndpointStatus {
 #[derive(Debug, Clone, Serialize)]
 pub struct ClusterStatus {
     pub name: String,
+    /// The first full list of Services, EndpointSlices and Nodes is in.
     pub synced: bool,
+    /// Not synced after `kubernetes.sync_timeout`: the instance is ready without it, and
+    /// serves what it knew (nothing, if it never listed).
+    pub sync_timed_out: bool,
     pub connected: bool,
     pub last_sync: Option<f64>,
     pub watch_errors: u64,

@@ -3,7 +3,7 @@
 //! every change, and applies reloads atomically: a config or database that fails to load is
 //! rejected with its reason and the old one keeps serving.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -18,8 +18,9 @@ use tracing::{info, warn};
 use super::build_thread::BuildThreads;
 use super::{AppError, Loaded, status};
 use crate::admin::{ReloadStatus, Status};
-use crate::config::{self, AdminState, Forced};
+use crate::config::{self, AdminState, Config, Forced, HealthCheck, KubernetesConfig};
 use crate::metrics;
+use crate::model::Name;
 use crate::routing::{Inputs, RoutingTable};
 use crate::sources::health::{self, HealthSnapshot, Monitor, Target};
 use crate::sources::kube::{self, KubeSnapshot};
@@ -39,12 +40,15 @@ pub enum Event {
 /// last outcomes change without flips).
 const STATUS_REFRESH: Duration = Duration::from_secs(2);
 
-/// The running health monitor and the targets it probes.
+/// The health monitor (one for the server's life, so verdicts outlive reloads and
+/// discovery changes) and the targets it was last given.
 struct Probes {
     monitor: Monitor,
     rx: watch::Receiver<Arc<HealthSnapshot>>,
-    /// Cancelled to stop this monitor (child of the app's shutdown token).
-    token: CancellationToken,
+    clients: health::Clients,
+    /// The config's targets (recomputed on reload only: a large config has many).
+    configured: HashSet<Target>,
+    /// Everything the monitor probes: `configured` plus what Kubernetes discovered.
     targets: HashSet<Target>,
 }
 
@@ -52,21 +56,31 @@ struct Probes {
 struct Kube {
     rx: watch::Receiver<Arc<KubeSnapshot>>,
     token: CancellationToken,
-    clusters: Vec<crate::config::ClusterConfig>,
+    config: KubernetesConfig,
+    /// When this source started: /readyz stops waiting for a cluster's first list
+    /// `sync_timeout` after it.
+    started: Instant,
     /// After a restart (a reload that changed the clusters), the last snapshot of the previous
-    /// source: served until the new one has listed every cluster, so a reload never drops
-    /// names, even while an API server is unreachable.
+    /// source: each cluster that has not listed yet is served from it, so a reload never
+    /// drops names, even while an API server is unreachable.
     previous: Option<Arc<KubeSnapshot>>,
 }
 
+impl Kube {
+    /// When readiness stops waiting for unsynced clusters.
+    fn sync_deadline(&self) -> Instant {
+        self.started + self.config.sync_timeout
+    }
+}
+
 fn start_kube(loaded: &Loaded, shutdown: &CancellationToken) -> Option<Kube> {
-    let clusters = loaded.config.kubernetes.clone();
-    if clusters.is_empty() {
+    let config = loaded.config.kubernetes.clone();
+    if config.clusters.is_empty() {
         return None;
     }
     let token = shutdown.child_token();
-    let source = kube::spawn(clusters.clone(), loaded.config.sites.clone(), token.clone());
-    Some(Kube { rx: source.subscribe(), token, clusters, previous: None })
+    let source = kube::spawn(config.clusters.clone(), loaded.config.sites.clone(), token.clone());
+    Some(Kube { rx: source.subscribe(), token, config, started: Instant::now(), previous: None })
 }
 
 pub(super) struct Builder {
@@ -88,7 +102,17 @@ pub(super) struct Builder {
     pub(super) draining: bool,
     /// The files the watcher polls; updated after every successful reload.
     watched: watch::Sender<super::watch::Watched>,
+    /// Names fed by Kubernetes without a health check, already warned about since the last
+    /// (re)load: each is warned about once.
+    unchecked_warned: HashSet<Name>,
     shutdown: CancellationToken,
+}
+
+async fn sleep_until_some(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Waits for the Kubernetes snapshot to change; never resolves without a source.
@@ -99,14 +123,13 @@ async fn kube_changed(kube: &mut Option<Kube>) -> Result<(), watch::error::RecvE
     }
 }
 
-/// Every (check, address) the config asks to probe. Addresses discovered from Kubernetes are
-/// judged by endpoint readiness instead (see docs/health.md).
-fn targets(loaded: &Loaded) -> HashSet<Target> {
-    let c = &loaded.config;
+/// Every (check, address) the config's names can answer with.
+fn configured_targets(config: &Config) -> HashSet<Target> {
     let mut out = HashSet::new();
-    for g in c.zones.iter().flat_map(|z| &z.geo) {
-        let Some(check) = &g.health_check else { continue };
-        let Some(hc) = c.health_checks.get(check) else { continue };
+    for g in config.zones.iter().flat_map(|z| &z.geo) {
+        let Some((check, hc)) = g.health_check.as_ref().and_then(|c| config.health_checks.get_key_value(c)) else {
+            continue;
+        };
         for addr in g.sites.iter().flat_map(|(_, addrs)| addrs) {
             out.insert(Target { check: check.clone(), config: hc.clone(), addr: *addr });
         }
@@ -114,11 +137,49 @@ fn targets(loaded: &Loaded) -> HashSet<Target> {
     out
 }
 
-fn start_probes(targets: HashSet<Target>, shutdown: &CancellationToken) -> Result<Probes, health::ClientError> {
-    let token = shutdown.child_token();
-    let monitor = health::spawn(targets.iter().cloned().collect(), token.clone())?;
+/// The configured targets plus every discovered address of a name with a health check:
+/// a site that loses power loses its API server too, so only a probe can take its
+/// addresses out of the answers.
+fn all_targets(config: &Config, configured: &HashSet<Target>, kube: Option<&KubeSnapshot>) -> HashSet<Target> {
+    let mut out = configured.clone();
+    let Some(kube) = kube else { return out };
+    let checks: HashMap<&Name, (&String, &HealthCheck)> = config
+        .zones
+        .iter()
+        .flat_map(|z| &z.geo)
+        .filter_map(|g| Some((&g.name, config.health_checks.get_key_value(g.health_check.as_ref()?)?)))
+        .collect();
+    for d in &kube.discovered {
+        if let Some((check, hc)) = checks.get(&d.name) {
+            for addr in &d.addrs {
+                out.insert(Target { check: (*check).clone(), config: (*hc).clone(), addr: *addr });
+            }
+        }
+    }
+    out
+}
+
+fn start_probes(config: &Config, shutdown: &CancellationToken) -> Result<Probes, AppError> {
+    let clients = health::Clients::new()?;
+    verifying_client(config, &clients)?;
+    let configured = configured_targets(config);
+    let monitor = health::spawn(configured.iter().cloned().collect(), clients.clone(), shutdown.clone());
     let rx = monitor.subscribe();
-    Ok(Probes { monitor, rx, token, targets })
+    Ok(Probes { monitor, rx, clients, targets: configured.clone(), configured })
+}
+
+/// Builds the certificate-verifying probe client if a check of `config` needs one: an HTTPS
+/// check that verifies cannot run without a CA store, and says so at start or reload rather
+/// than at its first probe. Every other check runs without one.
+fn verifying_client(config: &Config, clients: &health::Clients) -> Result<(), AppError> {
+    let verifies = |hc: &HealthCheck| matches!(hc.probe, config::Probe::Http { tls: true, tls_verify: true, .. });
+    match config.health_checks.iter().find(|(_, hc)| verifies(hc)) {
+        Some((check, _)) => {
+            clients.verifying().map_err(|source| AppError::HealthCheckTls { check: check.clone(), source })?;
+            Ok(())
+        }
+        None => Ok(()),
+    }
 }
 
 fn now_secs(t: SystemTime) -> f64 {
@@ -133,7 +194,7 @@ impl Builder {
         watched: watch::Sender<super::watch::Watched>,
         shutdown: CancellationToken,
     ) -> Result<Builder, AppError> {
-        let probes = start_probes(targets(&loaded), &shutdown)?;
+        let probes = start_probes(&loaded.config, &shutdown)?;
         let kube = start_kube(&loaded, &shutdown);
         let build = BuildThreads::start().map_err(AppError::BuildThreads)?;
         let first = loaded.build(Inputs::default(), 1);
@@ -157,10 +218,12 @@ impl Builder {
             built_at: now,
             draining: false,
             watched,
+            unchecked_warned: HashSet::new(),
             shutdown,
         };
         b.update_watched();
         b.read_admin_state();
+        b.warn_unchecked();
         let (inputs, generation, started) = (b.inputs(), b.generation + 1, Instant::now());
         let built = b.loaded.build(inputs, generation);
         b.install(Some(built), generation, started);
@@ -173,6 +236,8 @@ impl Builder {
         let mut health_open = true;
         let mut kube_open = self.kube.is_some();
         loop {
+            // Until every cluster has listed, readiness is published again when its wait ends.
+            let sync_deadline = self.kube.as_ref().filter(|k| !k.rx.borrow().all_synced()).map(Kube::sync_deadline);
             tokio::select! {
                 _ = self.shutdown.cancelled() => return,
                 changed = self.probes.rx.changed(), if health_open => {
@@ -188,12 +253,16 @@ impl Builder {
                         kube_open = false;
                         continue;
                     }
+                    self.retarget();
+                    self.warn_unchecked();
                     self.publish().await;
+                }
+                _ = sleep_until_some(sync_deadline), if sync_deadline.is_some_and(|at| at > Instant::now()) => {
+                    self.publish_status();
                 }
                 event = events.recv() => match event {
                     Some(Event::Reload(why)) => {
                         if self.reload(why) {
-                            health_open = true;
                             kube_open = self.kube.is_some();
                         }
                         self.publish().await;
@@ -277,10 +346,46 @@ impl Builder {
         self.kube.as_ref().map(|k| {
             let current = k.rx.borrow().clone();
             match &k.previous {
-                Some(prev) if !current.all_synced() => prev.clone(),
+                Some(prev) if !current.all_synced() => Arc::new(current.with_fallback(prev)),
                 _ => current,
             }
         })
+    }
+
+    /// True once readiness no longer waits for unsynced clusters (`kubernetes.sync_timeout`).
+    pub(super) fn kube_wait_over(&self) -> bool {
+        self.kube.as_ref().is_none_or(|k| Instant::now() >= k.sync_deadline())
+    }
+
+    /// Gives the monitor every address a health-checked name can answer with now.
+    fn retarget(&mut self) {
+        let targets = all_targets(&self.loaded.config, &self.probes.configured, self.kube_snapshot().as_deref());
+        if targets != self.probes.targets {
+            self.probes.monitor.set_targets(targets.iter().cloned().collect());
+            self.probes.targets = targets;
+        }
+    }
+
+    /// Warns, once per name and (re)load, about geo names fed by Kubernetes that have no
+    /// health check: when their site loses power, its API server goes too, nothing takes
+    /// their addresses out, and clients are sent to a dead site.
+    fn warn_unchecked(&mut self) {
+        let config = &self.loaded.config;
+        if config.kubernetes.clusters.is_empty() {
+            return;
+        }
+        let kube = self.kube_snapshot();
+        let discovered: HashSet<&Name> = kube.iter().flat_map(|k| k.discovered.iter().map(|d| &d.name)).collect();
+        for g in config.zones.iter().flat_map(|z| &z.geo) {
+            let fed = g.sites.is_empty() || discovered.contains(&g.name);
+            if fed && g.health_check.is_none() && self.unchecked_warned.insert(g.name.clone()) {
+                warn!(
+                    name = %g.name,
+                    "geo name fed by Kubernetes has no health_check: if its site loses power (and its API server \
+                     with it), nothing takes its addresses out of the answers; give it a health_check"
+                );
+            }
+        }
     }
 
     fn publish_status(&self) {
@@ -291,6 +396,7 @@ impl Builder {
             for (name, c) in &k.clusters {
                 counter!(metrics::KUBE_WATCH_ERRORS, "cluster" => name.clone()).absolute(c.watch_errors);
                 gauge!(metrics::KUBE_CONNECTED, "cluster" => name.clone()).set(if c.connected { 1.0 } else { 0.0 });
+                gauge!(metrics::KUBE_SYNCED, "cluster" => name.clone()).set(if c.synced { 1.0 } else { 0.0 });
                 if let Some(at) = c.last_sync {
                     let age = now.duration_since(at).unwrap_or_default();
                     gauge!(metrics::KUBE_SYNC_AGE, "cluster" => name.clone()).set(age.as_secs_f64());
@@ -304,30 +410,22 @@ impl Builder {
     }
 
     /// Reloads the config and GeoIP database; keeps the old ones on any error. Returns true
-    /// when the probes were restarted.
+    /// when the Kubernetes source was restarted.
     fn reload(&mut self, why: &'static str) -> bool {
         let Some(path) = self.config_path.clone() else {
             warn!(reason = why, "reload asked, but the config was not loaded from a file");
             return false;
         };
         let at = now_secs(SystemTime::now());
-        match super::load(&path) {
+        let loaded = super::load(&path).map_err(|e| e.to_string()).and_then(|loaded| {
+            verifying_client(&loaded.config, &self.probes.clients).map_err(|e| e.to_string())?;
+            Ok(loaded)
+        });
+        match loaded {
             Ok(loaded) => {
-                let new_targets = targets(&loaded);
                 let mut restarted = false;
-                if new_targets != self.probes.targets {
-                    match start_probes(new_targets, &self.shutdown) {
-                        Ok(p) => {
-                            let old = std::mem::replace(&mut self.probes, p);
-                            old.token.cancel();
-                            drop(old.monitor);
-                            restarted = true;
-                        }
-                        Err(error) => warn!(%error, "cannot restart health probes; keeping the old targets"),
-                    }
-                }
-                let clusters_changed = self.kube.as_ref().map_or_else(Vec::new, |k| k.clusters.clone())
-                    != loaded.config.kubernetes
+                let old_clusters = self.kube.as_ref().map_or(&[][..], |k| &k.config.clusters[..]);
+                let clusters_changed = old_clusters != loaded.config.kubernetes.clusters.as_slice()
                     || loaded.config.sites.iter().map(|s| &s.name).ne(self.loaded.config.sites.iter().map(|s| &s.name));
                 if clusters_changed {
                     let same_sites = loaded.config.sites.iter().map(|s| &s.name).eq(self
@@ -346,9 +444,16 @@ impl Builder {
                         k.previous = previous;
                     }
                     restarted = true;
+                } else if let Some(k) = self.kube.as_mut() {
+                    // Only the sync timeout can differ.
+                    k.config = loaded.config.kubernetes.clone();
                 }
+                self.probes.configured = configured_targets(&loaded.config);
                 self.loaded = Arc::new(loaded);
                 self.loaded_at = SystemTime::now();
+                self.retarget();
+                self.unchecked_warned.clear();
+                self.warn_unchecked();
                 self.update_watched();
                 self.read_admin_state();
                 counter!(metrics::RELOADS, "result" => "ok").increment(1);
@@ -359,7 +464,7 @@ impl Builder {
             Err(error) => {
                 counter!(metrics::RELOADS, "result" => "failed").increment(1);
                 warn!(reason = why, %error, "reload rejected; the previous config keeps serving");
-                self.last_reload = Some(ReloadStatus { at, result: "failed", error: Some(error.to_string()) });
+                self.last_reload = Some(ReloadStatus { at, result: "failed", error: Some(error) });
                 false
             }
         }

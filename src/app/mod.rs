@@ -49,6 +49,10 @@ pub enum AppError {
     AdminListen { addr: SocketAddr, source: io::Error },
     #[error("cannot start health probes: {0}")]
     Health(#[from] health::ClientError),
+    #[error(
+        "health check {check:?} uses HTTPS with certificate verification: {source}; give the image a CA store, or set tls_verify: false"
+    )]
+    HealthCheckTls { check: String, source: health::ClientError },
     #[error("cannot start the table build threads: {0}")]
     BuildThreads(io::Error),
     #[error("cannot wait for signals: {0}")]

@@ -33,8 +33,7 @@ pub(super) fn build(b: &Builder, table: &Arc<RoutingTable>, health: &HealthSnaps
         })
         .collect();
     let endpoints = health
-        .endpoints
-        .iter()
+        .probed()
         .map(|((check, addr), h)| {
             let forced = b.admin.endpoints.get(&(check.clone(), *addr));
             EndpointStatus {
@@ -62,13 +61,16 @@ pub(super) fn build(b: &Builder, table: &Arc<RoutingTable>, health: &HealthSnaps
     let kube = b.kube_snapshot();
     let mut kubernetes = Vec::new();
     if let Some(k) = &kube {
+        // After `kubernetes.sync_timeout`, ready with the clusters that did list.
+        let waiting = !b.kube_wait_over();
         for (name, c) in &k.clusters {
-            if !c.synced {
+            if !c.synced && waiting {
                 not_ready.push(format!("kubernetes cluster {name} not synced yet"));
             }
             kubernetes.push(ClusterStatus {
                 name: name.clone(),
                 synced: c.synced,
+                sync_timed_out: !c.synced && !waiting,
                 connected: c.connected,
                 last_sync: c.last_sync.map(secs),
                 watch_errors: c.watch_errors,

@@ -78,7 +78,7 @@ pub fn summarise(loaded: &Loaded, path: &Path) -> Summary {
             .collect(),
         client_networks: c.client_networks.len(),
         health_checks: c.health_checks.keys().cloned().collect(),
-        kubernetes_clusters: c.kubernetes.iter().map(|k| k.name.clone()).collect(),
+        kubernetes_clusters: c.kubernetes.clusters.iter().map(|k| k.name.clone()).collect(),
         geoip: loaded.geoip.as_ref().map(|db| {
             let m = db.metadata();
             GeoIpSummary {

@@ -17,8 +17,8 @@ pub use admin_state::{AdminState, Forced, parse_admin_state};
 pub use duration::parse as parse_duration;
 pub use model::*;
 pub use validate::{
-    DEFAULT_DNS_LISTEN, DEFAULT_FALL, DEFAULT_INTERVAL, DEFAULT_RISE, DEFAULT_SHUTDOWN_GRACE, DEFAULT_TCP_TIMEOUT,
-    DEFAULT_TIMEOUT, DEFAULT_ZONE_TTL,
+    DEFAULT_DNS_LISTEN, DEFAULT_FALL, DEFAULT_INTERVAL, DEFAULT_KUBE_SYNC_TIMEOUT, DEFAULT_RISE,
+    DEFAULT_SHUTDOWN_GRACE, DEFAULT_TCP_TIMEOUT, DEFAULT_TIMEOUT, DEFAULT_ZONE_TTL,
 };
 
 /// One problem in a config file, with the path of the key it is about.

@@ -22,7 +22,7 @@ pub struct Config {
     pub client_networks: Vec<ClientNetwork>,
     pub health_checks: IndexMap<String, HealthCheck>,
     pub zones: Vec<ZoneConfig>,
-    pub kubernetes: Vec<ClusterConfig>,
+    pub kubernetes: KubernetesConfig,
 }
 
 impl Config {
@@ -167,6 +167,22 @@ pub struct GeoNameConfig {
     pub health_check: Option<String>,
     /// Sites in the order written (the order for clients with no location) with their addresses.
     pub sites: Vec<(SiteId, Vec<IpAddr>)>,
+}
+
+/// The `kubernetes` section; no clusters when it is absent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KubernetesConfig {
+    pub clusters: Vec<ClusterConfig>,
+    /// After this long, /readyz is ready with the clusters whose first list is in; the others
+    /// are named in /status and the metrics (an unreachable API server must not keep a healthy
+    /// instance out of its load balancer).
+    pub sync_timeout: Duration,
+}
+
+impl Default for KubernetesConfig {
+    fn default() -> Self {
+        KubernetesConfig { clusters: Vec::new(), sync_timeout: super::DEFAULT_KUBE_SYNC_TIMEOUT }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -120,10 +120,17 @@ fn kubernetes_clusters_validate() {
         Path::new("/etc/geodns"),
     )
     .expect("valid clusters; a geo name may have no sites when kubernetes supplies them");
-    assert_eq!(ok.kubernetes[0].placement, ClusterPlacement::Site(0));
-    assert_eq!(ok.kubernetes[0].kubeconfig.as_deref(), Some(Path::new("/etc/geodns/kc")));
+    assert_eq!(ok.kubernetes.clusters[0].placement, ClusterPlacement::Site(0));
+    assert_eq!(ok.kubernetes.clusters[0].kubeconfig.as_deref(), Some(Path::new("/etc/geodns/kc")));
+    assert_eq!(ok.kubernetes.sync_timeout, DEFAULT_KUBE_SYNC_TIMEOUT);
+    let ok = parse(
+        &format!("{base}kubernetes: {{ sync_timeout: 5s, clusters: [ {{ name: eu, site: fra }} ] }}\n"),
+        Path::new("."),
+    )
+    .unwrap();
+    assert_eq!(ok.kubernetes.sync_timeout, std::time::Duration::from_secs(5));
     let err = parse(
-        &format!("{base}kubernetes: {{ clusters: [ {{ name: eu, site: ber }}, {{ name: eu }}, {{ name: x, site: fra, site_label: y }} ] }}\n"),
+        &format!("{base}kubernetes: {{ sync_timeout: 0s, clusters: [ {{ name: eu, site: ber }}, {{ name: eu }}, {{ name: x, site: fra, site_label: y }} ] }}\n"),
         Path::new("."),
     )
     .unwrap_err();
@@ -135,6 +142,7 @@ fn kubernetes_clusters_validate() {
             "kubernetes.clusters[1].name: cluster \"eu\" is listed more than once",
             "kubernetes.clusters[1]: set site (one cluster per site) or site_label (a stretched cluster)",
             "kubernetes.clusters[2]: set either site (one cluster per site) or site_label (a stretched cluster), not both",
+            "kubernetes.sync_timeout: must be above 0",
         ]
     );
 }

@@ -19,6 +19,9 @@ use crate::model::{Caa, Location, Mx, Name, RData, SiteId, Soa, Srv};
 pub const DEFAULT_DNS_LISTEN: &str = "127.0.0.1:8053";
 pub const DEFAULT_ZONE_TTL: u32 = 300;
 pub const DEFAULT_TCP_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long /readyz waits for a cluster's first full list before the instance is ready with
+/// the clusters that did sync (`kubernetes.sync_timeout`).
+pub const DEFAULT_KUBE_SYNC_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -219,56 +222,67 @@ pub fn validate(file: wire::File, base: &Path) -> Result<Config, Vec<Problem>> {
         v.err(&root.key("zones"), "at least one zone is required");
     }
 
-    let mut kubernetes = Vec::new();
-    if let Some(k) = &file.kubernetes {
-        let mut names = HashSet::new();
-        for (i, c) in k.clusters.iter().enumerate() {
-            let path = root.key("kubernetes").key("clusters").idx(i);
-            if c.name.is_empty() {
-                v.err(&path.key("name"), "a cluster needs a name");
-            } else if !names.insert(c.name.as_str()) {
-                v.err(&path.key("name"), format!("cluster {:?} is listed more than once", c.name));
-            }
-            let placement = match (&c.site, &c.site_label) {
-                (Some(site), None) => v.site(&path.key("site"), site, &site_ids).map(ClusterPlacement::Site),
-                (None, Some(label)) if !label.is_empty() => Some(ClusterPlacement::Label(label.clone())),
-                (None, Some(_)) => {
-                    v.err(&path.key("site_label"), "must not be empty");
-                    None
-                }
-                (Some(_), Some(_)) => {
-                    v.err(
-                        &path,
-                        "set either site (one cluster per site) or site_label (a stretched cluster), not both",
-                    );
-                    None
-                }
-                (None, None) => {
-                    v.err(&path, "set site (one cluster per site) or site_label (a stretched cluster)");
-                    None
-                }
-            };
-            if let Some(placement) = placement {
-                kubernetes.push(ClusterConfig {
-                    name: c.name.clone(),
-                    kubeconfig: c.kubeconfig.as_ref().map(|p| base.join(p)),
-                    context: c.context.clone(),
-                    placement,
-                });
-            }
-        }
-        if k.clusters.is_empty() {
-            v.err(
-                &root.key("kubernetes").key("clusters"),
-                "list at least one cluster, or remove the kubernetes section",
-            );
-        }
-    }
+    let kubernetes = match &file.kubernetes {
+        Some(k) => kubernetes(&mut v, &root.key("kubernetes"), k, &site_ids, base),
+        None => KubernetesConfig::default(),
+    };
 
     if !v.problems.is_empty() {
         return Err(v.problems);
     }
     Ok(Config { server, geoip, sites, client_networks, health_checks, zones, kubernetes })
+}
+
+/// The `kubernetes` section: its clusters, each placed by a site or a node label.
+fn kubernetes(
+    v: &mut V,
+    path: &P,
+    k: &wire::Kubernetes,
+    site_ids: &HashMap<&str, SiteId>,
+    base: &Path,
+) -> KubernetesConfig {
+    let mut clusters = Vec::new();
+    let mut names = HashSet::new();
+    for (i, c) in k.clusters.iter().enumerate() {
+        let path = path.key("clusters").idx(i);
+        if c.name.is_empty() {
+            v.err(&path.key("name"), "a cluster needs a name");
+        } else if !names.insert(c.name.as_str()) {
+            v.err(&path.key("name"), format!("cluster {:?} is listed more than once", c.name));
+        }
+        let placement = match (&c.site, &c.site_label) {
+            (Some(site), None) => v.site(&path.key("site"), site, site_ids).map(ClusterPlacement::Site),
+            (None, Some(label)) if !label.is_empty() => Some(ClusterPlacement::Label(label.clone())),
+            (None, Some(_)) => {
+                v.err(&path.key("site_label"), "must not be empty");
+                None
+            }
+            (Some(_), Some(_)) => {
+                v.err(&path, "set either site (one cluster per site) or site_label (a stretched cluster), not both");
+                None
+            }
+            (None, None) => {
+                v.err(&path, "set site (one cluster per site) or site_label (a stretched cluster)");
+                None
+            }
+        };
+        if let Some(placement) = placement {
+            clusters.push(ClusterConfig {
+                name: c.name.clone(),
+                kubeconfig: c.kubeconfig.as_ref().map(|p| base.join(p)),
+                context: c.context.clone(),
+                placement,
+            });
+        }
+    }
+    if k.clusters.is_empty() {
+        v.err(&path.key("clusters"), "list at least one cluster, or remove the kubernetes section");
+    }
+    let sync_timeout = v.duration(&path.key("sync_timeout"), k.sync_timeout.as_deref(), DEFAULT_KUBE_SYNC_TIMEOUT);
+    if sync_timeout.is_zero() {
+        v.err(&path.key("sync_timeout"), "must be above 0");
+    }
+    KubernetesConfig { clusters, sync_timeout }
 }
 
 fn server(v: &mut V, path: &P, s: &wire::Server) -> ServerConfig {

@@ -252,6 +252,8 @@ pub struct GeoName {
 pub struct Kubernetes {
     #[serde(default)]
     pub clusters: Vec<Cluster>,
+    #[serde(default)]
+    pub sync_timeout: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -9,6 +9,7 @@
 use std::error::Error as StdError;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use reqwest::header::HOST;
@@ -31,29 +32,49 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-/// Why the probe HTTP clients could not be built.
-#[derive(Debug, thiserror::Error)]
-#[error("cannot build the HTTP probe client: {0}")]
-pub struct ClientError(#[from] reqwest::Error);
+/// Why a probe HTTP client could not be built.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("cannot build the HTTP probe client{}: {message}", if *.verifying { " that verifies certificates (is there a CA store?)" } else { "" })]
+pub struct ClientError {
+    verifying: bool,
+    message: String,
+}
 
-/// The HTTP clients every probe shares, built once: TLS verification is a per-client setting in
-/// reqwest, so there is one client per verification mode. Cloning is cheap (reqwest clients are
+impl ClientError {
+    fn new(verifying: bool, error: &reqwest::Error) -> ClientError {
+        ClientError { verifying, message: chain(error) }
+    }
+}
+
+/// The HTTP clients every probe shares: TLS verification is a per-client setting in reqwest,
+/// so there is one client per verification mode. Cloning is cheap (reqwest clients are
 /// reference-counted) and clones share connection pools.
+///
+/// The verifying client needs the system's CA certificates and is built only when a check
+/// first asks for it ([`Clients::verifying`]): a minimal image with no CA store runs every
+/// HTTP, TCP and unverified HTTPS check, and only a check that verifies certificates is held
+/// up by a missing store, with an error that says so.
 #[derive(Debug, Clone)]
 pub struct Clients {
-    verify: reqwest::Client,
     no_verify: reqwest::Client,
+    verify: Arc<OnceLock<Result<reqwest::Client, ClientError>>>,
 }
 
 impl Clients {
     pub fn new() -> Result<Clients, ClientError> {
         install_crypto_provider();
-        Ok(Clients { verify: client(true)?, no_verify: client(false)? })
+        let no_verify = client(false).map_err(|e| ClientError::new(false, &e))?;
+        Ok(Clients { no_verify, verify: Arc::default() })
+    }
+
+    /// The client that verifies certificates, built on first use.
+    pub fn verifying(&self) -> Result<&reqwest::Client, ClientError> {
+        self.verify.get_or_init(|| client(true).map_err(|e| ClientError::new(true, &e))).as_ref().map_err(Clone::clone)
     }
 
     /// The client for a check with this `tls_verify` setting.
-    pub fn get(&self, tls_verify: bool) -> &reqwest::Client {
-        if tls_verify { &self.verify } else { &self.no_verify }
+    pub fn get(&self, tls_verify: bool) -> Result<&reqwest::Client, ClientError> {
+        if tls_verify { self.verifying() } else { Ok(&self.no_verify) }
     }
 }
 
@@ -86,7 +107,11 @@ pub async fn run(probe: &Probe, addr: IpAddr, timeout: Duration, clients: &Clien
             Probe::Tcp { port } => tcp(SocketAddr::new(addr, *port), timeout).await,
             Probe::Http { tls, tls_verify, path, port, host, expect } => {
                 let target = HttpTarget { tls: *tls, path, addr: SocketAddr::new(addr, *port), host: host.as_deref() };
-                http(clients.get(*tls_verify), &target, *expect, timeout).await
+                // Plain HTTP never verifies anything: it needs no CA store.
+                match clients.get(*tls && *tls_verify) {
+                    Ok(client) => http(client, &target, *expect, timeout).await,
+                    Err(e) => Outcome::fail(FailReason::Tls(e.to_string())),
+                }
             }
         }
     };
@@ -249,6 +274,8 @@ mod tests {
         install_crypto_provider();
         let clients = Clients::new().expect("clients build with the ring provider installed");
         // Both modes are distinct clients (reqwest has no per-request verification switch).
-        let _ = (clients.get(true), clients.get(false));
+        let (verify, plain) = (clients.get(true).expect("this machine has a CA store"), clients.get(false).unwrap());
+        assert!(!std::ptr::eq(verify, plain));
+        assert!(std::ptr::eq(clients.clone().get(true).unwrap(), verify), "built once, shared by clones");
     }
 }

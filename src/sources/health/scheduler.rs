@@ -1,6 +1,10 @@
 //! The probe scheduler: one task per distinct target probing on `tokio::time`, and one
-//! aggregator task that owns every endpoint's hysteresis and is the single writer of the
-//! [`HealthSnapshot`] watch channel.
+//! aggregator task that owns the probe tasks and every endpoint's hysteresis, and is the
+//! single writer of the [`HealthSnapshot`] watch channel.
+//!
+//! The targets change while it runs ([`Monitor::set_targets`]): the app sets them from the
+//! config and from what Kubernetes discovers. State is kept per (check, address), not per
+//! target list, so a verdict survives the target set changing around it.
 //!
 //! Imports `config` and the sibling `state`/`probe` modules only; never routing, dns or app (the
 //! app turns [`HealthSnapshot::down`] into routing inputs). The network is reached only through
@@ -14,11 +18,11 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::{Semaphore, mpsc, watch};
-use tokio::task::JoinHandle;
+use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::probe::{self, ClientError, Clients};
+use super::probe::{self, Clients};
 use super::state::{FailReason, Flip, Hysteresis, Outcome, State};
 use crate::config::HealthCheck;
 
@@ -93,15 +97,26 @@ impl Prober for NetProber {
 }
 
 /// What the health checks say about every endpoint. Immutable once published.
+///
+/// Holds the endpoints probed now and, for [`RETAIN_VERDICTS`], those that left the targets
+/// (`probed: false`) with the verdict they left with: an address that comes back (to a
+/// name's config, or from Kubernetes) is judged by it in the very first table that has it,
+/// before the monitor has even seen the new target set.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct HealthSnapshot {
     pub endpoints: BTreeMap<(String, IpAddr), EndpointHealth>,
 }
 
 impl HealthSnapshot {
-    /// Endpoints judged down, as (check name, address). `Unknown` is not down (fail-open).
+    /// Endpoints judged down, as (check name, address), probed now or retained.
+    /// `Unknown` is not down (fail-open).
     pub fn down(&self) -> impl Iterator<Item = &(String, IpAddr)> {
         self.endpoints.iter().filter(|(_, h)| h.state == State::Down).map(|(k, _)| k)
+    }
+
+    /// The endpoints probed now (for /status).
+    pub fn probed(&self) -> impl Iterator<Item = (&(String, IpAddr), &EndpointHealth)> {
+        self.endpoints.iter().filter(|(_, h)| h.probed)
     }
 }
 
@@ -118,6 +133,8 @@ pub struct EndpointHealth {
     pub last_outcome: Option<String>,
     /// Probes completed so far.
     pub probes: u64,
+    /// True while the endpoint is a target; false for a retained verdict.
+    pub probed: bool,
 }
 
 impl EndpointHealth {
@@ -129,17 +146,28 @@ impl EndpointHealth {
             last_checked: None,
             last_outcome: None,
             probes: 0,
+            probed: true,
         }
     }
 }
 
-/// A running set of probes. Tasks run until the shutdown token given to [`spawn`] is
-/// cancelled; dropping the monitor does not stop them.
+/// How long an address that left every health-checked name keeps its verdict. Within this
+/// time a returning address (a LoadBalancer IP that moves away and back, a node that leaves
+/// and rejoins) resumes in the state it left in: a dead address never comes back as
+/// `Unknown` (fail-open). Long enough for rollouts, re-creations and short outages; after
+/// it, a returning address is new again.
+pub const RETAIN_VERDICTS: Duration = Duration::from_secs(3600);
+
+/// A running set of probes whose targets can change while it runs. Its tasks run until the
+/// shutdown token given to [`spawn`] is cancelled; dropping the monitor does not stop them.
 #[derive(Debug)]
 pub struct Monitor {
     /// The aggregator holds the only sender; receivers wake on state flips only.
     snapshot: watch::Receiver<Arc<HealthSnapshot>>,
-    tasks: Vec<JoinHandle<()>>,
+    /// The wanted targets: written by [`Monitor::set_targets`], read by the aggregator, which
+    /// only needs the latest set (`watch`).
+    targets: watch::Sender<Vec<Target>>,
+    aggregator: JoinHandle<()>,
 }
 
 impl Monitor {
@@ -154,77 +182,79 @@ impl Monitor {
         self.snapshot.borrow().clone()
     }
 
+    /// Replaces the set of targets. New ones are probed at once; kept ones go on as they were
+    /// (a changed check is restarted with its verdict kept); dropped ones stop being probed
+    /// and keep their verdict for [`RETAIN_VERDICTS`].
+    pub fn set_targets(&self, targets: Vec<Target>) {
+        // Kept even when the aggregator has stopped (shutdown): nothing probes then.
+        self.targets.send_replace(targets);
+    }
+
     /// Waits until every task has stopped (after the shutdown token is cancelled).
     pub async fn stopped(self) {
-        for task in self.tasks {
-            if let Err(e) = task.await
-                && e.is_panic()
-            {
-                std::panic::resume_unwind(e.into_panic());
-            }
+        if let Err(e) = self.aggregator.await
+            && e.is_panic()
+        {
+            std::panic::resume_unwind(e.into_panic());
         }
     }
 }
 
-/// Starts probing `targets` over the network (builds the shared HTTP clients once).
-pub fn spawn(targets: Vec<Target>, shutdown: CancellationToken) -> Result<Monitor, ClientError> {
-    Ok(spawn_with(targets, NetProber::new(Clients::new()?), shutdown))
+/// Starts probing `targets` over the network with the shared HTTP `clients`.
+pub fn spawn(targets: Vec<Target>, clients: Clients, shutdown: CancellationToken) -> Monitor {
+    spawn_with(targets, NetProber::new(clients), shutdown)
 }
 
 /// Starts probing `targets` with `prober`: one task per distinct [`Target::key`] (the first
-/// target with a key wins), plus the aggregator.
+/// target with a key wins), plus the aggregator, which owns them.
 ///
-/// Each probe task waits a random [0, jitter] before its first probe (so a restart does not
-/// probe everything in the same instant), then starts a probe every `interval` + random
-/// [0, jitter], measured from the previous start. At most [`MAX_IN_FLIGHT_PROBES`] run at once.
+/// Each probe task probes at once, then starts a probe every `interval` + random [0, jitter],
+/// measured from the previous start, so targets added together drift apart. At most
+/// [`MAX_IN_FLIGHT_PROBES`] run at once.
 ///
-/// Publishing: the snapshot starts with every endpoint `Unknown`. A result that flips a state is
-/// published at once (`send_replace`: receivers wake), so the flip reaches readers right after
-/// the deciding probe. A result that flips nothing is recorded (`probes`, `last_checked`,
+/// Publishing: a new endpoint starts `Unknown`. A result that flips a state is published at
+/// once (`send_replace`: receivers wake), so the flip reaches readers right after the
+/// deciding probe. A result that flips nothing is recorded (`probes`, `last_checked`,
 /// `last_outcome`) and folded in silently (`send_if_modified` returning false: the value is
 /// replaced but nobody wakes) at most every [`STATUS_REFRESH`], because the routing table is
 /// rebuilt on every notification and only flips change it.
 pub fn spawn_with<P: Prober>(targets: Vec<Target>, prober: P, shutdown: CancellationToken) -> Monitor {
-    let mut seen = HashSet::new();
-    let targets: Vec<Target> = targets.into_iter().filter(|t| seen.insert(t.key())).collect();
-
-    let now = SystemTime::now();
-    let initial =
-        HealthSnapshot { endpoints: targets.iter().map(|t| (t.key(), EndpointHealth::unchecked(now))).collect() };
-    let (snapshot_tx, snapshot_rx) = watch::channel(Arc::new(initial.clone()));
+    let (snapshot_tx, snapshot_rx) = watch::channel(Arc::new(HealthSnapshot::default()));
+    let (targets_tx, targets_rx) = watch::channel(Vec::new());
     // Probe tasks -> aggregator: one writer of the snapshot, bounded for backpressure.
     let (report_tx, report_rx) = mpsc::channel(REPORT_QUEUE);
-    let prober = Arc::new(prober);
-    // Shared by all probe tasks; never closed.
-    let limit = Arc::new(Semaphore::new(MAX_IN_FLIGHT_PROBES));
-
-    let mut tasks = Vec::with_capacity(targets.len() + 1);
-    for (index, target) in targets.iter().enumerate() {
-        let task = ProbeTask {
-            index,
-            target: target.clone(),
-            prober: prober.clone(),
-            limit: limit.clone(),
-            reports: report_tx.clone(),
-        };
-        tasks.push(tokio::spawn(task.run(shutdown.clone())));
-    }
-    drop(report_tx);
-    let aggregator = Aggregator { targets, current: initial, snapshot: snapshot_tx, refresh_at: None };
-    tasks.push(tokio::spawn(aggregator.run(report_rx, shutdown)));
-    Monitor { snapshot: snapshot_rx, tasks }
+    let mut aggregator = Aggregator {
+        endpoints: BTreeMap::new(),
+        prober: Arc::new(prober),
+        // Shared by all probe tasks; never closed.
+        limit: Arc::new(Semaphore::new(MAX_IN_FLIGHT_PROBES)),
+        reports: report_tx,
+        tasks: JoinSet::new(),
+        shutdown: shutdown.clone(),
+        snapshot: snapshot_tx,
+        refresh_at: None,
+        next_epoch: 0,
+    };
+    // The first set is applied before the task starts, so the first snapshot already lists
+    // every target (as `Unknown`).
+    aggregator.set_targets(targets);
+    let aggregator = tokio::spawn(aggregator.run(targets_rx, report_rx, shutdown));
+    Monitor { snapshot: snapshot_rx, targets: targets_tx, aggregator }
 }
 
 /// One probe result, from a probe task to the aggregator.
 #[derive(Debug)]
 struct Report {
-    /// Index of the target in the aggregator's list.
-    index: usize,
+    key: (String, IpAddr),
+    /// The epoch of the task that probed: a result from a task since stopped or restarted
+    /// (a check changed by a reload) is dropped.
+    epoch: u64,
     outcome: Outcome,
 }
 
 struct ProbeTask<P> {
-    index: usize,
+    key: (String, IpAddr),
+    epoch: u64,
     target: Target,
     prober: Arc<P>,
     limit: Arc<Semaphore>,
@@ -234,24 +264,23 @@ struct ProbeTask<P> {
 impl<P: Prober> ProbeTask<P> {
     async fn run(self, shutdown: CancellationToken) {
         let config = &self.target.config;
-        let mut next = Instant::now() + random_upto(config.jitter);
         loop {
-            tokio::select! {
-                biased;
-                _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep_until(next) => {}
-            }
             let started = Instant::now();
             let outcome = tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => return,
                 outcome = self.attempt() => outcome,
             };
-            let report = Report { index: self.index, outcome };
+            let report = Report { key: self.key.clone(), epoch: self.epoch, outcome };
             if self.reports.send(report).await.is_err() {
                 return; // the aggregator stopped: shutting down
             }
-            next = started + config.interval + random_upto(config.jitter);
+            let next = started + config.interval + random_upto(config.jitter);
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep_until(next) => {}
+            }
         }
     }
 
@@ -273,83 +302,227 @@ fn random_upto(max: Duration) -> Duration {
     Duration::from_nanos(rand::random_range(0..=nanos))
 }
 
-/// Owns every endpoint's hysteresis and the current snapshot; the only writer of the watch.
-struct Aggregator {
-    targets: Vec<Target>,
-    /// The working copy, updated on every result; cloned into the watch when published.
-    current: HealthSnapshot,
+/// Everything known about one (check, address).
+struct Endpoint {
+    target: Target,
+    machine: Hysteresis,
+    health: EndpointHealth,
+    /// The epoch of the task probing it now; reports of other epochs are stale.
+    epoch: u64,
+    /// Stops the probe task; `None` once the endpoint left the targets.
+    task: Option<CancellationToken>,
+    /// When it left the targets: its verdict is kept until [`RETAIN_VERDICTS`] after this.
+    retired_at: Option<Instant>,
+}
+
+/// Owns every endpoint's hysteresis, the probe tasks and the current snapshot; the only
+/// writer of the snapshot watch.
+struct Aggregator<P> {
+    endpoints: BTreeMap<(String, IpAddr), Endpoint>,
+    prober: Arc<P>,
+    limit: Arc<Semaphore>,
+    reports: mpsc::Sender<Report>,
+    /// Every probe task; reaped as they end, so a panic in one is not lost.
+    tasks: JoinSet<()>,
+    shutdown: CancellationToken,
     snapshot: watch::Sender<Arc<HealthSnapshot>>,
     /// When unpublished non-flip results are due to be folded in, if any are pending.
     refresh_at: Option<Instant>,
+    next_epoch: u64,
 }
 
-impl Aggregator {
-    async fn run(mut self, mut reports: mpsc::Receiver<Report>, shutdown: CancellationToken) {
-        let mut machines: Vec<Hysteresis> =
-            self.targets.iter().map(|t| Hysteresis::new(t.config.rise, t.config.fall)).collect();
-        // Not yet judged counts as up (fail-open): say so from the start.
-        for t in &self.targets {
-            ::metrics::gauge!(crate::metrics::ENDPOINT_UP, "check" => t.check.clone(), "endpoint" => t.addr.to_string()).set(1.0);
-        }
+impl<P: Prober> Aggregator<P> {
+    async fn run(
+        mut self,
+        mut targets: watch::Receiver<Vec<Target>>,
+        mut reports: mpsc::Receiver<Report>,
+        shutdown: CancellationToken,
+    ) {
+        let mut purge = tokio::time::interval(RETAIN_VERDICTS / 8);
+        purge.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // False once the monitor is dropped: the last set is probed until shutdown.
+        let mut targets_open = true;
         loop {
             let refresh_at = self.refresh_at;
             tokio::select! {
                 biased;
-                _ = shutdown.cancelled() => return,
-                report = reports.recv() => {
-                    let Some(Report { index, outcome }) = report else { return };
-                    let flip = machines[index].observe(&outcome);
-                    self.record(index, &outcome, flip);
+                _ = shutdown.cancelled() => break,
+                changed = targets.changed(), if targets_open => {
+                    if changed.is_err() {
+                        targets_open = false;
+                        continue;
+                    }
+                    let wanted = targets.borrow_and_update().clone();
+                    self.set_targets(wanted);
                 }
-                _ = sleep_until_some(refresh_at), if refresh_at.is_some() => {
-                    self.publish(false);
+                Some(report) = reports.recv() => {
+                    // Results that are already queued (a burst, as when a site goes dark and
+                    // its probes fail together) are folded in before one publish.
+                    let mut flipped = self.record(report);
+                    for _ in 1..REPORT_QUEUE {
+                        let Ok(report) = reports.try_recv() else { break };
+                        flipped |= self.record(report);
+                    }
+                    if flipped {
+                        self.publish(true);
+                    }
                 }
+                Some(done) = self.tasks.join_next() => {
+                    if let Err(e) = done && e.is_panic() {
+                        std::panic::resume_unwind(e.into_panic());
+                    }
+                }
+                _ = sleep_until_some(refresh_at), if refresh_at.is_some() => self.publish(false),
+                _ = purge.tick() => {
+                    if self.purge() {
+                        self.publish(false);
+                    }
+                }
+            }
+        }
+        while let Some(done) = self.tasks.join_next().await {
+            if let Err(e) = done
+                && e.is_panic()
+            {
+                std::panic::resume_unwind(e.into_panic());
             }
         }
     }
 
-    fn record(&mut self, index: usize, outcome: &Outcome, flip: Option<Flip>) {
-        let target = &self.targets[index];
-        let key = target.key();
+    /// Starts probing what is new, restarts what changed, retires what is gone.
+    fn set_targets(&mut self, targets: Vec<Target>) {
         let now = SystemTime::now();
-        let entry = self.current.endpoints.get_mut(&key).expect("every target has an entry from the start");
-        entry.probes += 1;
-        entry.last_checked = Some(now);
-        entry.last_outcome = Some(outcome.to_string());
-        let endpoint = target.addr.to_string();
-        let result = match outcome {
+        let mut wanted: HashSet<(String, IpAddr)> = HashSet::with_capacity(targets.len());
+        for target in targets {
+            let key = target.key();
+            if !wanted.insert(key.clone()) {
+                continue; // the first target with a key wins
+            }
+            match self.endpoints.get_mut(&key) {
+                Some(e) if e.task.is_some() && e.target == target => {}
+                Some(e) => {
+                    // Back from retirement, or its check changed: the verdict stays; a changed
+                    // rise/fall applies to the streaks from now on.
+                    e.machine = e.machine.with_thresholds(target.config.rise, target.config.fall);
+                    e.target = target;
+                    e.retired_at = None;
+                    self.restart(&key);
+                }
+                None => {
+                    ::metrics::gauge!(crate::metrics::ENDPOINT_UP, "check" => key.0.clone(), "endpoint" => key.1.to_string())
+                        .set(1.0);
+                    let machine = Hysteresis::new(target.config.rise, target.config.fall);
+                    let endpoint = Endpoint {
+                        target,
+                        machine,
+                        health: EndpointHealth::unchecked(now),
+                        epoch: 0,
+                        task: None,
+                        retired_at: None,
+                    };
+                    self.endpoints.insert(key.clone(), endpoint);
+                    self.restart(&key);
+                }
+            }
+        }
+        let at = Instant::now();
+        for (key, e) in &mut self.endpoints {
+            if !wanted.contains(key)
+                && let Some(task) = e.task.take()
+            {
+                task.cancel();
+                e.retired_at = Some(at);
+            }
+        }
+        self.purge();
+        // Silently: a new target is `Unknown` (not down) and a dropped one keeps its verdict,
+        // so no routing input changed; /status sees the new set.
+        self.publish(false);
+    }
+
+    /// (Re)starts the probe task of `key`, whose first probe runs at once.
+    fn restart(&mut self, key: &(String, IpAddr)) {
+        let e = self.endpoints.get_mut(key).expect("restart is called for a known endpoint");
+        if let Some(old) = e.task.take() {
+            old.cancel();
+        }
+        self.next_epoch += 1;
+        e.epoch = self.next_epoch;
+        let token = self.shutdown.child_token();
+        e.task = Some(token.clone());
+        let task = ProbeTask {
+            key: key.clone(),
+            epoch: e.epoch,
+            target: e.target.clone(),
+            prober: self.prober.clone(),
+            limit: self.limit.clone(),
+            reports: self.reports.clone(),
+        };
+        self.tasks.spawn(task.run(token));
+    }
+
+    /// Forgets the endpoints retired more than [`RETAIN_VERDICTS`] ago; true if there were any.
+    fn purge(&mut self) -> bool {
+        let (now, before) = (Instant::now(), self.endpoints.len());
+        self.endpoints.retain(|_, e| e.retired_at.is_none_or(|at| now.duration_since(at) < RETAIN_VERDICTS));
+        self.endpoints.len() != before
+    }
+
+    /// Folds one result in; true when it flipped a state (the caller publishes).
+    fn record(&mut self, Report { key, epoch, outcome }: Report) -> bool {
+        let Some(entry) = self.endpoints.get_mut(&key).filter(|e| e.epoch == epoch && e.task.is_some()) else {
+            return false; // from a task stopped since
+        };
+        let flip = entry.machine.observe(&outcome);
+        let now = SystemTime::now();
+        let health = &mut entry.health;
+        health.probes += 1;
+        health.last_checked = Some(now);
+        health.last_outcome = Some(outcome.to_string());
+        let (check, endpoint) = (key.0.clone(), key.1.to_string());
+        let result = match &outcome {
             Outcome::Pass { .. } => "pass",
             Outcome::Fail { reason } => reason.kind(),
         };
-        ::metrics::counter!(crate::metrics::PROBES, "check" => target.check.clone(), "endpoint" => endpoint.clone(), "result" => result)
+        ::metrics::counter!(crate::metrics::PROBES, "check" => check.clone(), "endpoint" => endpoint.clone(), "result" => result)
             .increment(1);
         match flip {
             Some(flip) => {
-                ::metrics::counter!(crate::metrics::HEALTH_FLIPS, "check" => target.check.clone(), "endpoint" => endpoint.clone(), "to" => flip.to.as_str())
+                ::metrics::counter!(crate::metrics::HEALTH_FLIPS, "check" => check.clone(), "endpoint" => endpoint.clone(), "to" => flip.to.as_str())
                     .increment(1);
-                ::metrics::gauge!(crate::metrics::ENDPOINT_UP, "check" => target.check.clone(), "endpoint" => endpoint)
+                ::metrics::gauge!(crate::metrics::ENDPOINT_UP, "check" => check, "endpoint" => endpoint)
                     .set(if flip.to == State::Down { 0.0 } else { 1.0 });
-                let reason = match outcome {
+                let reason = match &outcome {
                     Outcome::Pass { detail } => detail.clone(),
                     Outcome::Fail { reason } => reason.to_string(),
                 };
-                log_flip(target, flip, &reason, outcome);
-                entry.state = flip.to;
-                entry.reason = reason;
-                entry.since = now;
-                self.publish(true);
+                log_flip(&entry.target, flip, &reason, &outcome);
+                health.state = flip.to;
+                health.reason = reason;
+                health.since = now;
+                true
             }
             None => {
                 if self.refresh_at.is_none() {
                     self.refresh_at = Some(Instant::now() + STATUS_REFRESH);
                 }
+                false
             }
         }
     }
 
     /// Replaces the published snapshot; wakes receivers only when `notify`.
     fn publish(&mut self, notify: bool) {
-        let next = Arc::new(self.current.clone());
+        let endpoints = self
+            .endpoints
+            .iter()
+            .map(|(k, e)| {
+                let mut h = e.health.clone();
+                h.probed = e.task.is_some();
+                (k.clone(), h)
+            })
+            .collect();
+        let next = Arc::new(HealthSnapshot { endpoints });
         if notify {
             // send_replace works with no receivers too (the monitor may have been dropped).
             self.snapshot.send_replace(next);

@@ -189,7 +189,7 @@ async fn results_that_flip_nothing_do_not_wake_readers() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn jitter_stays_within_bounds() {
+async fn first_probes_run_at_once_and_jitter_spreads_the_rest() {
     let c = check(1000, 250, 2, 2);
     let script = Arc::new(Script::default());
     let shutdown = CancellationToken::new();
@@ -197,18 +197,137 @@ async fn jitter_stays_within_bounds() {
     let start = Instant::now();
     let monitor = spawn_with(targets, script.clone(), shutdown.clone());
     tokio::time::sleep(Duration::from_secs(10)).await;
-    let mut firsts = HashSet::new();
+    let mut later = HashSet::new();
     for i in 1..=20 {
         let times = script.times(ip(&format!("192.0.2.{i}")));
         assert!(times.len() >= 7, "{} probes", times.len());
-        assert!(times[0] - start <= Duration::from_millis(250), "first probe at {:?}", times[0] - start);
-        firsts.insert(times[0]);
+        assert_eq!(times[0], start, "the first probe runs at once");
+        later.insert(times[3]);
         for pair in times.windows(2) {
             let gap = pair[1] - pair[0];
             assert!(gap >= Duration::from_millis(1000) && gap <= Duration::from_millis(1250), "gap {gap:?}");
         }
     }
-    assert!(firsts.len() > 1, "first probes are spread out");
+    assert!(later.len() > 1, "later probes are spread out");
+    shutdown.cancel();
+    monitor.stopped().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_target_added_later_is_probed_at_once_and_one_removed_stops() {
+    let c = check(1000, 0, 1, 1);
+    let script = Arc::new(Script::default());
+    let shutdown = CancellationToken::new();
+    let monitor = spawn_with(vec![target("web", &c, "192.0.2.1")], script.clone(), shutdown.clone());
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let added = Instant::now();
+    monitor.set_targets(vec![target("web", &c, "192.0.2.2")]);
+    settle().await;
+    assert_eq!(script.times(ip("192.0.2.2")), [added], "probed at once, not an interval later");
+    tokio::time::sleep(Duration::from_millis(5500)).await;
+    assert_eq!(script.times(ip("192.0.2.1")).len(), 3, "no probe of a removed target (0, 1 and 2 s only)");
+    assert_eq!(script.times(ip("192.0.2.2")).len(), 6, "2.5 s to 7.5 s");
+    let snap = monitor.snapshot();
+    let probed: Vec<IpAddr> = snap.probed().map(|(k, _)| k.1).collect();
+    assert_eq!(probed, [ip("192.0.2.2")], "/status lists what is probed");
+    assert!(!snap.endpoints[&("web".to_owned(), ip("192.0.2.1"))].probed, "the removed one is retained");
+    shutdown.cancel();
+    monitor.stopped().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dead_address_that_leaves_and_comes_back_is_still_down() {
+    let c = check(1000, 0, 2, 2);
+    let (dead, other) = (ip("192.0.2.1"), ip("192.0.2.2"));
+    let key = ("web".to_owned(), dead);
+    let script = Arc::new(Script::default());
+    script.set(dead, false);
+    let shutdown = CancellationToken::new();
+    let monitor = spawn_with(vec![target("web", &c, "192.0.2.1")], script.clone(), shutdown.clone());
+    let mut rx = monitor.subscribe();
+    rx.changed().await.unwrap();
+    assert_eq!(rx.borrow_and_update().endpoints[&key].state, State::Down);
+
+    // It leaves the targets (a LoadBalancer IP moved away) ...
+    monitor.set_targets(vec![target("web", &c, "192.0.2.2")]);
+    settle().await;
+    // ... and is still listed down while away, so a table that has it back judges it at once.
+    assert_eq!(monitor.snapshot().down().collect::<Vec<_>>(), [&key]);
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    // It comes back ten minutes later: down from the first moment, probed again at once.
+    monitor.set_targets(vec![target("web", &c, "192.0.2.1"), target("web", &c, "192.0.2.2")]);
+    settle().await;
+    let snap = monitor.snapshot();
+    let e = &snap.endpoints[&key];
+    assert_eq!((e.state, e.probed), (State::Down, true));
+    let back = Instant::now();
+    assert_eq!(script.times(dead).last(), Some(&back), "probed again at once");
+    // It recovers by the usual rule: `rise` passes (after the failed probe at its return).
+    script.set(dead, true);
+    rx.borrow_and_update();
+    rx.changed().await.unwrap();
+    assert_eq!(rx.borrow().endpoints[&key].state, State::Up);
+    assert_eq!(back.elapsed(), Duration::from_secs(2), "the second pass");
+    assert_eq!(monitor.snapshot().endpoints[&("web".to_owned(), other)].state, State::Up);
+    shutdown.cancel();
+    monitor.stopped().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn verdicts_are_kept_for_the_retention_period_only() {
+    let c = check(1000, 0, 1, 2);
+    let dead = ip("192.0.2.1");
+    let key = ("web".to_owned(), dead);
+    let script = Arc::new(Script::default());
+    script.set(dead, false);
+    let shutdown = CancellationToken::new();
+    let monitor = spawn_with(vec![target("web", &c, "192.0.2.1")], script.clone(), shutdown.clone());
+    let mut rx = monitor.subscribe();
+    rx.changed().await.unwrap();
+    monitor.set_targets(Vec::new());
+    settle().await;
+    tokio::time::sleep(RETAIN_VERDICTS + RETAIN_VERDICTS / 4).await;
+    assert!(monitor.snapshot().endpoints.is_empty(), "forgotten after the retention period");
+    // Back after that: a new address, judged from scratch (fail-open until its first verdict).
+    let calls = script.times(dead).len();
+    monitor.set_targets(vec![target("web", &c, "192.0.2.1")]);
+    settle().await;
+    assert_eq!(monitor.snapshot().endpoints[&key].state, State::Unknown);
+    assert_eq!(script.times(dead).len(), calls + 1, "probed at once");
+    shutdown.cancel();
+    monitor.stopped().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_changed_check_restarts_its_probes_and_keeps_the_verdict() {
+    let slow = check(1000, 0, 2, 2);
+    let fast = check(200, 0, 1, 1);
+    let addr = ip("192.0.2.1");
+    let key = ("web".to_owned(), addr);
+    let script = Arc::new(Script { delay: Duration::from_millis(50), ..Script::default() });
+    script.set(addr, false);
+    let shutdown = CancellationToken::new();
+    let monitor = spawn_with(vec![target("web", &slow, "192.0.2.1")], script.clone(), shutdown.clone());
+    let mut rx = monitor.subscribe();
+    rx.changed().await.unwrap();
+    assert_eq!(rx.borrow_and_update().endpoints[&key].state, State::Down);
+    let probes = rx.borrow().endpoints[&key].probes;
+    // A reload changes the check while a probe of the old one is in flight: its result is
+    // dropped, the verdict stays, and the new check probes at once and every 200 ms.
+    tokio::time::sleep(Duration::from_millis(975)).await;
+    monitor.set_targets(vec![target("web", &fast, "192.0.2.1")]);
+    let changed = Instant::now();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let times: Vec<Instant> = script.times(addr).into_iter().filter(|t| *t >= changed).collect();
+    assert_eq!(times.len(), 5, "{times:?}");
+    assert_eq!(times[0], changed);
+    assert_eq!(monitor.snapshot().endpoints[&key].state, State::Down);
+    assert!(!rx.has_changed().unwrap(), "no flip");
+    // Up after one pass: the new rise.
+    script.set(addr, true);
+    rx.changed().await.unwrap();
+    assert_eq!(rx.borrow().endpoints[&key].state, State::Up);
+    assert!(rx.borrow().endpoints[&key].probes > probes);
     shutdown.cancel();
     monitor.stopped().await;
 }

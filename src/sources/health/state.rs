@@ -163,6 +163,12 @@ impl Hysteresis {
         self.fails
     }
 
+    /// The same state and streaks, judged from now on with new thresholds (a reloaded
+    /// check): a verdict survives a change of `rise` or `fall`.
+    pub fn with_thresholds(&self, rise: u32, fall: u32) -> Hysteresis {
+        Hysteresis { rise: rise.max(1), fall: fall.max(1), ..self.clone() }
+    }
+
     /// Feeds one probe outcome; returns the flip it decided, if any.
     pub fn observe(&mut self, outcome: &Outcome) -> Option<Flip> {
         let to = if outcome.is_pass() {
@@ -330,6 +336,20 @@ mod tests {
         let (states, flips) = run(&mut h, "+-+-++");
         assert_eq!(states, [Unknown, Unknown, Unknown, Unknown, Unknown, Up]);
         assert_eq!(flips, [(6, flip(Unknown, Up))]);
+    }
+
+    #[test]
+    fn new_thresholds_keep_the_state_and_streaks() {
+        let mut h = Hysteresis::new(2, 3);
+        run(&mut h, "---");
+        let mut h = h.with_thresholds(1, 1);
+        assert_eq!((h.state(), h.fails()), (Down, 3));
+        assert_eq!(run(&mut h, "+").1, [(1, flip(Down, Up))], "the new rise applies");
+        let mut h = Hysteresis::new(2, 2);
+        run(&mut h, "+");
+        let mut h = h.with_thresholds(3, 2);
+        assert_eq!((h.state(), h.passes()), (Unknown, 1));
+        assert_eq!(run(&mut h, "++").1, [(2, flip(Unknown, Up))], "the streak carries over");
     }
 
     #[test]

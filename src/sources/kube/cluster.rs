@@ -10,7 +10,9 @@
 //! Outages: stream errors are counted and remembered, never propagated; the stores keep the
 //! last known objects, so the last output keeps being published while the API server is away.
 //! `connected` goes false on a transport error (the server did not answer) and true again on
-//! the next event or successful `/version` probe; one warn per outage, one info on recovery.
+//! the next event or successful `/version` probe; one warn per outage, a reminder every
+//! [`OUTAGE_REMINDER`] while it lasts, one info on recovery (the kube client's own per-request
+//! error lines are off in the default log filter: see `telemetry`).
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -43,6 +45,9 @@ const DEBOUNCE_MAX: Duration = Duration::from_millis(250);
 /// recovery when the resumed watches have nothing to say.
 const PROBE_INTERVAL: Duration = Duration::from_secs(2);
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// While an API server stays unreachable, a reminder is logged this often (one warning when
+/// it goes, one line when it is back, and nothing else in between).
+const OUTAGE_REMINDER: Duration = Duration::from_secs(300);
 /// Retry bounds for building the client (bad kubeconfig, missing in-cluster environment).
 const CLIENT_RETRY_MIN: Duration = Duration::from_secs(1);
 const CLIENT_RETRY_MAX: Duration = Duration::from_secs(30);
@@ -139,6 +144,50 @@ fn same_output(a: &ClusterOutput, b: &ClusterOutput) -> bool {
         && a.client_networks.iter().zip(&b.client_networks).all(|(x, y)| x.net == y.net && x.site == y.site)
 }
 
+/// One cluster's unreachable spell, for its log lines.
+#[derive(Default)]
+struct Outage {
+    /// When the API server stopped answering; `None` while it answers (or before the first
+    /// failure).
+    since: Option<Instant>,
+    last_said: Option<Instant>,
+    /// The API server has answered at least once.
+    ever_connected: bool,
+}
+
+impl Outage {
+    fn start(&mut self, cluster: &str, kind: Kind, error: &watcher::Error) {
+        if self.since.is_none() {
+            let now = Instant::now();
+            self.since = Some(now);
+            self.last_said = Some(now);
+            warn!(cluster, kind = kind.as_str(), %error, "kubernetes API unreachable; serving the last known state");
+        }
+    }
+
+    fn remind(&mut self, cluster: &str) {
+        let (Some(since), Some(said)) = (self.since, self.last_said) else { return };
+        if said.elapsed() >= OUTAGE_REMINDER {
+            self.last_said = Some(Instant::now());
+            warn!(
+                cluster,
+                for_secs = since.elapsed().as_secs(),
+                "kubernetes API still unreachable; serving the last known state"
+            );
+        }
+    }
+
+    fn end(&mut self, cluster: &str) {
+        match self.since.take() {
+            Some(since) => info!(cluster, after_secs = since.elapsed().as_secs(), "kubernetes API reachable again"),
+            None if !self.ever_connected => info!(cluster, "kubernetes API connected"),
+            None => {}
+        }
+        self.ever_connected = true;
+        self.last_said = None;
+    }
+}
+
 impl ClusterTask {
     pub(super) async fn run(mut self) {
         let mut status = ClusterStatus::default();
@@ -157,7 +206,7 @@ impl ClusterTask {
         let mut events: SelectAll<BoxStream<'static, Item>> = futures::stream::select_all([s1, s2, s3]);
 
         let mut synced = [false; 3];
-        let mut in_outage = false;
+        let mut outage = Outage::default();
         let mut data_dirty = false;
         let mut status_dirty = false;
         let mut first_dirty: Option<Instant> = None;
@@ -180,12 +229,7 @@ impl ClusterTask {
                             if !status.connected {
                                 status.connected = true;
                                 status_dirty = true;
-                                if in_outage {
-                                    in_outage = false;
-                                    info!(cluster = %name, "kubernetes API reachable again");
-                                } else {
-                                    info!(cluster = %name, "kubernetes API connected");
-                                }
+                                outage.end(&name);
                             }
                             match signal {
                                 Signal::Listing => {}
@@ -208,11 +252,7 @@ impl ClusterTask {
                             status_dirty = true;
                             if is_transport(&error) {
                                 status.connected = false;
-                                if !in_outage {
-                                    in_outage = true;
-                                    warn!(cluster = %name, kind = kind.as_str(), %error,
-                                        "kubernetes API unreachable; serving the last known state");
-                                }
+                                outage.start(&name, kind, &error);
                             } else {
                                 debug!(cluster = %name, kind = kind.as_str(), %error, "watch error");
                             }
@@ -243,11 +283,11 @@ impl ClusterTask {
                         }
                     }
                 }
-                _ = probe.tick(), if in_outage => {
+                _ = probe.tick(), if outage.since.is_some() => {
+                    outage.remind(&name);
                     if let Ok(Ok(_)) = timeout(PROBE_TIMEOUT, client.apiserver_version()).await {
-                        in_outage = false;
                         status.connected = true;
-                        info!(cluster = %name, "kubernetes API reachable again");
+                        outage.end(&name);
                         let view = ClusterView { status: status.clone(), output: output.clone() };
                         if self.tx.send((self.index, view)).await.is_err() {
                             return;

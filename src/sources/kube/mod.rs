@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 pub use client::{ClientError, build as build_client};
 
 use self::cluster::{ClusterTask, ClusterView};
+use self::translate::ClusterOutput;
 use crate::config::{ClientNetwork, ClusterConfig, SiteConfig};
 use crate::model::Discovered;
 
@@ -33,6 +34,8 @@ use crate::model::Discovered;
 pub struct KubeSnapshot {
     /// Per cluster name (every configured cluster has an entry from the first snapshot on).
     pub clusters: BTreeMap<String, ClusterStatus>,
+    /// Each cluster's output, in config order: `None` until its first full list is in.
+    outputs: Vec<(String, Option<Arc<ClusterOutput>>)>,
     /// Discovered endpoints of every synced cluster, clusters in config order, each sorted by
     /// (name, site, origin). A cluster contributes nothing until its first full list is in, and
     /// keeps contributing its last known state while its API server is unreachable.
@@ -45,6 +48,32 @@ impl KubeSnapshot {
     /// True when every cluster has completed its first full list (for /readyz).
     pub fn all_synced(&self) -> bool {
         self.clusters.values().all(|c| c.synced)
+    }
+
+    /// This snapshot, with each cluster that has not listed yet taking its output from
+    /// `previous` (a source replaced by a reload): a reload never drops a cluster's names,
+    /// even while its API server is unreachable, and never holds back the clusters that did
+    /// list. Statuses stay this snapshot's.
+    pub fn with_fallback(&self, previous: &KubeSnapshot) -> KubeSnapshot {
+        let outputs = self
+            .outputs
+            .iter()
+            .map(|(name, output)| {
+                let kept = || previous.outputs.iter().find(|(n, _)| n == name).and_then(|(_, o)| o.clone());
+                (name.clone(), output.clone().or_else(kept))
+            })
+            .collect();
+        KubeSnapshot::new(self.clusters.clone(), outputs)
+    }
+
+    fn new(clusters: BTreeMap<String, ClusterStatus>, outputs: Vec<(String, Option<Arc<ClusterOutput>>)>) -> Self {
+        let mut snapshot = KubeSnapshot { clusters, ..KubeSnapshot::default() };
+        for output in outputs.iter().filter_map(|(_, o)| o.as_deref()) {
+            snapshot.discovered.extend(output.discovered.iter().cloned());
+            snapshot.client_networks.extend(output.client_networks.iter().cloned());
+        }
+        snapshot.outputs = outputs;
+        snapshot
     }
 }
 
@@ -148,13 +177,41 @@ fn spawn_inner(
 
 /// One snapshot from every cluster's latest view.
 fn merge(names: &[String], views: &[ClusterView]) -> KubeSnapshot {
-    let mut snapshot = KubeSnapshot::default();
-    for (name, view) in names.iter().zip(views) {
-        snapshot.clusters.insert(name.clone(), view.status.clone());
-        if let Some(output) = &view.output {
-            snapshot.discovered.extend(output.discovered.iter().cloned());
-            snapshot.client_networks.extend(output.client_networks.iter().cloned());
-        }
+    let clusters = names.iter().zip(views).map(|(name, view)| (name.clone(), view.status.clone())).collect();
+    let outputs = names.iter().zip(views).map(|(name, view)| (name.clone(), view.output.clone())).collect();
+    KubeSnapshot::new(clusters, outputs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Name;
+
+    fn output(addr: &str) -> Option<Arc<ClusterOutput>> {
+        let name = Name::parse_absolute("app.geo.example.").unwrap();
+        let d = Discovered { name, site: 0, addrs: vec![addr.parse().unwrap()], ready: true, origin: addr.into() };
+        Some(Arc::new(ClusterOutput { discovered: vec![d], client_networks: Vec::new() }))
     }
-    snapshot
+
+    fn status(synced: bool) -> ClusterStatus {
+        ClusterStatus { synced, ..ClusterStatus::default() }
+    }
+
+    fn origins(s: &KubeSnapshot) -> Vec<&str> {
+        s.discovered.iter().map(|d| d.origin.as_str()).collect()
+    }
+
+    #[test]
+    fn a_restarted_source_serves_each_unlisted_cluster_from_the_previous_snapshot() {
+        let names = ["eu".to_owned(), "us".to_owned(), "ap".to_owned()];
+        let view = |synced, output| ClusterView { status: status(synced), output };
+        let previous = merge(&names[..2], &[view(true, output("192.0.2.1")), view(true, output("192.0.2.2"))]);
+        // After a reload: eu unreachable (never listed), us listed with news, ap new and unlisted.
+        let current = merge(&names, &[view(false, None), view(true, output("192.0.2.3")), view(false, None)]);
+        assert!(!current.all_synced());
+        let served = current.with_fallback(&previous);
+        assert_eq!(origins(&served), ["192.0.2.1", "192.0.2.3"], "eu kept, us current, ap has nothing yet");
+        assert_eq!(served.clusters, current.clusters, "statuses are the current source's");
+        assert_eq!(origins(&current.with_fallback(&KubeSnapshot::default())), ["192.0.2.3"]);
+    }
 }
