@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034  # sets variables for the scripts that source it
 # Sourced by scripts/build-image.sh and scripts/smoke-image.sh: installs podman when it is
 # missing, points it at scripts/containers.conf and picks a storage driver. Sets:
 #   PODMAN        the podman command line to use, as an array

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the image scripts/build-image.sh built (localhost/geodns:<crate version>) the way the
+# Runs the image scripts/build-image.sh built (localhost/geodns:<crate version>, or GEODNS_IMAGE) the way the
 # Kubernetes manifests do: read-only root filesystem, user 65532, every capability dropped, port
 # 53 allowed by the namespaced sysctl net.ipv4.ip_unprivileged_port_start. Its ports are
 # published on 127.0.0.1 only, on ports podman picks. Then asks it the README's question over
@@ -14,6 +14,8 @@ command -v dig >/dev/null 2>&1 || need+=(dnsutils)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 apt_install "${need[@]}"
 podman_setup
+# Another build of the image, e.g. one from the Containerfile: GEODNS_IMAGE=name:tag.
+IMAGE=${GEODNS_IMAGE:-$IMAGE}
 
 if ! "${PODMAN[@]}" image exists "$IMAGE"; then
   echo "no image $IMAGE: run scripts/build-image.sh first" >&2
