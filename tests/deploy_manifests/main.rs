@@ -918,6 +918,18 @@ fn render(dir: &Path) -> Vec<Value> {
     serde_yaml_ng::Deserializer::from_str(&text).map(|de| Value::deserialize(de).unwrap()).collect()
 }
 
+/// The one object of `kind` named `name` in a build.
+fn rendered<'a>(docs: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    let hits: Vec<_> = docs
+        .iter()
+        .filter(|v| {
+            get_str(v, "kind") == Some(kind) && get(v, "metadata").and_then(|m| get_str(m, "name")) == Some(name)
+        })
+        .collect();
+    assert_eq!(hits.len(), 1, "one {kind} {name}");
+    hits[0]
+}
+
 /// `kubectl kustomize` builds every kustomization (offline), so the overlays' patches apply.
 #[test]
 fn kustomizations_build() {
