@@ -651,8 +651,10 @@ fn one<'a, T>(items: &'a [(String, T)], what: &str) -> &'a T {
 #[test]
 fn every_file_in_deploy_parses_and_checks() {
     let found = check_everything();
-    assert!(found.kustomizations.len() >= 2, "the base and the homelab overlay");
+    assert!(found.kustomizations.len() >= 7, "the base, homelab and multi-region overlays");
     assert_eq!(found.corefile_snippets, 1, "the CoreDNS forward snippet");
+    assert!(found.scripts >= 1, "the multi-region kubeconfig script");
+    assert!(found.secrets.len() >= 5, "the multi-region token Secret and kubeconfig templates");
     assert_eq!(found.service_monitors.len(), 1, "the ServiceMonitor");
     assert_eq!(found.scrape_configs, 1, "the Prometheus scrape config");
     assert!(found.configs.len() >= 2, "the base config and the homelab config");
@@ -930,12 +932,22 @@ fn rendered<'a>(docs: &'a [Value], kind: &str, name: &str) -> &'a Value {
     hits[0]
 }
 
+/// The geodns config in a build's ConfigMap.
+fn rendered_config(docs: &[Value]) -> geodns::config::Config {
+    let cm: ConfigMap = serde_yaml_ng::from_value(rendered(docs, "ConfigMap", "geodns").clone()).unwrap();
+    let text = cm.data.as_ref().and_then(|d| d.get("config.yaml")).expect("config.yaml");
+    geodns::config::parse(text, Path::new("/etc/geodns"))
+        .unwrap_or_else(|e| panic!("built config: {:#?}", e.problems()))
+}
+
 /// `kubectl kustomize` builds every kustomization (offline), so the overlays' patches apply.
 #[test]
 fn kustomizations_build() {
     let found = check_everything();
     let built: BTreeSet<String> = found.kustomizations.iter().map(|d| rel(d)).collect();
-    for dir in ["base", "examples/homelab"] {
+    let mut want = vec!["base".to_owned(), "examples/homelab".to_owned(), "examples/multi-region/shared".to_owned()];
+    want.extend(examples::REGIONS.map(|r| format!("examples/multi-region/{r}")));
+    for dir in want {
         assert!(built.contains(&format!("deploy/{dir}")), "deploy/{dir} is not a kustomization: {built:?}");
     }
     for dir in &found.kustomizations {
