@@ -86,8 +86,14 @@ ENTRYPOINT ["/usr/bin/geodns"]
 CMD ["serve", "--config", "/etc/geodns/config.yaml"]
 EOF
 
-"${PODMAN[@]}" build --quiet --format oci --timestamp "$epoch" --tag "$IMAGE" \
+# No intermediate layer images (each step is a cheap copy); the image this tag named before, if
+# another, is removed once nothing uses it, so rebuilds leave nothing behind.
+previous=$("${PODMAN[@]}" image inspect --format '{{.Id}}' "$IMAGE" 2>/dev/null || true)
+"${PODMAN[@]}" build --quiet --layers=false --format oci --timestamp "$epoch" --tag "$IMAGE" \
   --file "$out/context/Containerfile" "$out/context" >/dev/null
+if [ -n "$previous" ] && [ "$previous" != "$("${PODMAN[@]}" image inspect --format '{{.Id}}' "$IMAGE")" ]; then
+  "${PODMAN[@]}" rmi "$previous" >/dev/null 2>&1 || true
+fi
 archive=$out/geodns-$VERSION.oci.tar
 rm -f "$archive"
 "${PODMAN[@]}" save --quiet --format oci-archive --output "$archive" "$IMAGE"
