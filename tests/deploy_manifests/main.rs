@@ -1,23 +1,38 @@
 //! Every file under `deploy/` is checked here: Kubernetes objects parse into their k8s-openapi
 //! types (with no field silently ignored), the RBAC rules cover exactly what the watchers read,
-//! the Deployment runs non-root with only NET_BIND_SERVICE, the Service publishes 53 over UDP
-//! and TCP, and every geodns config embedded in a ConfigMap parses and validates. A file this
+//! the Deployment runs non-root with no capability (port 53 through the unprivileged-port
+//! sysctl), the Service publishes 53 over UDP and TCP, every geodns config (in a ConfigMap or a
+//! file) parses and validates, Secrets are placeholder templates, and scripts parse. A file this
 //! test does not know how to check fails it, so nothing in `deploy/` goes unchecked.
+//!
+//! Beside it: `images` (the image and every tag are the crate version, never `latest`) and
+//! `examples` (the homelab and multi-region overlays, rendered by `kubectl kustomize`).
+
+mod examples;
+mod images;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Container, Namespace, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Container, Namespace, Secret, Service, ServiceAccount};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_yaml_ng::Value;
 
-fn deploy_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy")
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
 }
+
+fn deploy_dir() -> PathBuf {
+    repo().join("deploy")
+}
+
+/// Where the multi-region example mounts the other clusters' kubeconfigs
+/// (`<cluster>.kubeconfig`, from Secrets `geodns-kubeconfig-<cluster>`).
+const KUBECONFIG_DIR: &str = "/var/run/secrets/geodns";
 
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
     let mut entries: Vec<_> = std::fs::read_dir(dir)
@@ -126,12 +141,18 @@ struct Found {
     cluster_roles: Vec<(String, ClusterRole)>,
     bindings: Vec<(String, ClusterRoleBinding)>,
     config_maps: Vec<(String, ConfigMap)>,
+    secrets: Vec<(String, Secret)>,
     pdbs: Vec<(String, PodDisruptionBudget)>,
     namespaces: Vec<(String, Namespace)>,
     /// geodns configs: where, and the parsed config.
     configs: Vec<(String, geodns::config::Config)>,
     service_monitors: Vec<(String, Value)>,
     kustomizations: Vec<PathBuf>,
+    /// Image references written in manifests (`image:` anywhere), with where.
+    images: Vec<(String, String)>,
+    /// Zones the CoreDNS snippets forward, without the trailing dot.
+    corefile_zones: Vec<String>,
+    scripts: usize,
     scrape_configs: usize,
     corefile_snippets: usize,
     markdown: usize,
@@ -140,6 +161,7 @@ struct Found {
 
 fn check_doc(doc: &Doc, found: &mut Found) {
     let at = doc.at();
+    collect_images(&at, &doc.value, &mut found.images);
     let kind = get_str(&doc.value, "kind");
     match kind {
         Some("Deployment") => found.deployments.push((at, typed(doc))),
@@ -149,6 +171,11 @@ fn check_doc(doc: &Doc, found: &mut Found) {
         Some("ClusterRoleBinding") => found.bindings.push((at, typed(doc))),
         Some("PodDisruptionBudget") => found.pdbs.push((at, typed(doc))),
         Some("Namespace") => found.namespaces.push((at, typed(doc))),
+        Some("Secret") => {
+            let secret: Secret = typed(doc);
+            check_secret(&at, &secret);
+            found.secrets.push((at, secret));
+        }
         Some("ConfigMap") => {
             let cm: ConfigMap = typed(doc);
             check_config_map(&at, &cm, found);
@@ -185,7 +212,7 @@ fn check_config_map(at: &str, cm: &ConfigMap, found: &mut Found) {
             // A CoreDNS Corefile snippet for k3s's coredns-custom ConfigMap.
             assert_eq!(cm.metadata.name.as_deref(), Some("coredns-custom"), "{at}: CoreDNS snippet");
             assert_eq!(cm.metadata.namespace.as_deref(), Some("kube-system"), "{at}: CoreDNS snippet");
-            check_corefile(at, key, text);
+            found.corefile_zones.push(check_corefile(at, key, text));
             found.corefile_snippets += 1;
             checked += 1;
         } else {
@@ -193,6 +220,32 @@ fn check_config_map(at: &str, cm: &ConfigMap, found: &mut Found) {
         }
     }
     assert!(checked > 0, "{at}: empty ConfigMap");
+}
+
+/// Every `image:` value in a manifest, however deep (pod templates, CronJobs, ...).
+fn collect_images(at: &str, v: &Value, out: &mut Vec<(String, String)>) {
+    match v {
+        Value::Mapping(m) => {
+            for (k, v) in m {
+                match (k.as_str(), v.as_str()) {
+                    (Some("image"), Some(image)) => out.push((at.to_owned(), image.to_owned())),
+                    _ => collect_images(at, v, out),
+                }
+            }
+        }
+        Value::Sequence(s) => s.iter().for_each(|v| collect_images(at, v, out)),
+        _ => {}
+    }
+}
+
+/// A geodns config kept as a file (the multi-region overlays generate their ConfigMap from it).
+fn check_config_file(file: &Path, found: &mut Found) {
+    let at = rel(file);
+    let text = std::fs::read_to_string(file).unwrap();
+    let config = geodns::config::parse(&text, Path::new("/etc/geodns"))
+        .unwrap_or_else(|e| panic!("{at}: not a valid geodns config:\n{:#?}", e.problems()));
+    check_geodns_config(&at, &config);
+    found.configs.push((at, config));
 }
 
 fn check_geodns_config(at: &str, config: &geodns::config::Config) {
@@ -211,23 +264,96 @@ fn check_geodns_config(at: &str, config: &geodns::config::Config) {
         "{at}: the GeoIP database where the image ships it"
     );
     assert!(!config.kubernetes.clusters.is_empty(), "{at}: a kubernetes section with the in-cluster cluster");
-    for c in &config.kubernetes.clusters {
-        assert!(
-            c.kubeconfig.is_none() && c.context.is_none(),
-            "{at}: cluster {:?} should use the in-cluster config (no kubeconfig, no context)",
+    // The pod's own cluster through the in-cluster config; any other through a kubeconfig
+    // mounted from a Secret, with the context named after the cluster.
+    let (own, others): (Vec<_>, Vec<_>) =
+        config.kubernetes.clusters.iter().partition(|c| c.kubeconfig.is_none() && c.context.is_none());
+    assert_eq!(own.len(), 1, "{at}: exactly one cluster with the in-cluster config (no kubeconfig, no context)");
+    for c in others {
+        let (Some(path), Some(context)) = (&c.kubeconfig, &c.context) else {
+            panic!("{at}: cluster {:?}: another cluster needs both kubeconfig and context", c.name)
+        };
+        assert_eq!(context, &c.name, "{at}: cluster {:?}: its kubeconfig context is named after it", c.name);
+        assert_eq!(
+            path,
+            &Path::new(KUBECONFIG_DIR).join(format!("{context}.kubeconfig")),
+            "{at}: cluster {:?}: kubeconfig where the Secret is mounted",
             c.name
         );
     }
     assert!(!config.zones.is_empty(), "{at}: no zones");
+    // Kubernetes may feed every geo name here, and a site that loses power loses its API server
+    // too: readiness alone cannot take it out, probes can.
+    for zone in &config.zones {
+        for name in &zone.geo {
+            assert!(name.health_check.is_some(), "{at}: geo name {:?} needs a health_check", name.name);
+        }
+    }
 }
 
-fn check_corefile(at: &str, key: &str, text: &str) {
+/// A Secret in `deploy/` is never a real credential: either a request for a ServiceAccount
+/// token (the cluster fills it in) or a kubeconfig template whose every credential is a
+/// `REPLACE_WITH_...` placeholder.
+fn check_secret(at: &str, secret: &Secret) {
+    assert!(secret.data.is_none(), "{at}: a Secret with data: credentials do not belong in Git");
+    let name = secret.metadata.name.as_deref().unwrap_or("");
+    if secret.type_.as_deref() == Some("kubernetes.io/service-account-token") {
+        let sa = secret.metadata.annotations.as_ref().and_then(|a| a.get("kubernetes.io/service-account.name"));
+        assert!(sa.is_some(), "{at}: a token Secret names its ServiceAccount");
+        assert!(secret.string_data.is_none(), "{at}: the token controller fills a token Secret in");
+        return;
+    }
+    let data = secret.string_data.as_ref().unwrap_or_else(|| panic!("{at}: stringData"));
+    assert_eq!(data.keys().collect::<Vec<_>>(), ["kubeconfig"], "{at}: one key, kubeconfig");
+    let kubeconfig: Value = serde_yaml_ng::from_str(&data["kubeconfig"])
+        .unwrap_or_else(|e| panic!("{at}: the kubeconfig is not YAML: {e}"));
+    assert_eq!(get_str(&kubeconfig, "kind"), Some("Config"), "{at}: kubeconfig kind");
+    let only = |key: &str| -> &Value {
+        let list = get(&kubeconfig, key).and_then(Value::as_sequence).map(Vec::as_slice).unwrap_or_default();
+        assert_eq!(list.len(), 1, "{at}: the kubeconfig has one entry in {key}");
+        &list[0]
+    };
+    let (cluster, user, context) = (only("clusters"), only("users"), only("contexts"));
+    let context_name = get_str(context, "name").unwrap_or("");
+    assert_eq!(name, format!("geodns-kubeconfig-{context_name}"), "{at}: Secret named after its context");
+    assert_eq!(get_str(&kubeconfig, "current-context"), Some(context_name), "{at}: current-context");
+    let ctx = get(context, "context").unwrap_or_else(|| panic!("{at}: context"));
+    assert_eq!(get_str(ctx, "cluster"), get_str(cluster, "name"), "{at}: the context's cluster");
+    assert_eq!(get_str(ctx, "user"), get_str(user, "name"), "{at}: the context's user");
+    let cluster = get(cluster, "cluster").unwrap_or_else(|| panic!("{at}: cluster"));
+    let user = get(user, "user").unwrap_or_else(|| panic!("{at}: user"));
+    for (what, value) in [
+        ("server", get_str(cluster, "server")),
+        ("certificate-authority-data", get_str(cluster, "certificate-authority-data")),
+        ("token", get_str(user, "token")),
+    ] {
+        let value = value.unwrap_or_else(|| panic!("{at}: the kubeconfig has no {what}"));
+        assert!(value.contains("REPLACE_WITH_"), "{at}: {what} should be a REPLACE_WITH_ placeholder, got {value:?}");
+    }
+}
+
+/// A shell script shipped in `deploy/`: bash, executable, and it parses.
+fn check_script(file: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let at = rel(file);
+    let text = std::fs::read_to_string(file).unwrap();
+    assert!(text.starts_with("#!/usr/bin/env bash\n"), "{at}: starts with #!/usr/bin/env bash");
+    assert!(text.contains("set -euo pipefail"), "{at}: set -euo pipefail");
+    let mode = std::fs::metadata(file).unwrap().permissions().mode();
+    assert!(mode & 0o111 != 0, "{at}: not executable");
+    let out = std::process::Command::new("bash").arg("-n").arg(file).output().expect("bash");
+    assert!(out.status.success(), "{at}: bash -n: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Checks a CoreDNS server block and returns the zone it forwards.
+fn check_corefile(at: &str, key: &str, text: &str) -> String {
     assert_eq!(text.matches('{').count(), text.matches('}').count(), "{at}: {key}: unbalanced braces");
     let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
     assert!(
         first.trim_end().ends_with('{') && first.contains(":53"),
-        "{at}: {key}: should open a server block like `global.example:53 {{`, got {first:?}"
+        "{at}: {key}: should open a server block like `geo.example:53 {{`, got {first:?}"
     );
+    let zone = first.trim().split(":53").next().unwrap().trim_end_matches('.').to_owned();
     let forward = text
         .lines()
         .map(str::trim)
@@ -243,6 +369,7 @@ fn check_corefile(at: &str, key: &str, text: &str) {
             "{at}: {key}: forward target {t:?} is not an address"
         );
     }
+    zone
 }
 
 fn check_kustomization(doc: &Doc) {
@@ -485,6 +612,9 @@ fn check_everything() -> Found {
     let mut found = Found::default();
     for file in &files {
         match file.extension().and_then(|e| e.to_str()) {
+            Some("yaml") if file.file_name().is_some_and(|n| n == "config.yaml") => {
+                check_config_file(file, &mut found);
+            }
             Some("yaml" | "yml") => {
                 for doc in read_yaml_docs(file) {
                     check_doc(&doc, &mut found);
@@ -497,6 +627,10 @@ fn check_everything() -> Found {
             Some("json") => {
                 check_dashboard(file);
                 found.dashboards += 1;
+            }
+            Some("sh") => {
+                check_script(file);
+                found.scripts += 1;
             }
             _ => panic!("{}: a file this test does not know how to check", rel(file)),
         }
@@ -517,13 +651,29 @@ fn one<'a, T>(items: &'a [(String, T)], what: &str) -> &'a T {
 #[test]
 fn every_file_in_deploy_parses_and_checks() {
     let found = check_everything();
-    assert!(found.kustomizations.len() >= 2, "the base and the homelab overlay");
+    assert!(found.kustomizations.len() >= 7, "the base, homelab and multi-region overlays");
     assert_eq!(found.corefile_snippets, 1, "the CoreDNS forward snippet");
+    assert!(found.scripts >= 1, "the multi-region kubeconfig script");
+    assert!(found.secrets.len() >= 5, "the multi-region token Secret and kubeconfig templates");
     assert_eq!(found.service_monitors.len(), 1, "the ServiceMonitor");
     assert_eq!(found.scrape_configs, 1, "the Prometheus scrape config");
     assert!(found.configs.len() >= 2, "the base config and the homelab config");
     assert!(found.markdown >= 1);
     assert!(found.dashboards >= 1, "the Grafana dashboard");
+
+    // The CoreDNS snippet forwards the zone that every shipped config serves.
+    assert!(!found.corefile_zones.is_empty());
+    let example = geodns::config::load(&repo().join("config/example.yaml")).expect("config/example.yaml");
+    let configs = found.configs.iter().map(|(at, c)| (at.as_str(), c)).chain([("config/example.yaml", &example)]);
+    for (at, config) in configs {
+        for zone in &found.corefile_zones {
+            let apex = format!("{zone}.");
+            assert!(
+                config.zones.iter().any(|z| z.apex.as_str() == apex),
+                "{at}: does not serve {apex}, the zone deploy/coredns forwards"
+            );
+        }
+    }
 }
 
 /// The metric-name check itself: it finds names in PromQL, accepts histogram suffixes only on
@@ -604,7 +754,7 @@ fn container(deployment: &Deployment) -> &Container {
 }
 
 #[test]
-fn deployment_runs_two_non_root_replicas_with_only_net_bind_service() {
+fn deployment_runs_two_non_root_replicas_with_no_capability() {
     let found = check_everything();
     let d = one(&found.deployments, "Deployment");
     let spec = d.spec.as_ref().unwrap();
@@ -622,7 +772,9 @@ fn deployment_runs_two_non_root_replicas_with_only_net_bind_service() {
         assert!(!sel.is_empty() && sel.iter().all(|(k, v)| pod_labels.get(k) == Some(v)), "spread selector");
     }
 
-    // Security: non-root, read-only root, no escalation, ALL dropped, NET_BIND_SERVICE only.
+    // Security: non-root, read-only root, no escalation, ALL dropped and none added: port 53
+    // comes from the namespaced sysctl, not from NET_BIND_SERVICE (which a non-root process
+    // loses at exec unless the binary carries it as a file capability).
     let psc = pod.security_context.as_ref().expect("pod securityContext");
     let c = container(d);
     let sc = c.security_context.as_ref().expect("container securityContext");
@@ -634,7 +786,10 @@ fn deployment_runs_two_non_root_replicas_with_only_net_bind_service() {
     assert_ne!(sc.privileged, Some(true));
     let caps = sc.capabilities.as_ref().expect("capabilities");
     assert_eq!(caps.drop.as_deref(), Some(&["ALL".to_owned()][..]), "drop ALL");
-    assert_eq!(caps.add.as_deref(), Some(&["NET_BIND_SERVICE".to_owned()][..]), "add NET_BIND_SERVICE only");
+    assert!(caps.add.as_deref().unwrap_or_default().is_empty(), "no capability added: {:?}", caps.add);
+    let sysctls: Vec<(&str, &str)> =
+        psc.sysctls.iter().flatten().map(|s| (s.name.as_str(), s.value.as_str())).collect();
+    assert_eq!(sysctls, [("net.ipv4.ip_unprivileged_port_start", "53")], "pod sysctls");
     let seccomp = sc.seccomp_profile.as_ref().or(psc.seccomp_profile.as_ref()).expect("seccompProfile");
     assert_eq!(seccomp.type_, "RuntimeDefault");
     assert_ne!(pod.host_network, Some(true));
@@ -749,50 +904,57 @@ fn service_publishes_dns_over_udp_and_tcp() {
     }
 }
 
-#[test]
-fn homelab_overlay_is_one_stretched_cluster() {
-    let found = check_everything();
-    let homelab: Vec<_> = found.configs.iter().filter(|(at, _)| at.contains("examples/homelab/")).collect();
-    assert_eq!(homelab.len(), 1, "the homelab config");
-    let config = &homelab[0].1;
-    let names: Vec<&str> = config.sites.iter().map(|s| s.name.as_str()).collect();
-    assert_eq!(names, ["london", "frankfurt", "seattle", "singapore"]);
-    assert_eq!(config.kubernetes.clusters.len(), 1, "one stretched cluster");
-    assert_eq!(
-        config.kubernetes.clusters[0].placement,
-        geodns::config::ClusterPlacement::Label("topology.kubernetes.io/region".into())
-    );
-    // The example app Service carries the hostname annotation.
-    let app = found
-        .services
-        .iter()
-        .find(|(at, _)| at.contains("examples/homelab/"))
-        .map(|(_, s)| s)
-        .expect("the example annotated Service");
-    let ann = app.metadata.annotations.clone().unwrap_or_default();
-    assert_eq!(ann.get("geodns.io/hostname").map(String::as_str), Some("app.geo.example"));
+/// `kubectl kustomize DIR`, parsed: what `kubectl apply -k DIR` would send.
+/// Needs kubectl on the PATH (`.ci/run` installs Debian's `kubernetes-client` when it is missing).
+fn render(dir: &Path) -> Vec<Value> {
+    use serde::Deserialize;
+    let out = match std::process::Command::new("kubectl").arg("kustomize").arg(dir).output() {
+        Ok(out) => out,
+        Err(e) => panic!(
+            "kubectl is needed to build {} ({e}); install it (Debian: apt-get install kubernetes-client)",
+            rel(dir)
+        ),
+    };
+    assert!(out.status.success(), "kubectl kustomize {}: {}", rel(dir), String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    serde_yaml_ng::Deserializer::from_str(&text).map(|de| Value::deserialize(de).unwrap()).collect()
 }
 
-/// `kubectl kustomize` builds every kustomization (offline), so the overlay's patches apply.
-/// Needs kubectl on the PATH (`.ci/run` installs Debian's `kubernetes-client` when it is missing).
+/// The one object of `kind` named `name` in a build.
+fn rendered<'a>(docs: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    let hits: Vec<_> = docs
+        .iter()
+        .filter(|v| {
+            get_str(v, "kind") == Some(kind) && get(v, "metadata").and_then(|m| get_str(m, "name")) == Some(name)
+        })
+        .collect();
+    assert_eq!(hits.len(), 1, "one {kind} {name}");
+    hits[0]
+}
+
+/// The geodns config in a build's ConfigMap.
+fn rendered_config(docs: &[Value]) -> geodns::config::Config {
+    let cm: ConfigMap = serde_yaml_ng::from_value(rendered(docs, "ConfigMap", "geodns").clone()).unwrap();
+    let text = cm.data.as_ref().and_then(|d| d.get("config.yaml")).expect("config.yaml");
+    geodns::config::parse(text, Path::new("/etc/geodns"))
+        .unwrap_or_else(|e| panic!("built config: {:#?}", e.problems()))
+}
+
+/// `kubectl kustomize` builds every kustomization (offline), so the overlays' patches apply.
 #[test]
 fn kustomizations_build() {
     let found = check_everything();
+    let built: BTreeSet<String> = found.kustomizations.iter().map(|d| rel(d)).collect();
+    let mut want = vec!["base".to_owned(), "examples/homelab".to_owned(), "examples/multi-region/shared".to_owned()];
+    want.extend(examples::REGIONS.map(|r| format!("examples/multi-region/{r}")));
+    for dir in want {
+        assert!(built.contains(&format!("deploy/{dir}")), "deploy/{dir} is not a kustomization: {built:?}");
+    }
     for dir in &found.kustomizations {
-        let out = match std::process::Command::new("kubectl").arg("kustomize").arg(dir).output() {
-            Ok(out) => out,
-            Err(e) => panic!(
-                "kubectl is needed to build {} ({e}); install it (Debian: apt-get install kubernetes-client)",
-                rel(dir)
-            ),
-        };
-        assert!(out.status.success(), "kubectl kustomize {}: {}", rel(dir), String::from_utf8_lossy(&out.stderr));
+        let docs = render(dir);
         // The built output parses too, and any ConfigMap config in it is valid.
-        use serde::Deserialize;
-        let text = String::from_utf8(out.stdout).unwrap();
         let mut kinds = BTreeSet::new();
-        for de in serde_yaml_ng::Deserializer::from_str(&text) {
-            let v = Value::deserialize(de).unwrap();
+        for v in docs {
             kinds.insert(get_str(&v, "kind").unwrap_or("").to_owned());
             if get_str(&v, "kind") == Some("ConfigMap") {
                 let cm: ConfigMap = serde_yaml_ng::from_value(v).unwrap();
@@ -805,5 +967,7 @@ fn kustomizations_build() {
         for kind in ["Deployment", "Service", "ConfigMap", "ClusterRole", "ClusterRoleBinding", "ServiceAccount"] {
             assert!(kinds.contains(kind), "{}: the build lacks a {kind}", rel(dir));
         }
+        // Templates and token requests are applied by hand or by the script, never by an overlay.
+        assert!(!kinds.contains("Secret"), "{}: a build applies a Secret", rel(dir));
     }
 }
