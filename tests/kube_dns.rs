@@ -172,3 +172,83 @@ kubernetes:
     }
     s.stop().await;
 }
+
+fn annotated(mut object: Value, key: &str, value: &str) -> Value {
+    object["metadata"]["annotations"][key] = json!(value);
+    object
+}
+
+/// Waits until every replica answers `subnet` with `want`.
+async fn all_answer(replicas: &[SocketAddr], subnet: &str, want: &[&str]) {
+    for dns in replicas {
+        wait_for(*dns, subnet, want, Duration::from_secs(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_annotations_on_a_service_and_a_node_are_seen_by_every_replica() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("city.mmdb");
+    common::mmdb::write_city_db(&db, FIXTURE);
+    let eu = FakeKube::start().await;
+    let us = FakeKube::start().await;
+    // Frankfurt's LoadBalancer IP is its node's address, as k3s ServiceLB publishes it.
+    eu.apply(node("fra-1", "198.51.100.2", "10.42.0.0/24"));
+    eu.apply(service("app", Some("app.geo.example"), "198.51.100.2"));
+    eu.apply(slice("app", "fra-1", true));
+    us.apply(node("sea-1", "198.51.100.3", "10.43.0.0/24"));
+    us.apply(service("app", Some("app.geo.example"), "198.51.100.3"));
+    us.apply(slice("app", "sea-1", true));
+    let kubeconfig = write_kubeconfig(dir.path(), "kubeconfig", &[("eu", &eu), ("us", &us)]);
+    let text = format!(
+        r#"
+server: {{ dns_listen: ["127.0.0.1:0"], rrl: {{ enabled: false }} }}
+geoip: {{ database: "{db}" }}
+sites:
+  frankfurt: {{ location: [50.11, 8.68] }}
+  seattle:   {{ location: [47.61, -122.33] }}
+zones:
+  geo.example.:
+    soa: {{ mname: ns1, rname: hostmaster, serial: 1 }}
+    ns: [ns1]
+    records: {{ ns1: {{ A: [127.0.0.1] }} }}
+    geo:
+      app: {{ ttl: 60 }}
+kubernetes:
+  clusters:
+    - {{ name: eu, kubeconfig: "{kc}", context: eu, site: frankfurt }}
+    - {{ name: us, kubeconfig: "{kc}", context: us, site: seattle }}
+"#,
+        db = db.display(),
+        kc = kubeconfig.display()
+    );
+    // Two replicas watching the same clusters, as two geodns pods would.
+    let replicas = [start(&text, dir.path()).await, start(&text, dir.path()).await];
+    let dns: Vec<SocketAddr> = replicas.iter().map(v4).collect();
+    all_answer(&dns, "81.2.69.0/24", &["198.51.100.2"]).await;
+    let drained = |what: &str| {
+        replicas.iter().all(|r| r.status().drained.iter().any(|d| d == &format!("kubernetes eu: {what} drained")))
+    };
+
+    // Drain Frankfurt's Service: every replica sends the UK to Seattle, and says why.
+    eu.apply(annotated(service("app", Some("app.geo.example"), "198.51.100.2"), "geodns.io/drain", "true"));
+    all_answer(&dns, "81.2.69.0/24", &["198.51.100.3"]).await;
+    assert!(drained("service web/app"), "{:?}", replicas[0].status().drained);
+    eu.apply(service("app", Some("app.geo.example"), "198.51.100.2"));
+    all_answer(&dns, "81.2.69.0/24", &["198.51.100.2"]).await;
+    assert!(replicas.iter().all(|r| r.status().drained.is_empty()));
+
+    // Drain the node behind Frankfurt's LoadBalancer IP: the same, for every Service on it.
+    eu.apply(annotated(node("fra-1", "198.51.100.2", "10.42.0.0/24"), "geodns.io/drain", "True"));
+    all_answer(&dns, "81.2.69.0/24", &["198.51.100.3"]).await;
+    assert!(drained("node fra-1"), "{:?}", replicas[0].status().drained);
+    let names = replicas[1].status().names.entries();
+    let fra = names[0].sites.iter().find(|s| s.site == "frankfurt").unwrap();
+    assert!(!fra.up, "drained: down for the name");
+    // Any other value undrains.
+    eu.apply(annotated(node("fra-1", "198.51.100.2", "10.42.0.0/24"), "geodns.io/drain", "false"));
+    all_answer(&dns, "81.2.69.0/24", &["198.51.100.2"]).await;
+    for r in replicas {
+        r.stop().await;
+    }
+}

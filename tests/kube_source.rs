@@ -171,6 +171,7 @@ async fn two_clusters_give_both_sites_and_readiness_follows_endpoint_slices() {
                 site: FRANKFURT,
                 addrs: vec![ip("192.0.2.2")],
                 ready: true,
+                drained: Vec::new(),
                 origin: "eu/web/app".into(),
             },
             &Discovered {
@@ -178,6 +179,7 @@ async fn two_clusters_give_both_sites_and_readiness_follows_endpoint_slices() {
                 site: SEATTLE,
                 addrs: vec![ip("192.0.2.3")],
                 ready: true,
+                drained: Vec::new(),
                 origin: "us/web/app".into(),
             },
         ]

@@ -88,6 +88,7 @@ pub(super) fn build(b: &Builder, table: &Arc<RoutingTable>, health: &HealthSnaps
     if let Some(e) = &b.admin_error {
         drained.push(format!("admin state file rejected: {e}"));
     }
+    drained.extend(kube.iter().flat_map(|k| k.drains.iter().map(|d| format!("kubernetes {d} drained"))));
     Status {
         ready: not_ready.is_empty(),
         not_ready,

@@ -26,6 +26,10 @@ pub struct Discovered {
     /// False when the source says the site has no ready endpoint for this name: the site is
     /// then down for the name, whatever the probes say.
     pub ready: bool,
+    /// The addresses of `addrs` that an operator drained at the source (the `geodns.io/drain`
+    /// annotation on their Service or Node): down for every name, as a forced-down endpoint
+    /// is, whatever the probes say.
+    pub drained: Vec<std::net::IpAddr>,
     /// Where it came from, for /status and `geodns check` ("cluster/namespace/service").
     pub origin: String,
 }

@@ -423,20 +423,25 @@ struct SiteAddrs {
     addrs: Vec<IpAddr>,
     /// `None` when no source reported readiness for this site (config-only).
     ready: Option<bool>,
+    /// Addresses drained at the source (down for every name).
+    drained: Vec<IpAddr>,
 }
 
 /// The name's sites: the config's in written order, then sites only discovery knows, in site
 /// order; addresses merged without repeats.
 fn merge_sites(g: &GeoNameConfig, found: &[&Discovered]) -> Vec<SiteAddrs> {
-    let mut sites: Vec<SiteAddrs> =
-        g.sites.iter().map(|(site, addrs)| SiteAddrs { site: *site, addrs: addrs.clone(), ready: None }).collect();
+    let mut sites: Vec<SiteAddrs> = g
+        .sites
+        .iter()
+        .map(|(site, addrs)| SiteAddrs { site: *site, addrs: addrs.clone(), ready: None, drained: Vec::new() })
+        .collect();
     let mut extra: Vec<&&Discovered> = found.iter().filter(|d| !g.sites.iter().any(|(s, _)| *s == d.site)).collect();
     extra.sort_by_key(|d| d.site);
     for d in found.iter().filter(|d| g.sites.iter().any(|(s, _)| *s == d.site)).chain(extra) {
         let entry = match sites.iter_mut().position(|s| s.site == d.site) {
             Some(i) => &mut sites[i],
             None => {
-                sites.push(SiteAddrs { site: d.site, addrs: Vec::new(), ready: None });
+                sites.push(SiteAddrs { site: d.site, addrs: Vec::new(), ready: None, drained: Vec::new() });
                 sites.last_mut().expect("just pushed")
             }
         };
@@ -446,6 +451,11 @@ fn merge_sites(g: &GeoNameConfig, found: &[&Discovered]) -> Vec<SiteAddrs> {
             }
         }
         entry.ready = Some(entry.ready.unwrap_or(false) || d.ready);
+        for a in &d.drained {
+            if !entry.drained.contains(a) {
+                entry.drained.push(*a);
+            }
+        }
     }
     sites
 }
@@ -479,13 +489,17 @@ impl<'a> Health<'a> {
 /// allocation.
 pub(super) fn geo_sites(g: &GeoNameConfig, health: &Health<'_>, found: &[&Discovered]) -> Arc<[GeoSite]> {
     let down = g.health_check.as_deref().and_then(|check| health.down.get(check)).filter(|d| !d.is_empty());
-    let endpoint_up = |ip: &IpAddr| down.is_none_or(|d| !d.contains(ip));
-    let site = |site: SiteId, addrs: &[IpAddr], ready: Option<bool>| {
+    let site = |site: SiteId, addrs: &[IpAddr], ready: Option<bool>, drained: &[IpAddr]| {
+        // Down: judged down by the name's check, or drained at its source.
+        let endpoint_up = |ip: &IpAddr| down.is_none_or(|d| !d.contains(ip)) && !drained.contains(ip);
         let (forced_up, forced_down) = health.forced.get(site).copied().unwrap_or_default();
-        let live =
-            if forced_up || down.is_none() { addrs.len() } else { addrs.iter().filter(|a| endpoint_up(a)).count() };
-        // A site is down when none of its endpoints is up, when discovery says it has no
-        // ready endpoint, or when an operator drained it. A down site keeps all its
+        let live = if forced_up || (down.is_none() && drained.is_empty()) {
+            addrs.len()
+        } else {
+            addrs.iter().filter(|a| endpoint_up(a)).count()
+        };
+        // A site is down when none of its endpoints is up (probed down, or drained at its
+        // source), when discovery says it has no ready endpoint, or when an operator drained it. A down site keeps all its
         // addresses, for the `all_down` policies that answer with down sites.
         let up = forced_up || (!forced_down && ready != Some(false) && (addrs.is_empty() || live > 0));
         // Every address answers when all or none are live (no second lookup).
@@ -501,9 +515,9 @@ pub(super) fn geo_sites(g: &GeoNameConfig, health: &Health<'_>, found: &[&Discov
     };
     // Nothing discovered for this name (the common case): the config's addresses as they are.
     if found.is_empty() {
-        g.sites.iter().map(|(id, addrs)| site(*id, addrs, None)).collect()
+        g.sites.iter().map(|(id, addrs)| site(*id, addrs, None, &[])).collect()
     } else {
-        merge_sites(g, found).iter().map(|s| site(s.site, &s.addrs, s.ready)).collect()
+        merge_sites(g, found).iter().map(|s| site(s.site, &s.addrs, s.ready, &s.drained)).collect()
     }
 }
 

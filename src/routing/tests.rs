@@ -307,12 +307,38 @@ fn every_geo_route_is_listed() {
 }
 
 #[test]
+fn drained_discovered_addresses_are_down_for_every_name() {
+    let d = |site: usize, addrs: &[&str], drained: &[&str]| crate::model::Discovered {
+        name: n("app.geo.example."),
+        site,
+        addrs: addrs.iter().map(|a| a.parse().unwrap()).collect(),
+        ready: true,
+        drained: drained.iter().map(|a| a.parse().unwrap()).collect(),
+        origin: "eu/default/app".into(),
+    };
+    // One of Frankfurt's two discovered addresses drained: the other one answers.
+    let inputs =
+        Inputs { discovered: vec![d(1, &["198.51.100.2", "198.51.100.4"], &["198.51.100.4"])], ..Inputs::default() };
+    let t = table_with(&inputs);
+    assert_eq!(addrs(&ask(&t, "app.geo.example.", RType::A, "5.9.1.1", None)), ["192.0.2.2", "198.51.100.2"]);
+    // A drained address that is also in the config is down there too; with all of Frankfurt's
+    // addresses drained, the site is down: Germany goes to London, at half the TTL.
+    let both = ["192.0.2.2", "2001:db8::2"];
+    let inputs = Inputs { discovered: vec![d(1, &both, &both)], ..Inputs::default() };
+    let t = table_with(&inputs);
+    let a = ask(&t, "app.geo.example.", RType::A, "5.9.1.1", None);
+    assert_eq!(addrs(&a), ["192.0.2.1"]);
+    assert_eq!(a.answers[0].ttl, 30);
+}
+
+#[test]
 fn discovered_addresses_merge_with_the_config_and_readiness_counts() {
     let d = |site: usize, addrs: &[&str], ready: bool| crate::model::Discovered {
         name: n("app.geo.example."),
         site,
         addrs: addrs.iter().map(|a| a.parse().unwrap()).collect(),
         ready,
+        drained: Vec::new(),
         origin: "eu/default/app".into(),
     };
     // Frankfurt gains an address; Seattle's only entry is not ready: Seattle is down.
@@ -470,11 +496,13 @@ fn incremental_rebuilds_answer_as_full_builds_and_share_what_did_not_change() {
                 let site = next(4);
                 let addrs =
                     [vec![ip("198.51.100.7")], vec![ip("192.0.2.2"), ip("2001:db8::77")], vec![]][next(3)].clone();
+                let drained = addrs.iter().copied().filter(|_| next(4) == 0).collect();
                 let found = crate::model::Discovered {
                     name: n(name),
                     site,
                     addrs,
                     ready: next(3) > 0,
+                    drained,
                     origin: "eu/ns/svc".into(),
                 };
                 match inputs.discovered.iter().position(|d| d.name == found.name && d.site == found.site) {

@@ -31,7 +31,10 @@ fn homelab_overlay_is_one_stretched_cluster() {
     let config = &homelab[0].1;
     assert_eq!(site_names(config), REGIONS);
     assert_eq!(config.kubernetes.clusters.len(), 1, "one stretched cluster");
-    assert_eq!(config.kubernetes.clusters[0].placement, ClusterPlacement::Label("topology.kubernetes.io/region".into()));
+    assert_eq!(
+        config.kubernetes.clusters[0].placement,
+        ClusterPlacement::Label("topology.kubernetes.io/region".into())
+    );
     // The example app Service carries the hostname annotation.
     let app = found
         .services

@@ -140,6 +140,7 @@ fn is_transport(error: &watcher::Error) -> bool {
 /// True when both outputs would route the same way.
 fn same_output(a: &ClusterOutput, b: &ClusterOutput) -> bool {
     a.discovered == b.discovered
+        && a.drains == b.drains
         && a.client_networks.len() == b.client_networks.len()
         && a.client_networks.iter().zip(&b.client_networks).all(|(x, y)| x.net == y.net && x.site == y.site)
 }

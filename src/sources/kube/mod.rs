@@ -42,6 +42,8 @@ pub struct KubeSnapshot {
     pub discovered: Vec<Discovered>,
     /// Networks of the synced clusters' nodes (pod CIDRs and node addresses) at the nodes' sites.
     pub client_networks: Vec<ClientNetwork>,
+    /// What is drained by annotation, as "cluster: node NAME" or "cluster: service NS/NAME".
+    pub drains: Vec<String>,
 }
 
 impl KubeSnapshot {
@@ -68,9 +70,10 @@ impl KubeSnapshot {
 
     fn new(clusters: BTreeMap<String, ClusterStatus>, outputs: Vec<(String, Option<Arc<ClusterOutput>>)>) -> Self {
         let mut snapshot = KubeSnapshot { clusters, ..KubeSnapshot::default() };
-        for output in outputs.iter().filter_map(|(_, o)| o.as_deref()) {
+        for (cluster, output) in outputs.iter().filter_map(|(c, o)| Some((c, o.as_deref()?))) {
             snapshot.discovered.extend(output.discovered.iter().cloned());
             snapshot.client_networks.extend(output.client_networks.iter().cloned());
+            snapshot.drains.extend(output.drains.iter().map(|d| format!("{cluster}: {d}")));
         }
         snapshot.outputs = outputs;
         snapshot
@@ -189,8 +192,15 @@ mod tests {
 
     fn output(addr: &str) -> Option<Arc<ClusterOutput>> {
         let name = Name::parse_absolute("app.geo.example.").unwrap();
-        let d = Discovered { name, site: 0, addrs: vec![addr.parse().unwrap()], ready: true, origin: addr.into() };
-        Some(Arc::new(ClusterOutput { discovered: vec![d], client_networks: Vec::new() }))
+        let d = Discovered {
+            name,
+            site: 0,
+            addrs: vec![addr.parse().unwrap()],
+            ready: true,
+            drained: Vec::new(),
+            origin: addr.into(),
+        };
+        Some(Arc::new(ClusterOutput { discovered: vec![d], client_networks: Vec::new(), drains: Vec::new() }))
     }
 
     fn status(synced: bool) -> ClusterStatus {

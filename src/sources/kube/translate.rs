@@ -7,6 +7,12 @@
 //! - `geodns.io/hostname` on a Service: comma-separated absolute names the Service serves.
 //! - `geodns.io/public-ip` on a Node: comma-separated addresses that replace the node's own
 //!   addresses (NAT, Tailscale, residential addresses that change).
+//! - `geodns.io/drain: "true"` on a Service drains every address it contributes; on a Node,
+//!   every address of the node (its own, and its public-ip annotation's) wherever it appears:
+//!   in a stretched cluster, and as a LoadBalancer IP (k3s ServiceLB publishes node addresses).
+//!   Drained addresses are listed in [`Discovered::drained`] and are down for every name, as an
+//!   endpoint forced down in the admin state file is; unlike that file, every replica that
+//!   watches the cluster sees the drain.
 //!
 //! Multi-cluster mode ([`ClusterPlacement::Site`]): every Service of the cluster is at the
 //! cluster's site; its addresses are the IPs of `status.loadBalancer.ingress`. Ingress entries
@@ -38,6 +44,8 @@ use crate::model::{Discovered, Name, SiteId};
 pub const HOSTNAME_ANNOTATION: &str = "geodns.io/hostname";
 /// Node annotation whose addresses replace the node's own (comma-separated).
 pub const PUBLIC_IP_ANNOTATION: &str = "geodns.io/public-ip";
+/// Service or Node annotation that drains its addresses when it is "true".
+pub const DRAIN_ANNOTATION: &str = "geodns.io/drain";
 /// The well-known label linking an EndpointSlice to its Service.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
@@ -48,6 +56,21 @@ pub struct ClusterOutput {
     pub discovered: Vec<Discovered>,
     /// Sorted by (site, net), one entry per network.
     pub client_networks: Vec<ClientNetwork>,
+    /// What is drained by annotation, for /status: "node fra-1", "service web/app", sorted.
+    pub drains: Vec<String>,
+}
+
+/// True when the object's `geodns.io/drain` annotation says "true" (any case, trimmed).
+pub fn drained(annotations: Option<&BTreeMap<String, String>>) -> bool {
+    annotations.and_then(|a| a.get(DRAIN_ANNOTATION)).is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+}
+
+/// Every address of a node: InternalIP, ExternalIP and the public-ip annotation's.
+fn node_all_addrs(node: &Node) -> impl Iterator<Item = IpAddr> {
+    status_addresses(node, "InternalIP")
+        .into_iter()
+        .chain(status_addresses(node, "ExternalIP"))
+        .chain(node_public_addrs(node))
 }
 
 /// The geo names of a Service's `geodns.io/hostname` annotation (comma-separated, whitespace
@@ -190,11 +213,7 @@ pub fn node_networks(node: &Node) -> Vec<IpNet> {
     let cidrs =
         spec.and_then(|s| s.pod_cidrs.as_ref()).into_iter().flatten().chain(spec.and_then(|s| s.pod_cidr.as_ref()));
     let mut nets: Vec<IpNet> = cidrs.filter_map(|c| c.trim().parse::<IpNet>().ok()).map(|n| n.trunc()).collect();
-    let own = status_addresses(node, "InternalIP")
-        .into_iter()
-        .chain(status_addresses(node, "ExternalIP"))
-        .chain(node_public_addrs(node));
-    nets.extend(own.map(IpNet::from));
+    nets.extend(node_all_addrs(node).map(IpNet::from));
     nets.sort();
     nets.dedup();
     nets
@@ -234,6 +253,13 @@ pub fn cluster_output<'a>(
         })
         .collect();
 
+    let mut drains = Vec::new();
+    let mut drained_nodes: BTreeSet<IpAddr> = BTreeSet::new();
+    for node in nodes.iter().filter(|n| drained(n.metadata.annotations.as_ref())) {
+        drains.push(format!("node {}", node.metadata.name.as_deref().unwrap_or_default()));
+        drained_nodes.extend(node_all_addrs(node));
+    }
+
     let mut discovered = Vec::new();
     for svc in services {
         let names = hostnames(svc);
@@ -243,6 +269,10 @@ pub fn cluster_output<'a>(
         let namespace = svc.metadata.namespace.as_deref().unwrap_or_default();
         let svc_name = svc.metadata.name.as_deref().unwrap_or_default();
         let origin = format!("{cluster}/{namespace}/{svc_name}");
+        let svc_drained = drained(svc.metadata.annotations.as_ref());
+        if svc_drained {
+            drains.push(format!("service {namespace}/{svc_name}"));
+        }
         let per_site: Vec<(SiteId, Vec<IpAddr>, bool)> = match placement {
             ClusterPlacement::Site(site) => {
                 let ready = ready_endpoint_count(slices.iter().copied(), namespace, svc_name) > 0;
@@ -250,13 +280,16 @@ pub fn cluster_output<'a>(
             }
             ClusterPlacement::Label(_) => stretched_sites(svc, namespace, svc_name, slices, nodes, &node_sites),
         };
-        for name in &names {
-            for (site, addrs, ready) in &per_site {
+        for (site, addrs, ready) in &per_site {
+            let drained: Vec<IpAddr> =
+                addrs.iter().copied().filter(|a| svc_drained || drained_nodes.contains(a)).collect();
+            for name in &names {
                 discovered.push(Discovered {
                     name: name.clone(),
                     site: *site,
                     addrs: addrs.clone(),
                     ready: *ready,
+                    drained: drained.clone(),
                     origin: origin.clone(),
                 });
             }
@@ -278,7 +311,8 @@ pub fn cluster_output<'a>(
         networks.into_iter().map(|(net, site)| ClientNetwork { net, site }).collect();
     client_networks.sort_by_key(|c| (c.site, c.net));
 
-    ClusterOutput { discovered, client_networks }
+    drains.sort();
+    ClusterOutput { discovered, client_networks, drains }
 }
 
 /// Stretched mode: per site with nodes in the cluster, the addresses of its nodes that host a

@@ -167,6 +167,7 @@ fn multi_cluster_mode_uses_load_balancer_ips_at_the_cluster_site() {
             site: FRANKFURT,
             addrs: vec![ip("192.0.2.2")],
             ready: true,
+            drained: Vec::new(),
             origin: "eu/web/app".into(),
         }]
     );
@@ -234,4 +235,61 @@ fn stretched_mode_places_nodes_by_label_and_uses_hosting_nodes() {
     let pod: Vec<SiteId> =
         out.client_networks.iter().filter(|c| c.net.to_string() == "10.42.1.0/24").map(|c| c.site).collect();
     assert_eq!(pod, vec![LONDON]);
+}
+
+fn with_annotation<T: serde::Serialize + serde::de::DeserializeOwned>(object: T, key: &str, value: &str) -> T {
+    let mut v = serde_json::to_value(object).unwrap();
+    v["metadata"]["annotations"][key] = json!(value);
+    serde_json::from_value(v).unwrap()
+}
+
+#[test]
+fn drain_annotations_mark_a_services_or_a_nodes_addresses_drained() {
+    let label = ClusterPlacement::Label("topology.kubernetes.io/region".into());
+    let slices = [slice("app-1", "app", &[("lon-1", Some(true)), ("lon-2", Some(true))])];
+    let nodes = [
+        with_annotation(
+            node("lon-1", Some("london"), &[("InternalIP", "10.0.0.1")], Some("203.0.113.1")),
+            DRAIN_ANNOTATION,
+            " TRUE ",
+        ),
+        node("lon-2", Some("london"), &[("ExternalIP", "198.51.100.2")], None),
+    ];
+    let run = |svcs: &[Service]| {
+        cluster_output(
+            "homelab",
+            &label,
+            &sites(),
+            svcs,
+            &slices.iter().collect::<Vec<_>>(),
+            &nodes.iter().collect::<Vec<_>>(),
+        )
+    };
+    // A drained node: its address is listed and drained; the other node's is not.
+    let out = run(&[service("app", Some("app.geo.example"), &[])]);
+    assert_eq!(out.discovered.len(), 1);
+    assert_eq!(out.discovered[0].addrs, [ip("198.51.100.2"), ip("203.0.113.1")]);
+    assert_eq!(out.discovered[0].drained, [ip("203.0.113.1")]);
+    assert_eq!(out.drains, ["node lon-1"]);
+    // A drained Service: every address it contributes.
+    let out = run(&[with_annotation(service("app", Some("app.geo.example"), &[]), DRAIN_ANNOTATION, "true")]);
+    assert_eq!(out.discovered[0].drained, out.discovered[0].addrs);
+    assert_eq!(out.drains, ["node lon-1", "service web/app"]);
+
+    // Site mode: a LoadBalancer IP that is a drained node's address (k3s ServiceLB) is drained.
+    let site = ClusterPlacement::Site(FRANKFURT);
+    let svcs =
+        [service("app", Some("app.geo.example"), &[json!({ "ip": "198.51.100.2" }), json!({ "ip": "10.0.0.1" })])];
+    let out = cluster_output(
+        "eu",
+        &site,
+        &sites(),
+        &svcs,
+        &slices.iter().collect::<Vec<_>>(),
+        &nodes.iter().collect::<Vec<_>>(),
+    );
+    assert_eq!(out.discovered[0].drained, [ip("10.0.0.1")]);
+    // Anything but "true" is no drain.
+    assert!(!drained(Some(&BTreeMap::from([(DRAIN_ANNOTATION.to_owned(), "yes".to_owned())]))));
+    assert!(!drained(None));
 }
