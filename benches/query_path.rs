@@ -72,7 +72,7 @@ fn bench(c: &mut Criterion) {
         })
     });
 
-    let handler = Handler::new(Arc::new(ArcSwap::from_pointee(table)));
+    let handler = Handler::new(Arc::new(ArcSwap::new(table.into_table())));
     let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
     let src: SocketAddr = "127.0.0.1:5353".parse().unwrap();
     for (label, bytes) in

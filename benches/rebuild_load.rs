@@ -79,10 +79,13 @@ fn rebuild_loop(
     loaded: &Arc<geodns::app::Loaded>,
     rounds: &[Arc<Inputs>],
     change: Change,
+    first: geodns::routing::Built,
     table: &ArcSwap<RoutingTable>,
     stop: &AtomicBool,
     retire: bool,
 ) -> Rebuilds {
+    // What the builder keeps besides the published table: the last build, for the next.
+    let mut current = Arc::new(first);
     let mut inputs = rounds[0].clone();
     let build_thread = BuildThreads::start().expect("start the build thread");
     let period = Duration::from_secs(1) / REBUILDS_PER_SECOND;
@@ -102,11 +105,12 @@ fn rebuild_loop(
             Change::Flips(n) => Arc::new(scale::flipped(&loaded.config, &inputs, generation, n)),
             Change::All => rounds[generation as usize % rounds.len()].clone(),
         };
-        let (l, i, previous) = (loaded.clone(), inputs.clone(), table.load_full());
+        let (l, i, previous) = (loaded.clone(), inputs.clone(), current.clone());
         let built =
             build_thread.build_blocking(move || l.rebuild(&previous, i.clone(), generation)).expect("a build succeeds");
         let stored = Instant::now();
-        let old = table.swap(Arc::new(built));
+        let old = table.swap(built.table().clone());
+        build_thread.drop_later(std::mem::replace(&mut current, Arc::new(built)));
         if retire {
             if let Some(older) = retired.replace(old) {
                 build_thread.drop_later(older);
@@ -148,8 +152,8 @@ fn main() {
     let rounds: Vec<Arc<Inputs>> =
         (0..INPUT_ROUNDS).map(|round| Arc::new(scale::inputs(&loaded.config, round))).collect();
     // Built as the builder's first rebuild is: with the address index.
-    let table =
-        Arc::new(ArcSwap::from_pointee(loaded.rebuild(&loaded.build(rounds[0].clone(), 1), rounds[0].clone(), 1)));
+    let first = loaded.rebuild(&loaded.build(rounds[0].clone(), 1), rounds[0].clone(), 1);
+    let table = Arc::new(ArcSwap::new(first.table().clone()));
     println!(
         "rebuild_load: {}, {inflight} quer{} in flight, each rebuild: {} (loaded and first table built in {:.2?})",
         shape.label(),
@@ -183,7 +187,7 @@ fn main() {
     let mut idle = query_phase("idle", addr, &packets, length, inflight);
     let stop = AtomicBool::new(false);
     let (mut busy, rebuilds) = std::thread::scope(|scope| {
-        let rebuilder = scope.spawn(|| rebuild_loop(&loaded, &rounds, change, &table, &stop, retire));
+        let rebuilder = scope.spawn(|| rebuild_loop(&loaded, &rounds, change, first, &table, &stop, retire));
         let busy = query_phase("rebuilding", addr, &packets, length, inflight);
         stop.store(true, Ordering::Relaxed);
         (busy, rebuilder.join().expect("the rebuild thread"))

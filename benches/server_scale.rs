@@ -89,7 +89,7 @@ struct Sized {
 fn start(names: usize, subnets: &[std::net::Ipv4Addr], rt: &tokio::runtime::Runtime) -> Sized {
     let shape = Shape { names, sites: SITES, sites_per_name: SITES_PER_NAME };
     let loaded = scale::load(&shape);
-    let table = Arc::new(ArcSwap::from_pointee(loaded.build(scale::inputs(&loaded.config, 0), 1)));
+    let table = Arc::new(ArcSwap::new(loaded.build(scale::inputs(&loaded.config, 0), 1).into_table()));
     let rrl = RrlConfig { enabled: false, ..loaded.config.server.rrl };
     let before = udp_threads();
     let server = {

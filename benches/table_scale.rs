@@ -75,7 +75,7 @@ fn sized(shape: Shape, subnets: &[Ipv4Addr]) -> Sized {
         packets.push(scale::wire_query(&name, subnet, k as u16));
         queries.push((Name::parse_absolute(&name).unwrap(), IpAddr::V4(subnet)));
     }
-    Sized { names: shape.names, handler: Handler::new(Arc::new(ArcSwap::from_pointee(table))), packets, queries }
+    Sized { names: shape.names, handler: Handler::new(Arc::new(ArcSwap::new(table.into_table()))), packets, queries }
 }
 
 fn setup() -> Vec<Sized> {
@@ -141,7 +141,7 @@ fn rebuild(c: &mut Criterion) {
 
     // The names section of /status for the million-entry table, written as JSON: what a
     // request for /status costs (the document is written when asked for, not on each publish).
-    let names = Names(Some(Arc::new(loaded.build(inputs.clone(), 1))));
+    let names = Names(Some(loaded.build(inputs.clone(), 1).into_table()));
     let mut group = c.benchmark_group("status");
     group.sample_size(10);
     group.bench_function(format!("names as JSON, {}", shape.label()), |b| {
@@ -153,7 +153,7 @@ fn rebuild(c: &mut Criterion) {
     group.finish();
 
     // The query cost when every name has all 100 sites (each query ranks 100 sites).
-    let handler = Handler::new(Arc::new(ArcSwap::from_pointee(loaded.build(inputs.clone(), 1))));
+    let handler = Handler::new(Arc::new(ArcSwap::new(loaded.build(inputs.clone(), 1).into_table())));
     let subnets = scale::located_subnets(loaded, 1024);
     let packets: Vec<Vec<u8>> = (0..QUERIES)
         .map(|k| scale::wire_query(&scale::name(k * 7919 % shape.names), subnets[k * 31 % 1024], 1))

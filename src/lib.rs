@@ -6,6 +6,7 @@
 //! - [`geoip`]: MaxMind-format databases -> `model::GeoHit` (implements `model::Locator`).
 //! - [`sources`]: run-time inputs on watch channels: health probes, the Kubernetes API.
 //! - [`routing`]: pure core; builds immutable `RoutingTable` snapshots and answers queries.
+//! - [`load`]: the load step `serve` and `check` share: config + GeoIP -> routing tables.
 //! - [`dns`]: the hickory boundary; wire queries in, routing answers out, ECS (RFC 7871).
 //! - [`app`]: composition root for `serve`: loads, builds, publishes the snapshot, runs listeners.
 //! - [`check`]: composition root for `geodns check`: same load -> build path, no sockets.
@@ -18,6 +19,7 @@ pub mod cli;
 pub mod config;
 pub mod dns;
 pub mod geoip;
+pub mod load;
 pub mod metrics;
 pub mod model;
 pub mod routing;

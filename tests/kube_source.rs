@@ -117,14 +117,6 @@ async fn wait_for(
     }
 }
 
-/// Waits (bounded) for a condition on the fake server's counters.
-async fn wait_until(limit: Duration, what: &str, cond: impl Fn() -> bool) {
-    let deadline = tokio::time::Instant::now() + limit;
-    while !cond() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 fn entries<'a>(snap: &'a KubeSnapshot, name: &Name) -> Vec<&'a Discovered> {
     snap.discovered.iter().filter(|d| d.name == *name).collect()
@@ -327,12 +319,12 @@ async fn gone_410_forces_a_relist_without_losing_state() {
     let mut rx = source.subscribe();
     let before = wait_for(&mut rx, WAIT, "initial sync", |s| all_synced_connected(s) && s.discovered.len() == 1).await;
     // All three watches are open before the compaction.
-    wait_until(WAIT, "three watches", || fake.watch_requests() >= 3).await;
+    common::wait::until(WAIT, "three watches", || fake.watch_requests() >= 3).await;
     let lists = fake.list_requests();
     let first_sync = before.clusters["eu"].last_sync.expect("synced");
 
     fake.compact();
-    wait_until(RECOVERY_WAIT, "three re-lists", || fake.list_requests() >= lists + 3).await;
+    common::wait::until(RECOVERY_WAIT, "three re-lists", || fake.list_requests() >= lists + 3).await;
     let after = wait_for(&mut rx, RECOVERY_WAIT, "re-list done", |s| {
         s.clusters["eu"].last_sync.is_some_and(|t| t > first_sync) && s.clusters["eu"].connected
     })

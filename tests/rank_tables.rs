@@ -6,7 +6,6 @@
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
-use std::time::Duration;
 
 use geodns::app;
 use geodns::model::{Location, Locator, Name, RType};
@@ -37,8 +36,11 @@ fn ask(table: &RoutingTable, name: &Name, client: u32, source: u8) -> (Vec<Strin
 
 fn compare(inputs: &Inputs) {
     let loaded = example();
-    let ranked = loaded.build(inputs.clone(), 1);
-    assert!(loaded.ranks.wait(Duration::from_secs(120)), "the rank table is built");
+    let ranked = loaded.build_settled(inputs.clone(), 1);
+    assert!(
+        !loaded.rankings_pending() && ranked.geo_routes().all(|r| r.rank_table().is_some()),
+        "the rank table is built"
+    );
     // The same inputs without precomputed rankings: the per-query decision.
     let plain = routing::build(&loaded.config, loaded.locator(), inputs.clone(), 1);
     let app = Name::parse_absolute("app.geo.example.").unwrap();

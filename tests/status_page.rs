@@ -117,15 +117,9 @@ fn site_row<'a>(dom: &'a str, site: &str) -> &'a str {
     &dom[start..end]
 }
 
-async fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while started.elapsed() < Duration::from_secs(10) {
-        if f() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("timed out waiting for {what}");
+/// Polls `f` until it holds (at most 10 s).
+async fn wait_until(what: &str, f: impl FnMut() -> bool) {
+    common::wait::until(Duration::from_secs(10), what, f).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -28,7 +28,7 @@ fn fixture() -> &'static Fixture {
         let loaded = geodns::app::load(&path).expect("the example config loads");
         let table = loaded.build(&Default::default(), 1);
         Fixture {
-            handler: Handler::new(Arc::new(ArcSwap::from_pointee(table))),
+            handler: Handler::new(Arc::new(ArcSwap::new(table.into_table()))),
             rt: tokio::runtime::Builder::new_current_thread()
                 .build()
                 .unwrap(),

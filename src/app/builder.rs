@@ -16,12 +16,13 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::build_thread::BuildThreads;
+use super::rankings::RankWorker;
 use super::{AppError, Loaded, status};
 use crate::admin::{ReloadStatus, Status};
 use crate::config::{self, AdminState, Config, Forced, HealthCheck, KubernetesConfig};
 use crate::metrics;
 use crate::model::Name;
-use crate::routing::{Inputs, RoutingTable};
+use crate::routing::{Built, Inputs, RoutingTable};
 use crate::sources::health::{self, HealthSnapshot, Monitor, Target};
 use crate::sources::kube::{self, KubeSnapshot};
 
@@ -84,22 +85,28 @@ fn start_kube(loaded: &Loaded, shutdown: &CancellationToken) -> Option<Kube> {
 }
 
 pub(super) struct Builder {
+    /// The published snapshot: written here only (one swap per build), read by every query.
     pub table: Arc<ArcSwap<RoutingTable>>,
+    /// The table being served, with what the next build reuses (its inputs, the address
+    /// index): only this task reads it.
+    current: Arc<Built>,
+    /// Fills the rank slots of large GeoIP databases in the background.
+    rankings: RankWorker,
     pub status: watch::Receiver<Arc<Status>>,
     status_tx: watch::Sender<Arc<Status>>,
-    pub(super) loaded: Arc<Loaded>,
+    loaded: Arc<Loaded>,
     /// Where tables are built and old ones freed, off the runtime and at a lower priority.
     build: BuildThreads,
-    pub(super) config_path: Option<PathBuf>,
-    pub(super) loaded_at: SystemTime,
+    config_path: Option<PathBuf>,
+    loaded_at: SystemTime,
     probes: Probes,
     kube: Option<Kube>,
-    pub(super) admin: AdminState,
-    pub(super) admin_error: Option<String>,
-    pub(super) last_reload: Option<ReloadStatus>,
-    pub(super) generation: u64,
-    pub(super) built_at: SystemTime,
-    pub(super) draining: bool,
+    admin: AdminState,
+    admin_error: Option<String>,
+    last_reload: Option<ReloadStatus>,
+    generation: u64,
+    built_at: SystemTime,
+    draining: bool,
     /// The files the watcher polls; updated after every successful reload.
     watched: watch::Sender<super::watch::Watched>,
     /// Names fed by Kubernetes without a health check, already warned about since the last
@@ -197,12 +204,15 @@ impl Builder {
         let probes = start_probes(&loaded.config, &shutdown)?;
         let kube = start_kube(&loaded, &shutdown);
         let build = BuildThreads::start().map_err(AppError::BuildThreads)?;
-        let first = loaded.build(Inputs::default(), 1);
-        let table = Arc::new(ArcSwap::from_pointee(first));
+        let rankings = RankWorker::start().map_err(AppError::BuildThreads)?;
+        let first = Arc::new(loaded.build(Inputs::default(), 1));
+        let table = Arc::new(ArcSwap::new(first.table().clone()));
         let (status_tx, status) = watch::channel(Arc::new(Status::default()));
         let now = SystemTime::now();
         let mut b = Builder {
             table,
+            current: first,
+            rankings,
             status,
             status_tx,
             loaded: Arc::new(loaded),
@@ -315,7 +325,7 @@ impl Builder {
         let loaded = self.loaded.clone();
         // The table served now was built by this builder from the same `loaded` (a reload
         // builds in full): the rebuild shares its routes that the change does not reach.
-        let previous = self.table.load_full();
+        let previous = self.current.clone();
         // Building is pure and validated inputs cannot fail it; should a bug panic anyway, the
         // last good table keeps serving.
         let built = self.build.build(move || loaded.rebuild(&previous, inputs.clone(), generation)).await;
@@ -324,15 +334,18 @@ impl Builder {
 
     /// Publishes a built table (the old one is freed on the build thread), then the status;
     /// `None` is a build that panicked.
-    fn install(&mut self, built: Option<RoutingTable>, generation: u64, started: Instant) {
-        let Some(table) = built else {
+    fn install(&mut self, built: Option<Built>, generation: u64, started: Instant) {
+        let Some(built) = built else {
             counter!(metrics::REBUILDS, "result" => "failed").increment(1);
             warn!(generation, "building the routing table failed; the previous table keeps serving");
             return;
         };
         self.generation = generation;
-        let old = self.table.swap(Arc::new(table));
+        let old = self.table.swap(built.table().clone());
         self.build.drop_later(old);
+        self.build.drop_later(std::mem::replace(&mut self.current, Arc::new(built)));
+        // A build may have asked for rankings (a new database, a new site list).
+        self.rankings.fill(&self.loaded);
         self.built_at = SystemTime::now();
         let took = started.elapsed();
         histogram!(metrics::BUILD_DURATION).record(took.as_secs_f64());
@@ -342,7 +355,7 @@ impl Builder {
         self.publish_status();
     }
 
-    pub(super) fn kube_snapshot(&self) -> Option<Arc<KubeSnapshot>> {
+    fn kube_snapshot(&self) -> Option<Arc<KubeSnapshot>> {
         self.kube.as_ref().map(|k| {
             let current = k.rx.borrow().clone();
             match &k.previous {
@@ -353,7 +366,7 @@ impl Builder {
     }
 
     /// True once readiness no longer waits for unsynced clusters (`kubernetes.sync_timeout`).
-    pub(super) fn kube_wait_over(&self) -> bool {
+    fn kube_wait_over(&self) -> bool {
         self.kube.as_ref().is_none_or(|k| Instant::now() >= k.sync_deadline())
     }
 
@@ -403,7 +416,20 @@ impl Builder {
                 }
             }
         }
-        let old = self.status_tx.send_replace(Arc::new(status::build(self, &table, &health)));
+        let kube = self.kube_snapshot();
+        let facts = status::Facts {
+            config_path: self.config_path.as_deref(),
+            loaded_at: self.loaded_at,
+            last_reload: self.last_reload.as_ref(),
+            geoip: self.loaded.geoip.as_deref(),
+            admin: &self.admin,
+            admin_error: self.admin_error.as_deref(),
+            draining: self.draining,
+            built_at: self.built_at,
+            kube: kube.as_deref(),
+            kube_waiting: !self.kube_wait_over(),
+        };
+        let old = self.status_tx.send_replace(Arc::new(status::build(&facts, &table, &health)));
         // The old document holds the table it described: if that was its last holder (the
         // table has just been replaced), it is freed off the runtime, as tables are.
         self.build.drop_later(old);

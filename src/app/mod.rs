@@ -2,17 +2,18 @@
 //! (health probes) -> build and publish the first routing table -> bind DNS and admin; then the
 //! builder task rebuilds on every input change and reload, until a signal drains and stops it.
 //!
-//! `check` uses the same [`load`] and [`Loaded::build`], and stops before binding.
+//! `check` uses the same load step ([`crate::load`]), and stops before binding.
 
 mod build_thread;
 mod builder;
+mod rankings;
 mod status;
 mod watch;
 
 use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -21,23 +22,13 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::admin::{self, AdminState, Status};
-use crate::config::{self, Config, ConfigError};
 use crate::dns::{DnsServer, Handler};
-use crate::geoip::{GeoIpDb, GeoIpError};
-use crate::model::{Locator, NoLocator};
-use crate::routing::{self, AddressIndex, Inputs, RankTables, RoutingTable};
+use crate::routing::RoutingTable;
 use crate::sources::health;
 
-pub use build_thread::BuildThreads;
+pub use crate::load::{LoadError, Loaded, load, open};
+pub use build_thread::{BuildThreads, PATIENCE as BUILD_PATIENCE};
 pub use builder::Event;
-
-#[derive(Debug, thiserror::Error)]
-pub enum LoadError {
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    #[error(transparent)]
-    GeoIp(#[from] GeoIpError),
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -57,84 +48,6 @@ pub enum AppError {
     BuildThreads(io::Error),
     #[error("cannot wait for signals: {0}")]
     Signals(io::Error),
-}
-
-/// A validated config with its GeoIP database open: everything a routing table is built from.
-#[derive(Clone)]
-pub struct Loaded {
-    pub config: Config,
-    /// `None` when the config names no database.
-    pub geoip: Option<Arc<GeoIpDb>>,
-    /// Precomputed IPv4 site rankings over `geoip`, shared by every table built from this.
-    pub ranks: Arc<RankTables>,
-    /// Which names have each configured address, for incremental rebuilds: made by the first
-    /// [`Loaded::rebuild`], on the build thread, and shared by clones.
-    index: Arc<OnceLock<Arc<AddressIndex>>>,
-}
-
-impl Loaded {
-    pub fn locator(&self) -> Arc<dyn Locator> {
-        match &self.geoip {
-            Some(db) => db.clone(),
-            None => Arc::new(NoLocator),
-        }
-    }
-
-    /// Builds a routing table from this state and the given run-time inputs.
-    pub fn build(&self, inputs: impl Into<Arc<Inputs>>, generation: u64) -> RoutingTable {
-        routing::build_with(
-            &self.config,
-            self.locator(),
-            Some(&self.ranks),
-            self.index.get(),
-            inputs.into(),
-            generation,
-        )
-    }
-
-    /// The table for new run-time inputs, built from `previous` (a table built from this
-    /// state): the routes no change reaches are shared with it, and only the names a change
-    /// reaches are built again (see `routing::rebuild`). A full build otherwise.
-    pub fn rebuild(&self, previous: &RoutingTable, inputs: impl Into<Arc<Inputs>>, generation: u64) -> RoutingTable {
-        let index = self.index.get_or_init(|| Arc::new(AddressIndex::new(&self.config)));
-        routing::rebuild(&self.config, self.locator(), Some(&self.ranks), index, previous, inputs.into(), generation)
-    }
-
-    /// [`Loaded::build`], once the precomputed site rankings it asks for are ready (or up to a
-    /// minute): answers and ECS scopes exactly as a running server gives them after start-up.
-    /// For `geodns check`, which explains one answer and exits.
-    pub fn build_settled(&self, inputs: impl Into<Arc<Inputs>>, generation: u64) -> RoutingTable {
-        let inputs = inputs.into();
-        let table = self.build(inputs.clone(), generation);
-        if table.geo_routes().all(|r| r.rank_settled()) || !self.ranks.wait(Duration::from_secs(60)) {
-            return table;
-        }
-        self.build(inputs, generation)
-    }
-}
-
-/// Reads and validates the config file and opens the GeoIP database it names.
-pub fn load(path: &Path) -> Result<Loaded, LoadError> {
-    open(config::load(path)?)
-}
-
-/// GeoIP databases up to this size get their site rankings before serving (see `open`).
-const FOREGROUND_RANKING_MAX_BYTES: u64 = 16 << 20;
-
-/// Opens the GeoIP database a validated config names.
-pub fn open(config: Config) -> Result<Loaded, LoadError> {
-    let geoip = match &config.geoip {
-        Some(path) => Some(Arc::new(GeoIpDb::open(path)?)),
-        None => None,
-    };
-    let locator: Arc<dyn Locator> = match &geoip {
-        Some(db) => db.clone(),
-        None => Arc::new(NoLocator),
-    };
-    // A small database (the shipped country one) is ranked before the first table is served;
-    // a City database (100+ MB, about a second) in the background while answers are served.
-    let foreground = geoip.as_ref().is_none_or(|db| db.file_len() <= FOREGROUND_RANKING_MAX_BYTES);
-    Ok(Loaded { config, geoip, ranks: Arc::new(RankTables::new(locator, foreground)), index: Arc::default() })
 }
 
 /// A running server.

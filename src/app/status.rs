@@ -1,20 +1,39 @@
-//! The `/status` document, assembled from the builder's state, the table it serves and the
-//! latest health snapshot.
+//! The `/status` document, assembled from what the builder knows ([`Facts`]), the table it
+//! serves and the latest health snapshot.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use super::builder::Builder;
-use crate::admin::{ClusterStatus, ConfigStatus, EndpointStatus, GeoIpStatus, Names, SiteStatus, Status};
-use crate::config::Forced;
+use crate::admin::{ClusterStatus, ConfigStatus, EndpointStatus, GeoIpStatus, Names, ReloadStatus, SiteStatus, Status};
+use crate::config::{AdminState, Forced};
+use crate::geoip::GeoIpDb;
 use crate::routing::RoutingTable;
 use crate::sources::health::HealthSnapshot;
+use crate::sources::kube::KubeSnapshot;
+
+/// What the builder knows that the table and the health snapshot do not say.
+pub(super) struct Facts<'a> {
+    pub config_path: Option<&'a Path>,
+    pub loaded_at: SystemTime,
+    pub last_reload: Option<&'a ReloadStatus>,
+    pub geoip: Option<&'a GeoIpDb>,
+    /// The admin state file's overrides, and why the last version was rejected.
+    pub admin: &'a AdminState,
+    pub admin_error: Option<&'a str>,
+    /// Shutdown has started.
+    pub draining: bool,
+    pub built_at: SystemTime,
+    pub kube: Option<&'a KubeSnapshot>,
+    /// Readiness still waits for the clusters that have not listed (`kubernetes.sync_timeout`).
+    pub kube_waiting: bool,
+}
 
 fn secs(t: SystemTime) -> f64 {
     t.duration_since(SystemTime::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
 }
 
-pub(super) fn build(b: &Builder, table: &Arc<RoutingTable>, health: &HealthSnapshot) -> Status {
+pub(super) fn build(b: &Facts<'_>, table: &Arc<RoutingTable>, health: &HealthSnapshot) -> Status {
     let sites = table.sites();
     // One pass over every (name, site): does the site serve a name, and is it up for one?
     let (mut serving, mut up) = (vec![false; sites.len()], vec![false; sites.len()]);
@@ -55,14 +74,11 @@ pub(super) fn build(b: &Builder, table: &Arc<RoutingTable>, health: &HealthSnaps
     if b.draining {
         not_ready.push("shutting down".to_owned());
     }
-    if b.generation == 0 {
-        not_ready.push("no routing table yet".to_owned());
-    }
-    let kube = b.kube_snapshot();
+    let kube = b.kube;
     let mut kubernetes = Vec::new();
-    if let Some(k) = &kube {
+    if let Some(k) = kube {
         // After `kubernetes.sync_timeout`, ready with the clusters that did list.
-        let waiting = !b.kube_wait_over();
+        let waiting = b.kube_waiting;
         for (name, c) in &k.clusters {
             if !c.synced && waiting {
                 not_ready.push(format!("kubernetes cluster {name} not synced yet"));
@@ -85,7 +101,7 @@ pub(super) fn build(b: &Builder, table: &Arc<RoutingTable>, health: &HealthSnaps
         .map(|(site, f)| format!("site {} forced {}", sites.get(*site).map_or("?", |s| s.name.as_str()), f.as_str()))
         .collect();
     drained.extend(b.admin.endpoints.iter().map(|((c, a), f)| format!("endpoint {c}/{a} forced {}", f.as_str())));
-    if let Some(e) = &b.admin_error {
+    if let Some(e) = b.admin_error {
         drained.push(format!("admin state file rejected: {e}"));
     }
     drained.extend(kube.iter().flat_map(|k| k.drains.iter().map(|d| format!("kubernetes {d} drained"))));
@@ -96,11 +112,11 @@ pub(super) fn build(b: &Builder, table: &Arc<RoutingTable>, health: &HealthSnaps
         generation: table.generation,
         built_at: secs(b.built_at),
         config: ConfigStatus {
-            path: b.config_path.as_ref().map_or_else(|| "(in memory)".to_owned(), |p| p.display().to_string()),
+            path: b.config_path.map_or_else(|| "(in memory)".to_owned(), |p| p.display().to_string()),
             loaded_at: secs(b.loaded_at),
-            last_reload: b.last_reload.clone(),
+            last_reload: b.last_reload.cloned(),
         },
-        geoip: b.loaded.geoip.as_ref().map(|db| {
+        geoip: b.geoip.map(|db| {
             let m = db.metadata();
             GeoIpStatus {
                 path: db.path().display().to_string(),

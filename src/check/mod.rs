@@ -20,8 +20,8 @@ use serde::Serialize;
 pub use cases::{Case, Expect, Observed, Outcome};
 pub use explain::{Client, Explanation, explain};
 
-use crate::app::{self, LoadError, Loaded};
 use crate::dns::client as live;
+use crate::load::{self, LoadError, Loaded};
 use crate::model::{Name, RType};
 use crate::routing::Inputs;
 
@@ -62,7 +62,7 @@ pub struct Report {
 
 pub async fn run(args: &Args) -> Result<Report, CheckError> {
     let loaded = match &args.config {
-        Some(path) => Some(app::load(path)?),
+        Some(path) => Some(load::load(path)?),
         None => None,
     };
     if loaded.is_none() && args.server.is_none() {

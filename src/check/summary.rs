@@ -4,7 +4,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::app::Loaded;
+use crate::load::Loaded;
 
 #[derive(Debug, Serialize)]
 pub struct Summary {

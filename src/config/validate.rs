@@ -134,10 +134,32 @@ pub fn validate(file: wire::File, base: &Path) -> Result<Config, Vec<Problem>> {
     let mut server = server(&mut v, &root.key("server"), &file.server);
     server.admin_state = file.server.admin_state.as_ref().map(|p| base.join(p));
     let geoip = file.geoip.as_ref().and_then(|g| g.database.as_ref()).map(|p| base.join(p));
+    let sites = sites(&mut v, &root.key("sites"), &file.sites);
+    let site_ids: HashMap<&str, SiteId> = file.sites.keys().enumerate().map(|(i, n)| (n.as_str(), i)).collect();
+    let client_networks = client_networks(&mut v, &root.key("client_networks"), &file.client_networks, &site_ids);
+    let mut health_checks = IndexMap::new();
+    for (name, hc) in &file.health_checks {
+        if let Some(check) = health_check(&mut v, &root.key("health_checks").key(name), hc) {
+            health_checks.insert(name.clone(), check);
+        }
+    }
+    let zones = zones(&mut v, &root.key("zones"), &file, &site_ids);
+    let kubernetes = match &file.kubernetes {
+        Some(k) => kubernetes(&mut v, &root.key("kubernetes"), k, &site_ids, base),
+        None => KubernetesConfig::default(),
+    };
 
+    if !v.problems.is_empty() {
+        return Err(v.problems);
+    }
+    Ok(Config { server, geoip, sites, client_networks, health_checks, zones, kubernetes })
+}
+
+/// The `sites` section: names and locations, in the order written (a site's id).
+fn sites(v: &mut V, path: &P, file: &IndexMap<String, wire::Site>) -> Vec<SiteConfig> {
     let mut sites = Vec::new();
-    for (name, site) in &file.sites {
-        let path = root.key("sites").key(name);
+    for (name, site) in file {
+        let path = path.key(name);
         if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.') {
             v.err(&path, "site names may use only letters, digits, '-', '_' and '.'");
         }
@@ -160,15 +182,23 @@ pub fn validate(file: wire::File, base: &Path) -> Result<Config, Vec<Problem>> {
         sites.push(SiteConfig { name: name.clone(), location });
     }
     if sites.is_empty() {
-        v.err(&root.key("sites"), "at least one site is required");
+        v.err(path, "at least one site is required");
     }
-    let site_ids: HashMap<&str, SiteId> = file.sites.keys().enumerate().map(|(i, n)| (n.as_str(), i)).collect();
+    sites
+}
 
+/// The `client_networks` section: each CIDR (or single address) at a known site, once.
+fn client_networks(
+    v: &mut V,
+    path: &P,
+    file: &[wire::ClientNetwork],
+    site_ids: &HashMap<&str, SiteId>,
+) -> Vec<ClientNetwork> {
     let mut client_networks = Vec::new();
     let mut seen_nets = HashSet::new();
-    for (i, cn) in file.client_networks.iter().enumerate() {
-        let path = root.key("client_networks").idx(i);
-        let site = v.site(&path.key("site"), &cn.site, &site_ids);
+    for (i, cn) in file.iter().enumerate() {
+        let path = path.idx(i);
+        let site = v.site(&path.key("site"), &cn.site, site_ids);
         let net = match cn.cidr.parse::<IpNet>() {
             Ok(net) if net.trunc() != net => {
                 v.err(&path.key("cidr"), format!("{net} has host bits set; did you mean {}?", net.trunc()));
@@ -192,19 +222,15 @@ pub fn validate(file: wire::File, base: &Path) -> Result<Config, Vec<Problem>> {
             }
         }
     }
+    client_networks
+}
 
-    let mut health_checks = IndexMap::new();
-    for (name, hc) in &file.health_checks {
-        let path = root.key("health_checks").key(name);
-        if let Some(check) = health_check(&mut v, &path, hc) {
-            health_checks.insert(name.clone(), check);
-        }
-    }
-
+/// The `zones` section: each apex once, none the root, at least one zone.
+fn zones(v: &mut V, path: &P, file: &wire::File, site_ids: &HashMap<&str, SiteId>) -> Vec<ZoneConfig> {
     let mut zones = Vec::new();
     let mut apexes = HashSet::new();
     for (apex_text, z) in &file.zones {
-        let path = root.key("zones").key(apex_text);
+        let path = path.key(apex_text);
         let Some(apex) = Name::parse_absolute(apex_text).map_err(|e| v.err(&path, e.to_string())).ok() else {
             continue;
         };
@@ -216,21 +242,12 @@ pub fn validate(file: wire::File, base: &Path) -> Result<Config, Vec<Problem>> {
             v.err(&path, format!("zone {apex} is defined more than once"));
             continue;
         }
-        zones.push(zone(&mut v, &path, apex, z, &site_ids, &file.health_checks, file.kubernetes.is_some()));
+        zones.push(zone(v, &path, apex, z, site_ids, &file.health_checks, file.kubernetes.is_some()));
     }
     if zones.is_empty() && v.problems.is_empty() {
-        v.err(&root.key("zones"), "at least one zone is required");
+        v.err(path, "at least one zone is required");
     }
-
-    let kubernetes = match &file.kubernetes {
-        Some(k) => kubernetes(&mut v, &root.key("kubernetes"), k, &site_ids, base),
-        None => KubernetesConfig::default(),
-    };
-
-    if !v.problems.is_empty() {
-        return Err(v.problems);
-    }
-    Ok(Config { server, geoip, sites, client_networks, health_checks, zones, kubernetes })
+    zones
 }
 
 /// The `kubernetes` section: its clusters, each placed by a site or a node label.

@@ -344,13 +344,17 @@ mod tests {
 
     use super::*;
     use crate::geoip::GeoIpDb;
-    use crate::routing::{Inputs, RankTables, build_with};
+    use crate::routing::{Built, Inputs, RankTable, RankTables, build_with};
 
-    fn example(inputs: &Inputs) -> RoutingTable {
+    fn example(inputs: &Inputs) -> Built {
         let config = crate::config::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("config/example.yaml")).unwrap();
         let db: Arc<GeoIpDb> = Arc::new(GeoIpDb::open(config.geoip.as_ref().unwrap()).unwrap());
-        let ranks = RankTables::new(db.clone(), true);
-        build_with(&config, db, Some(&ranks), None, Arc::new(inputs.clone()), 1)
+        let ranks = RankTables::new();
+        let built = build_with(&config, db.clone(), Some(&ranks), None, Arc::new(inputs.clone()), 1);
+        for slot in ranks.pending() {
+            slot.fill(RankTable::build(&*db, &slot.sites()));
+        }
+        built
     }
 
     /// A query with EDNS (payload `size`) and, when given, an ECS option for `subnet`.

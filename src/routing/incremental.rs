@@ -15,9 +15,11 @@ use std::sync::Arc;
 use crate::config::Config;
 use crate::model::{Discovered, Locator, Name};
 
+use super::build::{Built, Inputs, build_with};
 use super::placement::ClientNetworks;
 use super::rank::RankTables;
-use super::table::{Health, Node, RoutingTable, Zone, build_with, by_name, geo_route, geo_sites};
+use super::sites::{Health, by_name, geo_route, geo_sites};
+use super::table::{Node, RoutingTable, Zone};
 
 /// Which geo names have each configured address, for finding the names a flip reaches. Built
 /// once per config. Compact: a 64-bit hash of the address and the name's ordinal (its place in
@@ -112,7 +114,7 @@ impl Changed<'_> {
     }
 }
 
-fn changed<'a>(index: &AddressIndex, old: &'a super::Inputs, new: &'a super::Inputs) -> Option<Changed<'a>> {
+fn changed<'a>(index: &AddressIndex, old: &'a Inputs, new: &'a Inputs) -> Option<Changed<'a>> {
     // Forcing a site reaches every name served from it: rare (an operator's action), so rebuild.
     if old.sites_down != new.sites_down || old.sites_up != new.sites_up {
         return None;
@@ -147,10 +149,10 @@ pub fn rebuild(
     locator: Arc<dyn Locator>,
     ranks: Option<&RankTables>,
     index: &Arc<AddressIndex>,
-    previous: &RoutingTable,
-    inputs: Arc<super::Inputs>,
+    previous: &Built,
+    inputs: Arc<Inputs>,
     generation: u64,
-) -> RoutingTable {
+) -> Built {
     reuse(config, index, previous, &inputs, generation)
         .unwrap_or_else(|| build_with(config, locator, ranks, Some(index), inputs, generation))
 }
@@ -158,14 +160,15 @@ pub fn rebuild(
 fn reuse(
     config: &Config,
     index: &Arc<AddressIndex>,
-    previous: &RoutingTable,
-    inputs: &Arc<super::Inputs>,
+    built: &Built,
+    inputs: &Arc<Inputs>,
     generation: u64,
-) -> Option<RoutingTable> {
-    if !previous.index.as_ref().is_some_and(|i| Arc::ptr_eq(i, index)) {
+) -> Option<Built> {
+    let previous = &*built.table;
+    if !built.index.as_ref().is_some_and(|i| Arc::ptr_eq(i, index)) {
         return None;
     }
-    let changed = changed(index, &previous.inputs, inputs)?;
+    let changed = changed(index, &built.inputs, inputs)?;
     // Reaching most names, a full build is cheaper than copying the old table's map and
     // replacing most of its routes.
     let names = config.zones.iter().map(|z| z.geo.len()).sum::<usize>();
@@ -185,7 +188,7 @@ fn reuse(
                 continue;
             }
             let nodes = nodes.get_or_insert_with(|| prev.nodes.clone());
-            let Some(Node::Geo(old)) = nodes.get_mut(g.name.as_str()) else { return None };
+            let Some(Node::Geo(old)) = nodes.get_mut(g.name.as_str().as_bytes()) else { return None };
             let found = discovered.get(&g.name).map_or(&[][..], Vec::as_slice);
             let mut sites = geo_sites(g, &health, found);
             // Same sites in the same order: the same answer series and rank slot.
@@ -208,12 +211,12 @@ fn reuse(
         });
     }
     zones.sort_by_key(|z| std::cmp::Reverse(z.apex.label_count()));
-    let networks = if inputs.client_networks == previous.inputs.client_networks {
+    let networks = if inputs.client_networks == built.inputs.client_networks {
         previous.networks.clone()
     } else {
         ClientNetworks::new(config.client_networks.iter().chain(&inputs.client_networks).cloned().collect())
     };
-    Some(RoutingTable {
+    let table = RoutingTable {
         generation,
         zones,
         sites: previous.sites.clone(),
@@ -221,11 +224,10 @@ fn reuse(
         networks,
         locator: previous.locator.clone(),
         answer_series: previous.answer_series.clone(),
-        inputs: inputs.clone(),
-        index: Some(index.clone()),
         // The same site lists (a changed one builds in full), so the same slots.
         rank_slots: previous.rank_slots.clone(),
-    })
+    };
+    Some(Built { table: Arc::new(table), inputs: inputs.clone(), index: Some(index.clone()) })
 }
 
 /// How many of `table`'s routes share their site list with `other`'s: for tests.

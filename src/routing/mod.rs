@@ -5,19 +5,20 @@
 //! Imports `model` and `config` only: no hickory, kube, reqwest or maxminddb (GeoIP reaches it
 //! through the `model::Locator` trait). No I/O, no clocks, no logging on the query path.
 
+mod build;
 mod incremental;
 mod placement;
 mod rank;
 mod resolve;
+mod sites;
 mod table;
 
+pub use build::{Built, Inputs, build, build_with};
 pub use incremental::{AddressIndex, rebuild};
 pub use placement::{ClientNetworks, PlacedBy, Placement, max_len, place};
-pub use rank::{RANKED, RankTable, RankTables, Ranked};
+pub use rank::{RANKED, RankSlot, RankTable, RankTables, Ranked, Words};
 pub use resolve::{Answer, Decision, Query, QuickGeo, QuickNegative, RankedSite, Rcode, Rec, Rule};
-pub use table::{
-    AnswerSeries, GeoRoute, GeoSite, Inputs, MANY_NAMES, MAX_NAMED_ANSWER_SERIES, RoutingTable, build, build_with,
-};
+pub use table::{AnswerSeries, GeoRoute, GeoSite, MANY_NAMES, MAX_NAMED_ANSWER_SERIES, RoutingTable};
 
 #[cfg(test)]
 mod tests;

@@ -9,14 +9,18 @@
 //! same answer for the whole block, whatever the health of the sites, since health only
 //! filters the ranking).
 //!
-//! Tables are built on a background thread (about a second for a City database): until one is
-//! ready, and for names whose table was not built, queries take the per-query decision, which
-//! gives the same answers with the GeoIP network's prefix as scope.
+//! A table is built by a pure function ([`RankTable::build`], about a second for a City
+//! database). Builds of the routing table only ask for tables ([`RankTables::slot`]); whoever
+//! owns the process's threads fills the slots they asked for (`load::Loaded::fill_rankings`,
+//! run by the app in the background and by `check` before it answers). Until a slot is
+//! filled, and for names whose table was not built, queries take the per-query decision,
+//! which gives the same answers with the GeoIP network's prefix as scope.
+//!
+//! The two large arrays of a table live wherever its filler puts them ([`Words`]): on the heap
+//! as built, or in memory the app asks to back with huge pages.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
-
-use zerocopy::{FromBytes, IntoBytes};
 
 use crate::model::{Location, Locator, SiteId, UnitVector};
 
@@ -36,19 +40,30 @@ const NONE: u8 = u8::MAX;
 /// database and a few MB): the names sharing the commonest sets are served from tables.
 const MAX_TABLES: usize = 8;
 
+/// Read-only words of a rank table's arrays, wherever they are kept.
+pub trait Words<T>: Send + Sync {
+    fn words(&self) -> &[T];
+}
+
+impl<T: Send + Sync> Words<T> for Vec<T> {
+    fn words(&self) -> &[T] {
+        self
+    }
+}
+
 /// Sites of a name ranked for every IPv4 address.
 pub struct RankTable {
     /// Each range as its first address (high 32 bits; ascending, the first is 0) and its
     /// ranking (low 32 bits, an index into `orders`): one word, so a lookup reads one cache
     /// line for both.
-    ranges: Huge<u64>,
+    ranges: Box<dyn Words<u64>>,
     /// Rankings: positions in the name's site list, nearest first, `NONE` after the last site.
     orders: Vec<[u8; RANKED]>,
     /// One entry per block of addresses with the same first `JUMP_BITS` bits. A block inside
     /// one range: [`WHOLE`], the widest prefix (5 bits at [`PREFIX_SHIFT`]) and the ranking
     /// (the low bits), so a lookup there reads this table alone (1 MiB, which mostly stays in
     /// cache). Else the range holding the block's first address: a lookup searches on from it.
-    jump: Huge<u32>,
+    jump: Box<dyn Words<u32>>,
     /// Blocks inside one range (for the log).
     whole_blocks: usize,
 }
@@ -59,37 +74,6 @@ const WHOLE: u32 = 1 << 31;
 const PREFIX_SHIFT: u32 = 26;
 /// A whole block's ranking: an index into `orders` below this fits in its entry.
 const CLASS_MASK: u32 = (1 << PREFIX_SHIFT) - 1;
-
-/// Words in memory asked to be backed by transparent huge pages. A lookup touches two random
-/// places of a few MB; the kernel's network stack, run between two queries, evicts the page
-/// table entries of 4 KiB pages, so each lookup would also pay for page walks.
-struct Huge<T> {
-    map: memmap2::MmapMut,
-    /// Where the words start in `map` (a huge page boundary, when the mapping allows).
-    offset: usize,
-    len: usize,
-    _words: std::marker::PhantomData<T>,
-}
-
-/// Transparent huge page size on x86-64 and arm64 (4 KiB base pages).
-const HUGE_PAGE: usize = 2 << 20;
-
-impl<T: zerocopy::FromBytes + zerocopy::IntoBytes + zerocopy::Immutable> Huge<T> {
-    fn new(words: &[T]) -> Option<Self> {
-        let bytes = std::mem::size_of_val(words);
-        let mut map = memmap2::MmapMut::map_anon(bytes + HUGE_PAGE).ok()?;
-        let offset = (HUGE_PAGE - map.as_ptr() as usize % HUGE_PAGE) % HUGE_PAGE;
-        // Only advice: without huge pages (disabled, or none free) the words work the same.
-        let _ = map.advise(memmap2::Advice::HugePage);
-        map[offset..offset + bytes].copy_from_slice(words.as_bytes());
-        Some(Huge { map, offset, len: words.len(), _words: std::marker::PhantomData })
-    }
-
-    fn get(&self) -> &[T] {
-        let bytes = &self.map[self.offset..self.offset + self.len * std::mem::size_of::<T>()];
-        <[T]>::ref_from_bytes(bytes).expect("the offset is a multiple of the word size")
-    }
-}
 
 /// A client's ranking from a [`RankTable`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -176,7 +160,20 @@ impl RankTable {
                 jump.push(i as u32);
             }
         }
-        Some(RankTable { ranges: Huge::new(&ranges)?, orders, jump: Huge::new(&jump)?, whole_blocks })
+        Some(RankTable { ranges: Box::new(ranges), orders, jump: Box::new(jump), whole_blocks })
+    }
+
+    /// The range words and the jump words, for a caller that keeps them elsewhere
+    /// ([`RankTable::with_words`]).
+    pub fn words(&self) -> (&[u64], &[u32]) {
+        (self.ranges.words(), self.jump.words())
+    }
+
+    /// This table with its two arrays kept in `ranges` and `jump`, which must hold the same
+    /// words as [`RankTable::words`].
+    pub fn with_words(self, ranges: Box<dyn Words<u64>>, jump: Box<dyn Words<u32>>) -> RankTable {
+        assert!(ranges.words() == self.ranges.words() && jump.words() == self.jump.words(), "the same words");
+        RankTable { ranges, jump, ..self }
     }
 
     /// The ranking of `addr` and the widest prefix around it ranked the same.
@@ -186,7 +183,7 @@ impl RankTable {
             return self.ranked((j & CLASS_MASK) as usize, ((j & !WHOLE) >> PREFIX_SHIFT) as u8);
         }
         // The block's ranges follow its first: gallop to bracket `addr`, then search between.
-        let ranges = self.ranges.get();
+        let ranges = self.ranges.words();
         let first = |i: usize| (ranges[i] >> 32) as u32;
         let (mut base, mut step) = (j as usize, 1);
         while base + step < ranges.len() && first(base + step) <= addr {
@@ -209,12 +206,12 @@ impl RankTable {
     /// of its block, or `None` when the jump entry holds the answer.
     pub fn first_range(&self, addr: u32) -> Option<*const u8> {
         let j = *self.jump_of(addr);
-        (j & WHOLE == 0).then(|| self.ranges.get().as_ptr().wrapping_add(j as usize).cast())
+        (j & WHOLE == 0).then(|| self.ranges.words().as_ptr().wrapping_add(j as usize).cast())
     }
 
     /// The jump entry of `addr`'s block.
     fn jump_of(&self, addr: u32) -> &u32 {
-        &self.jump.get()[(addr >> (32 - JUMP_BITS)) as usize]
+        &self.jump.words()[(addr >> (32 - JUMP_BITS)) as usize]
     }
 
     fn ranked(&self, class: usize, prefix_len: u8) -> Ranked<'_> {
@@ -230,12 +227,17 @@ impl RankTable {
 
     /// Number of ranges (for memory estimates and tests).
     pub fn ranges(&self) -> usize {
-        self.ranges.len
+        self.ranges.words().len()
     }
 
     /// Bytes held.
     pub fn heap_bytes(&self) -> usize {
-        self.ranges.len * 8 + self.orders.capacity() * RANKED + self.jump.len * 4
+        self.ranges() * 8 + self.orders.capacity() * RANKED + self.jump.words().len() * 4
+    }
+
+    /// The share of address blocks answered from the jump table alone, in percent.
+    pub fn whole_blocks_pct(&self) -> usize {
+        (100 * self.whole_blocks) >> JUMP_BITS
     }
 }
 
@@ -249,62 +251,52 @@ fn widest_prefix(addr: u32, first: u32, last: u32) -> u8 {
     from_below.max(from_above) as u8
 }
 
-/// A table being built (or built, or not to be built) for one site set.
-#[derive(Default)]
-pub struct RankSlot(OnceLock<Option<RankTable>>);
+/// The table of one site set: asked for by a build, filled by whoever builds tables.
+pub struct RankSlot {
+    /// The set's sites in the names' configured order, with their locations.
+    sites: Vec<(UnitVector, String)>,
+    /// Set once: `Some` table, or `None` when none can be built (see [`RankTable::build`]).
+    table: OnceLock<Option<RankTable>>,
+}
 
 impl RankSlot {
     /// The table, once built.
     pub fn get(&self) -> Option<&RankTable> {
-        self.0.get().and_then(Option::as_ref)
+        self.table.get().and_then(Option::as_ref)
     }
 
     /// Built, or known not to be built.
     pub fn settled(&self) -> bool {
-        self.0.get().is_some()
+        self.table.get().is_some()
+    }
+
+    /// The sites to rank, with their locations and names (what [`RankTable::build`] takes).
+    pub fn sites(&self) -> Vec<(UnitVector, &str)> {
+        self.sites.iter().map(|(v, n)| (*v, n.as_str())).collect()
+    }
+
+    /// Settles the slot with `table`; a slot already settled keeps its table.
+    pub fn fill(&self, table: Option<RankTable>) {
+        let _ = self.table.set(table);
     }
 }
 
-/// Builds `slot`'s table and logs what it cost.
-fn fill(slot: &RankSlot, locator: &dyn Locator, locations: &[(UnitVector, String)]) {
-    let sites: Vec<(UnitVector, &str)> = locations.iter().map(|(v, n)| (*v, n.as_str())).collect();
-    let started = std::time::Instant::now();
-    let table = RankTable::build(locator, &sites);
-    match &table {
-        Some(t) => tracing::info!(
-            sites = sites.len(),
-            ranges = t.ranges(),
-            whole_blocks_pct = (100 * t.whole_blocks()) >> JUMP_BITS,
-            kib = t.heap_bytes() / 1024,
-            ms = started.elapsed().as_millis() as u64,
-            "site rankings precomputed"
-        ),
-        None => tracing::debug!("the locator cannot be enumerated: no precomputed site rankings"),
-    }
-    let _ = slot.0.set(table);
-    // Queries now rarely walk the database: let its pages go.
-    locator.release_memory();
-}
-
-/// The tables of one locator, by site set, shared by every routing table built with it (so a
-/// rebuild for a health change reuses them).
+/// The slots of one GeoIP database, by site set, shared by every routing table built over it
+/// (so a rebuild for a health change reuses them). Written by builds (a new site set gets a
+/// slot), read by the filler; the lock is held for a map lookup or insert only.
+#[derive(Default)]
 pub struct RankTables {
-    locator: Arc<dyn Locator>,
-    /// Build in the caller's thread (a small database: the first table built has them, so
-    /// answers and scopes do not change once serving), rather than in the background.
-    foreground: bool,
     slots: Mutex<HashMap<Vec<SiteId>, Arc<RankSlot>>>,
 }
 
 impl RankTables {
-    /// Tables over `locator`'s data, built in the background, or right away when `foreground`.
-    pub fn new(locator: Arc<dyn Locator>, foreground: bool) -> Self {
-        RankTables { locator, foreground, slots: Mutex::new(HashMap::new()) }
+    pub fn new() -> Self {
+        RankTables::default()
     }
 
     /// The slot for `sites` (the name's sites in configured order, with their locations and
-    /// names), starting its build on a background thread the first time it is asked for.
-    /// `None` once [`MAX_TABLES`] site sets have slots.
+    /// names), made unfilled the first time it is asked for. `None` once [`MAX_TABLES`] site
+    /// sets have slots.
     pub fn slot(&self, sites: &[SiteId], locations: &[(UnitVector, String)]) -> Option<Arc<RankSlot>> {
         let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(slot) = slots.get(sites) {
@@ -313,37 +305,14 @@ impl RankTables {
         if slots.len() >= MAX_TABLES || sites.is_empty() {
             return None;
         }
-        let slot = Arc::new(RankSlot::default());
+        let slot = Arc::new(RankSlot { sites: locations.to_vec(), table: OnceLock::new() });
         slots.insert(sites.to_vec(), slot.clone());
-        if self.foreground {
-            drop(slots);
-            fill(&slot, &*self.locator, locations);
-            return Some(slot);
-        }
-        let (locator, building, locations) = (self.locator.clone(), slot.clone(), locations.to_vec());
-        let spawned = std::thread::Builder::new()
-            .name("geodns-rank".into())
-            .spawn(move || fill(&building, &*locator, &locations));
-        if spawned.is_err() {
-            let _ = slot.0.set(None);
-        }
         Some(slot)
     }
 
-    /// Waits (up to `timeout`) until every slot asked for so far is settled. For tests and
-    /// benchmarks that want the precomputed path.
-    pub fn wait(&self, timeout: std::time::Duration) -> bool {
-        let deadline = std::time::Instant::now() + timeout;
-        loop {
-            let pending = self.slots.lock().unwrap_or_else(|e| e.into_inner()).values().any(|s| !s.settled());
-            if !pending {
-                return true;
-            }
-            if std::time::Instant::now() >= deadline {
-                return false;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
+    /// The slots asked for and not filled yet.
+    pub fn pending(&self) -> Vec<Arc<RankSlot>> {
+        self.slots.lock().unwrap_or_else(|e| e.into_inner()).values().filter(|s| !s.settled()).cloned().collect()
     }
 }
 
@@ -469,15 +438,22 @@ mod tests {
     }
 
     #[test]
-    fn slots_are_shared_and_built_in_the_background() {
-        let tables = RankTables::new(Arc::new(Halves), false);
+    fn slots_are_shared_and_filled_by_their_caller() {
+        let tables = RankTables::new();
         let locs: Vec<(UnitVector, String)> = sites().into_iter().map(|(v, n)| (v, n.to_owned())).collect();
         let a = tables.slot(&[3, 1], &locs).unwrap();
         let b = tables.slot(&[3, 1], &locs).unwrap();
         assert!(Arc::ptr_eq(&a, &b));
-        assert!(tables.wait(std::time::Duration::from_secs(10)));
-        assert_eq!(a.get().unwrap().lookup(1).order, &[1, 0]);
-        let now = RankTables::new(Arc::new(Halves), true).slot(&[3, 1], &locs).unwrap();
-        assert!(now.get().is_some(), "built before slot() returns");
+        assert_eq!(tables.pending().len(), 1);
+        assert!(!a.settled() && a.get().is_none());
+        a.fill(RankTable::build(&Halves, &a.sites()));
+        assert!(tables.pending().is_empty());
+        assert_eq!(b.get().unwrap().lookup(1).order, &[1, 0]);
+        // Kept elsewhere, the same words answer the same.
+        let t = RankTable::build(&Halves, &sites()).unwrap();
+        let (ranges, jump) = t.words();
+        let (ranges, jump) = (ranges.to_vec(), jump.to_vec());
+        let moved = t.with_words(Box::new(ranges), Box::new(jump));
+        assert_eq!(moved.lookup(0x8000_0001), Ranked { order: &[0, 1], prefix_len: 1 });
     }
 }

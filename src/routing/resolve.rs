@@ -167,7 +167,7 @@ impl RoutingTable {
                 _ => {}
             }
         }
-        match zone.nodes.get(name.as_str()) {
+        match zone.nodes.get(name.as_str().as_bytes()) {
             None if *name == zone.apex => self.nodata(zone, out),
             None => {
                 out.rcode = Rcode::NxDomain;
@@ -235,7 +235,7 @@ impl RoutingTable {
     fn glue(&self, zone: &Zone, out: &mut Answer) {
         for ns in &zone.ns {
             let RData::Ns(host) = ns else { continue };
-            if let Some(Node::Static { ttl, rdata }) = zone.nodes.get(host.as_str()) {
+            if let Some(Node::Static { ttl, rdata }) = zone.nodes.get(host.as_str().as_bytes()) {
                 for r in rdata.iter().filter(|r| matches!(r.rtype(), RType::A | RType::Aaaa)) {
                     out.additional.push(Rec { owner: host.clone(), ttl: *ttl, data: r.clone() });
                 }
@@ -338,7 +338,7 @@ impl RoutingTable {
                 ttl: zone.soa_ttl,
             });
         }
-        match zone.nodes.get(name) {
+        match zone.nodes.get(name.as_bytes()) {
             None => Some(negative(true)),
             Some(Node::Empty) => Some(negative(false)),
             Some(_) => None,
@@ -352,7 +352,7 @@ impl RoutingTable {
     /// The geo route of `name` (canonical text), found as [`RoutingTable::quick_geo`] finds it.
     pub fn quick_route(&self, name: &str) -> Option<&GeoRoute> {
         let zone = self.zones.iter().find(|z| in_zone(name, z.apex.as_str()))?;
-        match zone.nodes.get(name)? {
+        match zone.nodes.get(name.as_bytes())? {
             Node::Geo(route) => Some(route),
             _ => None,
         }

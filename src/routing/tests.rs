@@ -79,12 +79,12 @@ fn locator() -> Arc<dyn Locator> {
     ]))
 }
 
-fn table_with(inputs: &Inputs) -> RoutingTable {
+fn table_with(inputs: &Inputs) -> Built {
     let config = config::parse(CONFIG, Path::new(".")).expect("test config is valid");
     build(&config, locator(), inputs.clone(), 1)
 }
 
-fn table() -> RoutingTable {
+fn table() -> Built {
     table_with(&Inputs::default())
 }
 

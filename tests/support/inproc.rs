@@ -19,7 +19,7 @@ use hickory_server::server::{Request, RequestHandler};
 pub fn example_handler() -> Handler {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/example.yaml");
     let loaded = app::load(&path).expect("the example config loads");
-    Handler::new(Arc::new(ArcSwap::from_pointee(loaded.build(geodns::routing::Inputs::default(), 1))))
+    Handler::new(Arc::new(ArcSwap::new(loaded.build(geodns::routing::Inputs::default(), 1).into_table())))
 }
 
 /// What the server does with one packet.

@@ -1,0 +1,152 @@
+//! The load step shared by `serve` and `check`: read and validate the config, open the GeoIP
+//! database it names, and build routing tables from them ([`Loaded`]). Also fills the rank
+//! slots builds ask for ([`Loaded::fill_rankings`]): the routing core only asks; this module
+//! builds the tables, logs what they cost, and places them in memory (`pages`).
+//!
+//! Imports config, geoip and routing; never app, check, dns, sources or admin.
+
+mod pages;
+
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use crate::config::{self, Config, ConfigError};
+use crate::geoip::{GeoIpDb, GeoIpError};
+use crate::model::{Locator, NoLocator};
+use crate::routing::{self, AddressIndex, Built, Inputs, RankTable, RankTables};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    GeoIp(#[from] GeoIpError),
+}
+
+/// A validated config with its GeoIP database open: everything a routing table is built from.
+#[derive(Clone)]
+pub struct Loaded {
+    pub config: Config,
+    /// `None` when the config names no database.
+    pub geoip: Option<Arc<GeoIpDb>>,
+    /// Precomputed IPv4 site rankings over `geoip`, shared by every table built from this.
+    pub ranks: Arc<RankTables>,
+    /// Fill rank slots as soon as a build asks for them (a small database: the first table has
+    /// its rankings, so answers and scopes do not change once serving); else the app fills them
+    /// in the background ([`Loaded::fill_rankings`]).
+    pub rank_in_foreground: bool,
+    /// Which names have each configured address, for incremental rebuilds: made by the first
+    /// [`Loaded::rebuild`], on the build thread, and shared by clones.
+    index: Arc<OnceLock<Arc<AddressIndex>>>,
+}
+
+impl Loaded {
+    pub fn locator(&self) -> Arc<dyn Locator> {
+        match &self.geoip {
+            Some(db) => db.clone(),
+            None => Arc::new(NoLocator),
+        }
+    }
+
+    /// Builds a routing table from this state and the given run-time inputs.
+    pub fn build(&self, inputs: impl Into<Arc<Inputs>>, generation: u64) -> Built {
+        let built = routing::build_with(
+            &self.config,
+            self.locator(),
+            Some(&self.ranks),
+            self.index.get(),
+            inputs.into(),
+            generation,
+        );
+        self.foreground_rankings();
+        built
+    }
+
+    /// The table for new run-time inputs, built from `previous` (a table built from this
+    /// state): the routes no change reaches are shared with it, and only the names a change
+    /// reaches are built again (see `routing::rebuild`). A full build otherwise.
+    pub fn rebuild(&self, previous: &Built, inputs: impl Into<Arc<Inputs>>, generation: u64) -> Built {
+        let index = self.index.get_or_init(|| Arc::new(AddressIndex::new(&self.config)));
+        let built = routing::rebuild(
+            &self.config,
+            self.locator(),
+            Some(&self.ranks),
+            index,
+            previous,
+            inputs.into(),
+            generation,
+        );
+        self.foreground_rankings();
+        built
+    }
+
+    /// [`Loaded::build`], with every precomputed site ranking it asks for built first: answers
+    /// and ECS scopes exactly as a running server gives them once started. For `geodns check`,
+    /// which explains one answer and exits.
+    pub fn build_settled(&self, inputs: impl Into<Arc<Inputs>>, generation: u64) -> Built {
+        let built = self.build(inputs, generation);
+        self.fill_rankings();
+        built
+    }
+
+    /// True when a build asked for rankings that are not built yet.
+    pub fn rankings_pending(&self) -> bool {
+        !self.ranks.pending().is_empty()
+    }
+
+    fn foreground_rankings(&self) {
+        if self.rank_in_foreground {
+            self.fill_rankings();
+        }
+    }
+
+    /// Builds the rank tables builds asked for and have not got (about a second each for a
+    /// City database), in the calling thread. The tables already built keep serving meanwhile;
+    /// each is used by the routes that asked for it as soon as it is filled.
+    pub fn fill_rankings(&self) {
+        let pending = self.ranks.pending();
+        if pending.is_empty() {
+            return;
+        }
+        let locator = self.locator();
+        for slot in pending {
+            let started = Instant::now();
+            let table = RankTable::build(&*locator, &slot.sites()).map(pages::place);
+            match &table {
+                Some(t) => tracing::info!(
+                    sites = slot.sites().len(),
+                    ranges = t.ranges(),
+                    whole_blocks_pct = t.whole_blocks_pct(),
+                    kib = t.heap_bytes() / 1024,
+                    ms = started.elapsed().as_millis() as u64,
+                    "site rankings precomputed"
+                ),
+                None => tracing::debug!("the locator cannot be enumerated: no precomputed site rankings"),
+            }
+            slot.fill(table);
+        }
+        // Queries now rarely walk the database: let its pages go.
+        locator.release_memory();
+    }
+}
+
+/// Reads and validates the config file and opens the GeoIP database it names.
+pub fn load(path: &Path) -> Result<Loaded, LoadError> {
+    open(config::load(path)?)
+}
+
+/// GeoIP databases up to this size get their site rankings before serving (see `open`).
+const FOREGROUND_RANKING_MAX_BYTES: u64 = 16 << 20;
+
+/// Opens the GeoIP database a validated config names.
+pub fn open(config: Config) -> Result<Loaded, LoadError> {
+    let geoip = match &config.geoip {
+        Some(path) => Some(Arc::new(GeoIpDb::open(path)?)),
+        None => None,
+    };
+    // A small database (the shipped country one) is ranked before the first table is served;
+    // a City database (100+ MB, about a second) in the background while answers are served.
+    let rank_in_foreground = geoip.as_ref().is_none_or(|db| db.file_len() <= FOREGROUND_RANKING_MAX_BYTES);
+    Ok(Loaded { config, geoip, ranks: Arc::new(RankTables::new()), rank_in_foreground, index: Arc::default() })
+}
