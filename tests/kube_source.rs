@@ -117,7 +117,6 @@ async fn wait_for(
     }
 }
 
-
 fn entries<'a>(snap: &'a KubeSnapshot, name: &Name) -> Vec<&'a Discovered> {
     snap.discovered.iter().filter(|d| d.name == *name).collect()
 }

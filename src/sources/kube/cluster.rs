@@ -189,112 +189,169 @@ impl Outage {
     }
 }
 
+/// Changes waiting to be sent: set by events, taken when the quiet time has passed.
+#[derive(Default)]
+struct Debounce {
+    /// Objects changed: the output must be translated again.
+    data: bool,
+    /// The status changed.
+    status: bool,
+    /// When the first change of this burst came.
+    first: Option<Instant>,
+    quiet_until: Option<Instant>,
+}
+
+impl Debounce {
+    fn mark(&mut self, data: bool, status: bool) {
+        if !(data || status) {
+            return;
+        }
+        let now = Instant::now();
+        self.data |= data;
+        self.status |= status;
+        self.first.get_or_insert(now);
+        self.quiet_until = Some(now + DEBOUNCE_QUIET);
+    }
+
+    /// When the pending changes are due: after [`DEBOUNCE_QUIET`] without events, and at most
+    /// [`DEBOUNCE_MAX`] after the first.
+    fn deadline(&self) -> Option<Instant> {
+        Some(self.quiet_until?.min(self.first? + DEBOUNCE_MAX))
+    }
+
+    /// The pending (data, status) changes, cleared.
+    fn take(&mut self) -> (bool, bool) {
+        let taken = (self.data, self.status);
+        *self = Debounce::default();
+        taken
+    }
+}
+
+/// What one cluster's task knows between events: its status, which kinds have listed, the
+/// outage it may be in, the changes waiting to be sent, and the last output sent.
+struct Tracker {
+    name: String,
+    status: ClusterStatus,
+    synced: [bool; 3],
+    outage: Outage,
+    pending: Debounce,
+    output: Option<Arc<ClusterOutput>>,
+}
+
+impl Tracker {
+    fn new(name: String) -> Tracker {
+        Tracker {
+            name,
+            status: ClusterStatus::default(),
+            synced: [false; 3],
+            outage: Outage::default(),
+            pending: Debounce::default(),
+            output: None,
+        }
+    }
+
+    /// One watcher event or error.
+    fn event(&mut self, kind: Kind, result: Result<Signal, watcher::Error>) {
+        match result {
+            Ok(signal) => {
+                let reconnected = self.connected();
+                match signal {
+                    Signal::Listing => self.pending.mark(false, reconnected),
+                    Signal::Changed => self.pending.mark(true, reconnected),
+                    Signal::Synced => {
+                        if !self.synced[kind as usize] {
+                            debug!(cluster = %self.name, kind = kind.as_str(), "first list complete");
+                        }
+                        self.synced[kind as usize] = true;
+                        self.status.synced = self.synced.iter().all(|s| *s);
+                        self.status.last_sync = Some(SystemTime::now());
+                        self.pending.mark(true, true);
+                    }
+                }
+            }
+            Err(error) => {
+                self.status.watch_errors += 1;
+                self.status.last_error = Some(format!("{}: {error}", kind.as_str()));
+                if is_transport(&error) {
+                    self.status.connected = false;
+                    self.outage.start(&self.name, kind, &error);
+                } else {
+                    debug!(cluster = %self.name, kind = kind.as_str(), %error, "watch error");
+                }
+                self.pending.mark(false, true);
+            }
+        }
+    }
+
+    /// The API server answered; true when that ends an outage (or is the first answer).
+    fn connected(&mut self) -> bool {
+        if self.status.connected {
+            return false;
+        }
+        self.status.connected = true;
+        self.outage.end(&self.name);
+        true
+    }
+
+    /// The pending changes, as a view to send if anything a reader sees changed; the output is
+    /// translated again (with `translate`) only when objects changed and every kind has listed.
+    fn flush(&mut self, translate: impl FnOnce() -> ClusterOutput) -> Option<ClusterView> {
+        let (data, mut changed) = self.pending.take();
+        if data && self.status.synced {
+            let new = Arc::new(translate());
+            if self.output.as_ref().is_none_or(|old| !same_output(old, &new)) {
+                self.output = Some(new);
+                changed = true;
+            }
+        }
+        changed.then(|| self.view())
+    }
+
+    fn view(&self) -> ClusterView {
+        ClusterView { status: self.status.clone(), output: self.output.clone() }
+    }
+}
+
 impl ClusterTask {
     pub(super) async fn run(mut self) {
-        let mut status = ClusterStatus::default();
+        let mut tracker = Tracker::new(self.cluster.name.clone());
         let client = match self.client.take() {
             Some(client) => client,
-            None => match self.build_client(&mut status).await {
+            None => match self.build_client(&mut tracker.status).await {
                 Some(client) => client,
                 None => return,
             },
         };
-        let name = self.cluster.name.clone();
-
         let (services, s1) = watch_kind::<Service>(&client, Kind::Services);
         let (slices, s2) = watch_kind::<EndpointSlice>(&client, Kind::EndpointSlices);
         let (nodes, s3) = watch_kind::<Node>(&client, Kind::Nodes);
         let mut events: SelectAll<BoxStream<'static, Item>> = futures::stream::select_all([s1, s2, s3]);
-
-        let mut synced = [false; 3];
-        let mut outage = Outage::default();
-        let mut data_dirty = false;
-        let mut status_dirty = false;
-        let mut first_dirty: Option<Instant> = None;
-        let mut quiet_until = Instant::now();
-        let mut output: Option<Arc<ClusterOutput>> = None;
         let mut probe = tokio::time::interval(PROBE_INTERVAL);
         probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
         loop {
-            let deadline = first_dirty.map(|first| quiet_until.min(first + DEBOUNCE_MAX));
-            tokio::select! {
+            let deadline = tracker.pending.deadline();
+            let view = tokio::select! {
                 _ = self.shutdown.cancelled() => return,
                 item = events.next() => {
-                    let Some((kind, result)) = item else {
-                        // Watchers retry forever; their end means the runtime is going away.
-                        return;
-                    };
-                    match result {
-                        Ok(signal) => {
-                            if !status.connected {
-                                status.connected = true;
-                                status_dirty = true;
-                                outage.end(&name);
-                            }
-                            match signal {
-                                Signal::Listing => {}
-                                Signal::Changed => data_dirty = true,
-                                Signal::Synced => {
-                                    if !synced[kind as usize] {
-                                        debug!(cluster = %name, kind = kind.as_str(), "first list complete");
-                                    }
-                                    synced[kind as usize] = true;
-                                    status.synced = synced.iter().all(|s| *s);
-                                    status.last_sync = Some(SystemTime::now());
-                                    data_dirty = true;
-                                    status_dirty = true;
-                                }
-                            }
-                        }
-                        Err(error) => {
-                            status.watch_errors += 1;
-                            status.last_error = Some(format!("{}: {error}", kind.as_str()));
-                            status_dirty = true;
-                            if is_transport(&error) {
-                                status.connected = false;
-                                outage.start(&name, kind, &error);
-                            } else {
-                                debug!(cluster = %name, kind = kind.as_str(), %error, "watch error");
-                            }
-                        }
-                    }
-                    if data_dirty || status_dirty {
-                        let now = Instant::now();
-                        first_dirty.get_or_insert(now);
-                        quiet_until = now + DEBOUNCE_QUIET;
-                    }
+                    // Watchers retry forever; their end means the runtime is going away.
+                    let Some((kind, result)) = item else { return };
+                    tracker.event(kind, result);
+                    None
                 }
                 _ = async { sleep_until(deadline.expect("guarded by is_some")).await }, if deadline.is_some() => {
-                    first_dirty = None;
-                    let mut changed = status_dirty;
-                    if data_dirty && status.synced {
-                        let new = Arc::new(self.translate(&services, &slices, &nodes));
-                        if output.as_ref().is_none_or(|old| !same_output(old, &new)) {
-                            output = Some(new);
-                            changed = true;
-                        }
-                    }
-                    data_dirty = false;
-                    status_dirty = false;
-                    if changed {
-                        let view = ClusterView { status: status.clone(), output: output.clone() };
-                        if self.tx.send((self.index, view)).await.is_err() {
-                            return;
-                        }
-                    }
+                    tracker.flush(|| self.translate(&services, &slices, &nodes))
                 }
-                _ = probe.tick(), if outage.since.is_some() => {
-                    outage.remind(&name);
-                    if let Ok(Ok(_)) = timeout(PROBE_TIMEOUT, client.apiserver_version()).await {
-                        status.connected = true;
-                        outage.end(&name);
-                        let view = ClusterView { status: status.clone(), output: output.clone() };
-                        if self.tx.send((self.index, view)).await.is_err() {
-                            return;
-                        }
-                    }
+                _ = probe.tick(), if tracker.outage.since.is_some() => {
+                    tracker.outage.remind(&tracker.name);
+                    let answered = matches!(timeout(PROBE_TIMEOUT, client.apiserver_version()).await, Ok(Ok(_)));
+                    (answered && tracker.connected()).then(|| tracker.view())
                 }
+            };
+            if let Some(view) = view
+                && self.tx.send((self.index, view)).await.is_err()
+            {
+                return;
             }
         }
     }
@@ -348,5 +405,29 @@ impl ClusterTask {
             &slices,
             &nodes,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn changes_wait_for_a_quiet_moment_but_not_forever() {
+        let mut d = Debounce::default();
+        assert_eq!(d.deadline(), None);
+        d.mark(false, false);
+        assert_eq!(d.deadline(), None, "nothing changed");
+        let first = Instant::now();
+        d.mark(true, false);
+        assert_eq!(d.deadline(), Some(first + DEBOUNCE_QUIET));
+        // Events keep coming every 20 ms: the quiet time moves, the cap does not.
+        for _ in 0..20 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            d.mark(false, true);
+        }
+        assert_eq!(d.deadline(), Some(first + DEBOUNCE_MAX));
+        assert_eq!(d.take(), (true, true));
+        assert_eq!((d.deadline(), d.take()), (None, (false, false)));
     }
 }
