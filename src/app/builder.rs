@@ -3,7 +3,7 @@
 //! every change, and applies reloads atomically: a config or database that fails to load is
 //! rejected with its reason and the old one keeps serving.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -16,14 +16,14 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::build_thread::BuildThreads;
+use super::probes::{Probes, all_targets, configured_targets, start_probes, verifying_client};
 use super::rankings::RankWorker;
 use super::{AppError, Loaded, status};
 use crate::admin::{ReloadStatus, Status};
-use crate::config::{self, AdminState, Config, Forced, HealthCheck, KubernetesConfig};
+use crate::config::{self, AdminState, Forced, KubernetesConfig};
 use crate::metrics;
 use crate::model::Name;
 use crate::routing::{Built, Inputs, RoutingTable};
-use crate::sources::health::{self, HealthSnapshot, Monitor, Target};
 use crate::sources::kube::{self, KubeSnapshot};
 
 /// What the builder is told, besides input changes it watches itself.
@@ -40,18 +40,6 @@ pub enum Event {
 /// How often the status document is refreshed when nothing else happens (probe counters and
 /// last outcomes change without flips).
 const STATUS_REFRESH: Duration = Duration::from_secs(2);
-
-/// The health monitor (one for the server's life, so verdicts outlive reloads and
-/// discovery changes) and the targets it was last given.
-struct Probes {
-    monitor: Monitor,
-    rx: watch::Receiver<Arc<HealthSnapshot>>,
-    clients: health::Clients,
-    /// The config's targets (recomputed on reload only: a large config has many).
-    configured: HashSet<Target>,
-    /// Everything the monitor probes: `configured` plus what Kubernetes discovered.
-    targets: HashSet<Target>,
-}
 
 /// The running Kubernetes source, when the config has clusters.
 struct Kube {
@@ -127,65 +115,6 @@ async fn kube_changed(kube: &mut Option<Kube>) -> Result<(), watch::error::RecvE
     match kube {
         Some(k) => k.rx.changed().await,
         None => std::future::pending().await,
-    }
-}
-
-/// Every (check, address) the config's names can answer with.
-fn configured_targets(config: &Config) -> HashSet<Target> {
-    let mut out = HashSet::new();
-    for g in config.zones.iter().flat_map(|z| &z.geo) {
-        let Some((check, hc)) = g.health_check.as_ref().and_then(|c| config.health_checks.get_key_value(c)) else {
-            continue;
-        };
-        for addr in g.sites.iter().flat_map(|(_, addrs)| addrs) {
-            out.insert(Target { check: check.clone(), config: hc.clone(), addr: *addr });
-        }
-    }
-    out
-}
-
-/// The configured targets plus every discovered address of a name with a health check:
-/// a site that loses power loses its API server too, so only a probe can take its
-/// addresses out of the answers.
-fn all_targets(config: &Config, configured: &HashSet<Target>, kube: Option<&KubeSnapshot>) -> HashSet<Target> {
-    let mut out = configured.clone();
-    let Some(kube) = kube else { return out };
-    let checks: HashMap<&Name, (&String, &HealthCheck)> = config
-        .zones
-        .iter()
-        .flat_map(|z| &z.geo)
-        .filter_map(|g| Some((&g.name, config.health_checks.get_key_value(g.health_check.as_ref()?)?)))
-        .collect();
-    for d in &kube.discovered {
-        if let Some((check, hc)) = checks.get(&d.name) {
-            for addr in &d.addrs {
-                out.insert(Target { check: (*check).clone(), config: (*hc).clone(), addr: *addr });
-            }
-        }
-    }
-    out
-}
-
-fn start_probes(config: &Config, shutdown: &CancellationToken) -> Result<Probes, AppError> {
-    let clients = health::Clients::new()?;
-    verifying_client(config, &clients)?;
-    let configured = configured_targets(config);
-    let monitor = health::spawn(configured.iter().cloned().collect(), clients.clone(), shutdown.clone());
-    let rx = monitor.subscribe();
-    Ok(Probes { monitor, rx, clients, targets: configured.clone(), configured })
-}
-
-/// Builds the certificate-verifying probe client if a check of `config` needs one: an HTTPS
-/// check that verifies cannot run without a CA store, and says so at start or reload rather
-/// than at its first probe. Every other check runs without one.
-fn verifying_client(config: &Config, clients: &health::Clients) -> Result<(), AppError> {
-    let verifies = |hc: &HealthCheck| matches!(hc.probe, config::Probe::Http { tls: true, tls_verify: true, .. });
-    match config.health_checks.iter().find(|(_, hc)| verifies(hc)) {
-        Some((check, _)) => {
-            clients.verifying().map_err(|source| AppError::HealthCheckTls { check: check.clone(), source })?;
-            Ok(())
-        }
-        None => Ok(()),
     }
 }
 

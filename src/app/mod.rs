@@ -6,6 +6,7 @@
 
 mod build_thread;
 mod builder;
+mod probes;
 mod rankings;
 mod status;
 mod watch;

@@ -8,6 +8,7 @@
 //! Imports `model` and `config` only; never routing, dns, admin or app (the composition root
 //! turns [`HealthSnapshot::down`] into `routing::Inputs::endpoint_down`).
 
+mod aggregator;
 pub mod probe;
 pub mod scheduler;
 pub mod state;

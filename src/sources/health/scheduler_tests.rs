@@ -1,11 +1,14 @@
 //! Scheduler tests: paused tokio time and a scripted prober, no network.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use tokio::time::Instant;
+
 use super::*;
 use crate::config::Probe;
+use crate::sources::health::state::FailReason;
 
 /// A prober whose answer per address is set by the test; records when each target was probed.
 #[derive(Default)]
