@@ -14,6 +14,8 @@ mod inproc;
 use std::net::SocketAddr;
 use std::path::Path;
 
+use geodns::dns;
+
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
 use hickory_proto::rr::{Name, RecordType};
@@ -194,10 +196,18 @@ async fn random_and_mutated_packets_never_break_the_handler() {
             }
             _ => random_packet(&mut rng),
         };
-        // The UDP fast path (src/dns/fast.rs) sees every packet first; what it answers must
-        // meet the same bar.
+        // The fast path (`dns::answer`, src/dns/answer/) sees every packet first; what it
+        // answers must meet the same bar.
         fast_out.clear();
-        if geodns::dns::answer_fast(&handler, &packet, src.ip(), &mut fast_out) {
+        let mut name = dns::NameBuf::new();
+        let outcome = dns::answer(
+            &handler.table(),
+            &dns::parse(&packet, &mut name),
+            src.ip(),
+            dns::Transport::Udp,
+            &mut fast_out,
+        );
+        if matches!(outcome, dns::Outcome::Answered(_)) {
             fast += 1;
             let m = Message::from_vec(&fast_out)
                 .unwrap_or_else(|e| panic!("packet {i}: fast-path response does not parse: {e}"));

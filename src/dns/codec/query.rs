@@ -1,5 +1,10 @@
 //! A zero-copy reader of the common query: one question, class IN, and at most an OPT record
 //! with an optional Client Subnet option. Anything else is left to hickory's full decoder.
+//!
+//! The reader borrows the packet and writes only the question name's text, lowered through a
+//! 256-entry table (one load per byte, no branch on the character class), into a [`NameBuf`]
+//! its caller keeps: the UDP loop keeps one per batch slot, so the parses of a whole batch can
+//! be kept for its answers (see `transport::warm`) without copying names around.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -57,6 +62,9 @@ pub struct EcsOption {
     pub address_octets: usize,
 }
 
+/// A packet as [`parse`] read it: the query, or why the full decoder takes it (or nobody does).
+pub type Parsed<'a> = Result<FastQuery<'a>, NotFast>;
+
 /// Why a packet is not for the fast path (the full decoder takes it, or it is dropped).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NotFast {
@@ -86,7 +94,7 @@ static NAME_CHAR: [u8; 256] = {
 };
 
 /// Reads a query for the fast path; its name's text goes into `name`.
-pub fn parse<'a>(msg: &'a [u8], name: &'a mut NameBuf) -> Result<FastQuery<'a>, NotFast> {
+pub fn parse<'a>(msg: &'a [u8], name: &'a mut NameBuf) -> Parsed<'a> {
     if msg.len() < 12 || msg[2] & 0x80 != 0 {
         return Err(NotFast::Drop);
     }
@@ -143,11 +151,9 @@ pub fn parse<'a>(msg: &'a [u8], name: &'a mut NameBuf) -> Result<FastQuery<'a>, 
     if edns.is_none() && pos != msg.len() {
         return Err(slow);
     }
-    debug_assert!(buf[..len].is_ascii());
-    // SAFETY: the loop above writes only bytes of NAME_CHAR (ASCII letters, digits, '-', '_')
-    // and '.' into `buf[..len]`: ASCII is valid UTF-8.
-    #[allow(unsafe_code)]
-    let name = unsafe { std::str::from_utf8_unchecked(&buf[..len]) };
+    // Only bytes of NAME_CHAR (ASCII letters, digits, '-', '_') and '.' were written: the check
+    // cannot fail, and costs a few word compares over a short name.
+    let name = std::str::from_utf8(&buf[..len]).map_err(|_| slow)?;
     Ok(FastQuery { id: u16::from_be_bytes([msg[0], msg[1]]), flags: msg[2], question, name, qtype, edns })
 }
 
@@ -207,6 +213,7 @@ fn parse_ecs(data: &[u8]) -> Result<EcsOption, NotFast> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_query::TestQuery;
     use super::*;
 
     /// [`super::parse`] with a name buffer of its own (leaked: a test's few hundred bytes).
@@ -214,39 +221,26 @@ mod tests {
         super::parse(msg, Box::leak(Box::new(NameBuf::new())))
     }
 
-    fn query(name: &[&str], qtype: u16, opt: Option<&[u8]>) -> Vec<u8> {
-        let mut m = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, u8::from(opt.is_some())];
-        for l in name {
-            m.push(l.len() as u8);
-            m.extend_from_slice(l.as_bytes());
-        }
-        m.push(0);
-        m.extend_from_slice(&qtype.to_be_bytes());
-        m.extend_from_slice(&[0, 1]);
-        if let Some(options) = opt {
-            m.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0x80, 0]);
-            m.extend_from_slice(&(options.len() as u16).to_be_bytes());
-            m.extend_from_slice(options);
-        }
-        m
+    fn query(name: &str, qtype: u16) -> TestQuery {
+        TestQuery::new(0x1234, name, qtype).flags(0x0100)
     }
 
     #[test]
     fn reads_the_common_query() {
-        let m = query(&["ApP", "geo", "Example"], 1, None);
+        let m = query("ApP.geo.Example.", 1).bytes();
         let q = parse(&m).unwrap();
         assert_eq!(q.id, 0x1234);
         assert_eq!(q.name, "app.geo.example.");
         assert_eq!(q.qtype, 1);
         assert_eq!(&q.question[..4], &[3, b'A', b'p', b'P']);
         assert!(q.edns.is_none());
-        let root = query(&[], 6, None);
+        let root = query(".", 6).bytes();
         assert_eq!(parse(&root).unwrap().name, ".");
     }
 
     #[test]
     fn reads_edns_and_ecs() {
-        let m = query(&["app", "geo", "example"], 28, Some(&[0, 8, 0, 7, 0, 1, 24, 0, 81, 2, 69, 0, 10, 0, 2, 1, 2]));
+        let m = query("app.geo.example.", 28).dnssec_ok().ecs(1, 24, 0, &[81, 2, 69]).option(10, &[1, 2]).bytes();
         let q = parse(&m).unwrap();
         let e = q.edns.unwrap();
         assert_eq!(e.udp_size, 1232);
@@ -254,37 +248,32 @@ mod tests {
         let ecs = e.ecs.unwrap();
         assert_eq!((ecs.family, ecs.source_prefix, ecs.scope_prefix, ecs.address_octets), (1, 24, 0, 3));
         assert_eq!(ecs.address, "81.2.69.0".parse::<IpAddr>().unwrap());
-        let v6 = query(&["a"], 1, Some(&[0, 8, 0, 10, 0, 2, 48, 0, 0x2a, 0x01, 0x04, 0xf8, 0, 1]));
+        let v6 = query("a.", 1).dnssec_ok().ecs(2, 48, 0, &[0x2a, 0x01, 0x04, 0xf8, 0, 1]).bytes();
         assert_eq!(parse(&v6).unwrap().edns.unwrap().ecs.unwrap().address, "2a01:4f8:1::".parse::<IpAddr>().unwrap());
     }
 
     #[test]
     fn leaves_the_unusual_to_the_full_decoder() {
-        let ok = query(&["app"], 1, None);
+        let ok = query("app.", 1).bytes();
         let mut response = ok.clone();
         response[2] |= 0x80;
         assert_eq!(parse(&response).unwrap_err(), NotFast::Drop);
         assert_eq!(parse(&ok[..11]).unwrap_err(), NotFast::Drop);
-        let mut notify = ok.clone();
-        notify[2] = 0x20; // opcode 4
+        let notify = query("app.", 1).flags(0x2000).bytes(); // opcode 4
         assert_eq!(parse(&notify).unwrap_err(), NotFast::Slow);
         assert_eq!(parse(&ok[..ok.len() - 1]).unwrap_err(), NotFast::Slow, "truncated question");
         let mut trailing = ok.clone();
         trailing.push(0);
         assert_eq!(parse(&trailing).unwrap_err(), NotFast::Slow);
-        let mut chaos = ok.clone();
-        let n = chaos.len();
-        chaos[n - 1] = 3;
+        let chaos = query("app.", 1).class(3).bytes();
         assert_eq!(parse(&chaos).unwrap_err(), NotFast::Slow);
-        let mut bad_label = query(&["a b"], 1, None);
+        let mut bad_label = query("a b.", 1).bytes();
         assert_eq!(parse(&bad_label).unwrap_err(), NotFast::Slow);
         bad_label[13] = 0xc0; // a compression pointer
         assert_eq!(parse(&bad_label).unwrap_err(), NotFast::Slow);
         // EDNS version 1, and a bad ECS family, go to the full decoder (BADVERS, FORMERR).
-        let mut v1 = query(&["app"], 1, Some(&[]));
-        let n = v1.len();
-        v1[n - 5] = 1;
+        let v1 = query("app.", 1).dnssec_ok().edns_version(1).bytes();
         assert_eq!(parse(&v1).unwrap_err(), NotFast::Slow);
-        assert_eq!(parse(&query(&["app"], 1, Some(&[0, 8, 0, 4, 0, 9, 0, 0]))).unwrap_err(), NotFast::Slow);
+        assert_eq!(parse(&query("app.", 1).dnssec_ok().ecs(9, 0, 0, &[]).bytes()).unwrap_err(), NotFast::Slow);
     }
 }
