@@ -10,6 +10,8 @@
 
 #[path = "support/inproc.rs"]
 mod inproc;
+#[path = "common/wire.rs"]
+mod wire;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -21,6 +23,7 @@ use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
 use hickory_proto::rr::{Name, RecordType};
 use hickory_server::net::xfer::Protocol;
 use inproc::Outcome;
+use wire::WireQuery;
 
 /// SplitMix64: small, seeded, good enough to spread mutations.
 struct Rng(u64);
@@ -302,7 +305,8 @@ fn question_uses_pointer(p: &[u8]) -> bool {
 
 async fn a_pointer_in_the_question_gets_a_parseable_response() {
     let handler = inproc::example_handler();
-    let packet = [0x20, 0xcc, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0xc0, 0x02, 0, 1, 0, 1];
+    // Question: a pointer to offset 2, type A, class IN.
+    let packet = WireQuery::new(0x20cc, ".", 1).raw_name(&[0xc0, 0x02]).bytes();
     let src: SocketAddr = "192.0.2.99:5300".parse().unwrap();
     match inproc::answer(&handler, &packet, src, Protocol::Udp).await {
         Outcome::Answered(r) => {

@@ -3,3 +3,4 @@ pub mod dns;
 pub mod fake_kube;
 pub mod mmdb;
 pub mod server;
+pub mod wire;
