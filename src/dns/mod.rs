@@ -13,14 +13,17 @@
 //! - `answer::full`: the full path for the rest: hickory decodes, [`Handler`] answers, hickory
 //!   encodes (`codec::capture`); FORMERR for what does not decode.
 //! - back in [`transport`]: UDP responses pass response rate limiting ([`rrl::apply`]) and
-//!   leave in one `sendmmsg` per batch (`transport::sys`, the only `unsafe` code here); TCP
-//!   responses are framed and written in order.
+//!   leave in one `sendmmsg` per batch; TCP responses are framed and written in order.
+//!
+//! Every call into the C library (and the CPU hint, and the parser's unchecked `str`) is in
+//! `sys`, behind a safe API: the only file here with `unsafe` code.
 //!
 //! Beside the path: [`client`], the DNS client of `geodns check --server`.
 
 pub mod answer;
 pub mod client;
 pub mod codec;
+mod sys;
 #[cfg(test)]
 mod testing;
 pub mod transport;

@@ -1,15 +1,16 @@
 //! A zero-copy reader of the common query: one question, class IN, and at most an OPT record
 //! with an optional Client Subnet option. Anything else is left to hickory's full decoder.
 //!
-//! The reader borrows the packet and writes only the question name's text, lowered through a
-//! 256-entry table (one load per byte, no branch on the character class), into a [`NameBuf`]
-//! its caller keeps: the UDP loop keeps one per batch slot, so the parses of a whole batch can
+//! The reader borrows the packet and writes only the question name's text ([`sys::read_name`]:
+//! lowered through a 256-entry table, one load per byte and no branch on the character class)
+//! into a [`NameBuf`] its caller keeps: the UDP loop keeps one per batch slot, so the parses of a whole batch can
 //! be kept for its answers (see `transport::warm`) without copying names around.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-/// Names are at most 255 octets on the wire, so their text is at most 254 characters + root.
-pub const MAX_NAME_TEXT: usize = 256;
+use crate::dns::sys;
+
+pub use crate::dns::sys::MAX_NAME_TEXT;
 
 /// A query the fast path can answer, borrowed from the packet and from the [`NameBuf`] its
 /// name was written into.
@@ -78,21 +79,6 @@ fn u16_at(msg: &[u8], i: usize) -> Option<u16> {
     Some(u16::from_be_bytes([*msg.get(i)?, *msg.get(i + 1)?]))
 }
 
-/// Each byte of a name the fast path takes, lower-cased: letters, digits, '-' and '_'; 0 for
-/// every other byte (the full decoder takes names with those).
-static NAME_CHAR: [u8; 256] = {
-    let mut t = [0u8; 256];
-    let mut b = 0;
-    while b < 256 {
-        let c = b as u8;
-        if c.is_ascii_alphanumeric() || c == b'-' || c == b'_' {
-            t[b] = c.to_ascii_lowercase();
-        }
-        b += 1;
-    }
-    t
-};
-
 /// Reads a query for the fast path; its name's text goes into `name`.
 pub fn parse<'a>(msg: &'a [u8], name: &'a mut NameBuf) -> Parsed<'a> {
     if msg.len() < 12 || msg[2] & 0x80 != 0 {
@@ -107,39 +93,7 @@ pub fn parse<'a>(msg: &'a [u8], name: &'a mut NameBuf) -> Parsed<'a> {
     if count(4)? != 1 || count(6)? != 0 || count(8)? != 0 || count(10)? > 1 {
         return Err(slow);
     }
-    let buf: &'a mut [u8; MAX_NAME_TEXT] = &mut name.0;
-    // The length in a local (a register): the loop below runs per byte.
-    let mut len = 0;
-    let mut pos = 12;
-    loop {
-        let label_len = *msg.get(pos).ok_or(slow)? as usize;
-        pos += 1;
-        if label_len == 0 {
-            break;
-        }
-        // No compression in a question; labels of letters, digits, '-' and '_' only.
-        if label_len > 63 || len + label_len + 1 >= MAX_NAME_TEXT - 1 {
-            return Err(slow);
-        }
-        let label = msg.get(pos..pos + label_len).ok_or(slow)?;
-        let mut valid = true;
-        for (out, &b) in buf[len..len + label_len].iter_mut().zip(label) {
-            let c = NAME_CHAR[usize::from(b)];
-            valid &= c != 0;
-            *out = c;
-        }
-        if !valid {
-            return Err(slow);
-        }
-        len += label_len;
-        buf[len] = b'.';
-        len += 1;
-        pos += label_len;
-    }
-    if len == 0 {
-        buf[0] = b'.';
-        len = 1;
-    }
+    let (name, mut pos) = sys::read_name(msg, 12, &mut name.0).ok_or(slow)?;
     let qtype = u16_at(msg, pos).ok_or(slow)?;
     let qclass = u16_at(msg, pos + 2).ok_or(slow)?;
     if qclass != 1 {
@@ -151,9 +105,6 @@ pub fn parse<'a>(msg: &'a [u8], name: &'a mut NameBuf) -> Parsed<'a> {
     if edns.is_none() && pos != msg.len() {
         return Err(slow);
     }
-    // Only bytes of NAME_CHAR (ASCII letters, digits, '-', '_') and '.' were written: the check
-    // cannot fail, and costs a few word compares over a short name.
-    let name = std::str::from_utf8(&buf[..len]).map_err(|_| slow)?;
     Ok(FastQuery { id: u16::from_be_bytes([msg[0], msg[1]]), flags: msg[2], question, name, qtype, edns })
 }
 

@@ -69,6 +69,7 @@ fn set_counts(out: &mut [u8], counts: [u16; 3]) {
 /// Writes a [`QuickGeo`] answer: the site's addresses, owned by the question name (a pointer to
 /// offset 12). False (with `out` unspecified) when it would not fit in `limit`: the full
 /// encoder then truncates.
+#[inline]
 pub fn encode_quick(
     q: &FastQuery<'_>,
     g: &QuickGeo<'_>,
@@ -107,6 +108,7 @@ pub fn encode_quick(
 
 /// Writes a [`QuickNegative`]: the zone's SOA alone, in the answer section for an apex SOA
 /// query, else in the authority section. False when it would not fit in `limit`.
+#[inline]
 pub fn encode_negative(
     q: &FastQuery<'_>,
     n: &QuickNegative<'_>,

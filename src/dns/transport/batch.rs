@@ -24,11 +24,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error};
 
 use super::rrl::{self, Rrl};
-use super::sys::{BATCH, Datagrams};
 use super::warm;
 use crate::dns::answer::{Handler, Metrics, Outcome, Transport, answer, full};
 use crate::dns::codec::query::{self, NameBuf, Parsed};
 use crate::dns::codec::response::MAX_UDP_PAYLOAD;
+use crate::dns::sys::{BATCH, Datagrams};
 
 /// How long a blocked `recvmmsg` waits before the thread looks at the shutdown token again:
 /// shutdown takes at most this long (a blocked `recvmmsg` on an unconnected UDP socket cannot

@@ -13,10 +13,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use super::rrl::Rrl;
-use super::sys;
 use super::tcp::{self, TcpLimits};
 use crate::config::{RrlConfig, TcpConfig};
 use crate::dns::answer::Handler;
+use crate::dns::sys;
 
 /// A running DNS server and the addresses it actually bound (port 0 resolved).
 pub struct DnsServer {

@@ -9,7 +9,8 @@
 //! - [`tcp`]: our own accept loop and connections, with limits and timeouts.
 //! - [`rrl`]: response rate limiting of UDP answers; [`rrl::apply`] is the step every UDP send
 //!   goes through.
-//! - [`sys`]: every call into the C library, behind a safe API.
+//!
+//! Every system call goes through [`sys`](super::sys), the only file of `dns/` with `unsafe`.
 
 #[cfg(target_os = "linux")]
 mod batch;
@@ -17,7 +18,6 @@ pub mod listen;
 #[cfg(any(not(target_os = "linux"), test))]
 mod portable;
 pub mod rrl;
-mod sys;
 pub mod tcp;
 #[cfg(target_os = "linux")]
 mod warm;

@@ -16,8 +16,8 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use super::sys::{BATCH, prefetch};
 use crate::dns::codec::query::{FastQuery, Parsed};
+use crate::dns::sys::{BATCH, prefetch};
 use crate::routing::{GeoRoute, RoutingTable};
 
 /// A table whose names share at most this many site lists has its rankings fetched ahead for
