@@ -159,6 +159,24 @@ mod tests {
         q.bytes()
     }
 
+    /// Both paths answer with the same header flags: AA, RD and CD as the full handler sets them.
+    #[tokio::test]
+    async fn the_fast_and_the_full_path_set_the_same_flags() {
+        let handler = super::super::testing::example_handler();
+        let src: std::net::SocketAddr = "192.0.2.1:5353".parse().unwrap();
+        for flags in [0x0000, 0x0100, 0x0010, 0x0110] {
+            for name in ["app.geo.example.", "nope.geo.example.", "static.geo.example."] {
+                let packet = TestQuery::new(7, name, 1).flags(flags).bytes();
+                let mut text = NameBuf::new();
+                let mut fast = Vec::new();
+                let outcome = answer(&handler.table(), &parse(&packet, &mut text), src.ip(), Transport::Udp, &mut fast);
+                assert!(matches!(outcome, Outcome::Answered(_)));
+                let full = full::respond(&handler, &packet, src, Transport::Udp).await.unwrap();
+                assert_eq!((fast[2], fast[3]), (full[2], full[3]), "{name} with flags {flags:#06x}");
+            }
+        }
+    }
+
     /// Every quick answer is byte for byte the answer `resolve` and the full encoder give.
     #[test]
     fn quick_answers_are_the_resolved_answers() {
