@@ -1,5 +1,5 @@
-//! Moving queries and responses: the sockets, the loops that read them, response rate limiting,
-//! and the system calls. Each loop hands every query to [`answer`](super::answer::answer), then
+//! Moving queries and responses: the sockets, the loops that read them, response rate
+//! limiting. Each loop hands every query to [`answer`](super::answer::answer), then
 //! to the full path when it must, and sends what comes back; none of them decides an answer.
 //!
 //! - [`listen`]: binds UDP and TCP on each address and starts the loops.
