@@ -27,7 +27,7 @@ fn fixture() -> &'static Fixture {
     F.get_or_init(|| {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/example.yaml");
         let loaded = geodns::app::load(&path).expect("the example config loads");
-        let table = loaded.build(&Default::default(), 1);
+        let table = loaded.build(geodns::routing::Inputs::default(), 1);
         Fixture {
             handler: Handler::new(Arc::new(ArcSwap::from_pointee(table))),
             rt: tokio::runtime::Builder::new_current_thread()
