@@ -365,6 +365,47 @@ async fn write_responses(write: OwnedWriteHalf, mut rx: mpsc::Receiver<Vec<u8>>,
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dns::codec::test_query::TestQuery;
+    use crate::dns::testing::example_handler;
+
+    /// The server's handler over TCP: pipelined queries for the fast path and the full path are
+    /// answered in order, a response is ignored, and the connection stays open.
+    #[tokio::test]
+    async fn the_handler_answers_pipelined_queries_in_order_on_both_paths() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let limits = TcpLimits {
+            max_connections: 8,
+            max_connections_per_client: 8,
+            idle_timeout: Duration::from_secs(5),
+            read_timeout: Duration::from_secs(5),
+            max_queries_per_connection: 100,
+        };
+        let shutdown = CancellationToken::new();
+        let task = spawn(listener, example_handler(), limits, shutdown.clone());
+        let mut response = TestQuery::new(3, "app.geo.example.", 1).bytes();
+        response[2] |= 0x80;
+        let queries = [
+            TestQuery::new(1, "app.geo.example.", 1).flags(0x0100).bytes(), // the fast path
+            response,                                                       // ignored
+            TestQuery::new(2, "app.geo.example.", 1).class(3).bytes(),      // the full path: REFUSED
+            TestQuery::new(4, "nope.geo.example.", 28).bytes(),             // the fast path: NXDOMAIN
+        ];
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        for q in &queries {
+            stream.write_all(&(q.len() as u16).to_be_bytes()).await.unwrap();
+            stream.write_all(q).await.unwrap();
+        }
+        for (id, rcode) in [(1u16, 0u8), (2, 5), (4, 3)] {
+            let len = timeout(Duration::from_secs(5), stream.read_u16()).await.expect("answered").unwrap();
+            let mut r = vec![0; usize::from(len)];
+            stream.read_exact(&mut r).await.unwrap();
+            assert_eq!((u16::from_be_bytes([r[0], r[1]]), r[3] & 0x0f), (id, rcode));
+            assert_eq!(r[2] & 0x80, 0x80, "QR");
+        }
+        shutdown.cancel();
+        timeout(Duration::from_secs(5), task).await.expect("the listener stops").unwrap();
+    }
 
     #[test]
     fn limits_come_from_the_config() {
