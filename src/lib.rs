@@ -7,7 +7,8 @@
 //! - [`sources`]: run-time inputs on watch channels: health probes, the Kubernetes API.
 //! - [`routing`]: pure core; builds immutable `RoutingTable` snapshots and answers queries.
 //! - [`load`]: the load step `serve` and `check` share: config + GeoIP -> routing tables.
-//! - [`dns`]: the hickory boundary; wire queries in, routing answers out, ECS (RFC 7871).
+//! - [`dns`]: the hickory boundary; sockets -> wire queries -> routing answers -> sockets, ECS
+//!   (RFC 7871), response rate limiting.
 //! - [`app`]: composition root for `serve`: loads, builds, publishes the snapshot, runs listeners.
 //! - [`check`]: composition root for `geodns check`: same load -> build path, no sockets.
 //! - [`cli`]: command-line definitions shared by the binary and its tests.

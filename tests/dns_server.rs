@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use common::dns::{self, BOTH, addresses, ask, ecs, query, rcode, with_ecs, with_edns};
 use common::server::{start, test_config, v4, v6};
+use common::wire::WireQuery;
 use hickory_proto::op::{Edns, ResponseCode};
 use hickory_proto::rr::RecordType;
 
@@ -279,25 +280,10 @@ async fn max_answers_takes_addresses_from_sites_in_distance_order() {
     assert_eq!(addresses(&reply), [ip("192.0.2.41"), ip("192.0.2.21"), ip("192.0.2.22")]);
 }
 
-/// Builds a query with a raw ECS option (family, source, scope, address bytes).
+/// A query for app.geo.example. A with RD and a raw ECS option (family, source, scope, address
+/// bytes), valid or not.
 fn raw_ecs_query(id: u16, family: u16, source: u8, scope: u8, addr: &[u8]) -> Vec<u8> {
-    let mut p = Vec::new();
-    p.extend_from_slice(&id.to_be_bytes());
-    p.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 1]); // RD, 1 question, 1 additional
-    for label in ["app", "geo", "example"] {
-        p.push(label.len() as u8);
-        p.extend_from_slice(label.as_bytes());
-    }
-    p.extend_from_slice(&[0, 0, 1, 0, 1]); // root, A, IN
-    let option_len = 4 + addr.len() as u16;
-    p.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0]); // OPT, size 1232, ext rcode/version/flags
-    p.extend_from_slice(&(option_len + 4).to_be_bytes());
-    p.extend_from_slice(&8u16.to_be_bytes());
-    p.extend_from_slice(&option_len.to_be_bytes());
-    p.extend_from_slice(&family.to_be_bytes());
-    p.extend_from_slice(&[source, scope]);
-    p.extend_from_slice(addr);
-    p
+    WireQuery::new(id, "app.geo.example.", 1).flags(0x0100).ecs(family, source, scope, addr).bytes()
 }
 
 #[tokio::test]

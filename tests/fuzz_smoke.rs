@@ -10,15 +10,20 @@
 
 #[path = "support/inproc.rs"]
 mod inproc;
+#[path = "common/wire.rs"]
+mod wire;
 
 use std::net::SocketAddr;
 use std::path::Path;
+
+use geodns::dns;
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
 use hickory_proto::rr::{Name, RecordType};
 use hickory_server::net::xfer::Protocol;
 use inproc::Outcome;
+use wire::WireQuery;
 
 /// SplitMix64: small, seeded, good enough to spread mutations.
 struct Rng(u64);
@@ -194,10 +199,18 @@ async fn random_and_mutated_packets_never_break_the_handler() {
             }
             _ => random_packet(&mut rng),
         };
-        // The UDP fast path (src/dns/fast.rs) sees every packet first; what it answers must
-        // meet the same bar.
+        // The fast path (`dns::answer`, src/dns/answer/) sees every packet first; what it
+        // answers must meet the same bar.
         fast_out.clear();
-        if geodns::dns::answer_fast(&handler, &packet, src.ip(), &mut fast_out) {
+        let mut name = dns::NameBuf::new();
+        let outcome = dns::answer(
+            &handler.table(),
+            &dns::parse(&packet, &mut name),
+            src.ip(),
+            dns::Transport::Udp,
+            &mut fast_out,
+        );
+        if matches!(outcome, dns::Outcome::Answered(_)) {
             fast += 1;
             let m = Message::from_vec(&fast_out)
                 .unwrap_or_else(|e| panic!("packet {i}: fast-path response does not parse: {e}"));
@@ -292,7 +305,8 @@ fn question_uses_pointer(p: &[u8]) -> bool {
 
 async fn a_pointer_in_the_question_gets_a_parseable_response() {
     let handler = inproc::example_handler();
-    let packet = [0x20, 0xcc, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0xc0, 0x02, 0, 1, 0, 1];
+    // Question: a pointer to offset 2, type A, class IN.
+    let packet = WireQuery::new(0x20cc, ".", 1).raw_name(&[0xc0, 0x02]).bytes();
     let src: SocketAddr = "192.0.2.99:5300".parse().unwrap();
     match inproc::answer(&handler, &packet, src, Protocol::Udp).await {
         Outcome::Answered(r) => {

@@ -12,16 +12,16 @@ use geodns::dns::rrl;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use hickory_proto::op::{Message, MessageType, OpCode, Query};
-use hickory_proto::rr::{Name, RecordType};
+use common::wire::WireQuery;
+use hickory_proto::op::Message;
+use hickory_proto::rr::RecordType;
 use hickory_server::net::xfer::Protocol;
 use inproc::Outcome;
 use rrl::{ResponseKey, Rrl, Verdict, truncated};
 
+/// An A query for `name`.
 fn wire(id: u16, name: &str) -> Vec<u8> {
-    let mut m = Message::new(id, MessageType::Query, OpCode::Query);
-    m.add_query(Query::query(Name::from_ascii(name).unwrap(), RecordType::A));
-    m.to_vec().unwrap()
+    WireQuery::new(id, name, 1).bytes()
 }
 
 fn config() -> geodns::config::RrlConfig {

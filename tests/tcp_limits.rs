@@ -1,8 +1,9 @@
-//! TCP hardening: our own TCP loop (src/dns/tcp.rs) started directly on 127.0.0.1:0 with the real
-//! handler, and the running app: idle connections do not block new clients, pipelined queries
-//! are all answered in order, the global and per-client limits hold, idle and half-sent
-//! connections are closed on time, a connection ends after its query budget, and a panicking
-//! connection does not take the listener down. Also the `server.tcp` / `server.rrl` config keys.
+//! TCP hardening: our own TCP loop (src/dns/transport/tcp.rs) started directly on 127.0.0.1:0
+//! with the real handler, and the running app: idle connections do not block new clients,
+//! pipelined queries are all answered in order, the global and per-client limits hold, idle and
+//! half-sent connections are closed on time, a connection ends after its query budget, and a
+//! panicking connection does not take the listener down. Also the `server.tcp` / `server.rrl`
+//! config keys.
 
 mod common;
 #[path = "support/inproc.rs"]
@@ -15,6 +16,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::dns::{query, read_framed};
+use common::wire::WireQuery;
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::RecordType;
 use hickory_server::net::runtime::Time;
@@ -63,9 +65,13 @@ async fn connect_from(server: SocketAddr, src: &str) -> TcpStream {
 }
 
 fn framed(m: &Message) -> Vec<u8> {
-    let bytes = m.to_vec().unwrap();
+    frame(&m.to_vec().unwrap())
+}
+
+/// `bytes` with TCP's two-byte length prefix.
+fn frame(bytes: &[u8]) -> Vec<u8> {
     let mut out = (bytes.len() as u16).to_be_bytes().to_vec();
-    out.extend_from_slice(&bytes);
+    out.extend_from_slice(bytes);
     out
 }
 
@@ -225,9 +231,9 @@ async fn malformed_messages_get_formerr_or_close() {
     let s = serve(limits()).await;
     let mut c = connect_from(s.addr, "127.0.0.1").await;
     // A header that promises a question that is not there: FORMERR with the ID, connection kept.
-    let header = [0xbe, 0xef, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
-    c.write_all(&[0, 12]).await.unwrap();
-    c.write_all(&header).await.unwrap();
+    let header = WireQuery::header(0xbeef).flags(0x0100).questions(1).bytes();
+    assert_eq!(header.len(), 12);
+    c.write_all(&frame(&header)).await.unwrap();
     let reply = tokio::time::timeout(Duration::from_secs(2), read_framed(&mut c)).await.expect("answered");
     assert_eq!(reply.len(), 12);
     let reply = Message::from_vec(&reply).unwrap();
@@ -241,7 +247,7 @@ async fn malformed_messages_get_formerr_or_close() {
     c.write_all(&response).await.unwrap();
     ask(&mut c, "static.geo.example.").await;
     // Fewer than 12 bytes: closed.
-    c.write_all(&[0, 5, 1, 2, 3, 4, 5]).await.unwrap();
+    c.write_all(&frame(&header[..5])).await.unwrap();
     assert!(closed_within(&mut c, Duration::from_secs(2)).await);
 }
 

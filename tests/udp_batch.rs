@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::server::{start, test_config, v4, v6};
+use common::wire::WireQuery;
 use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{DNSClass, Name, RecordType};
 use socket2::{Domain, Socket, Type};
@@ -50,21 +51,21 @@ fn client(server: SocketAddr) -> UdpSocket {
 /// Query `i`'s bytes; `padded`, every fourth gets an OPT record whose padding option (RFC
 /// 7830) makes the datagram 513, 1,400, 4,000 or 20,000 bytes long.
 fn burst_bytes(i: u16, query: &Message, padded: bool) -> Vec<u8> {
-    let mut bytes = query.to_vec().unwrap();
+    let bytes = query.to_vec().unwrap();
     if !padded || !i.is_multiple_of(4) {
         return bytes;
     }
     let want = [513, 1400, 4000, 20_000][usize::from(i / 4) % 4];
     assert_eq!(&bytes[10..12], &[0, 0], "no additional records yet");
-    bytes[11] = 1;
-    let padding = want - bytes.len() - 11 - 4;
-    // Root, OPT, payload 1232, no flags; then the padding option's code and length.
-    bytes.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0]);
-    bytes.extend_from_slice(&u16::try_from(4 + padding).unwrap().to_be_bytes());
-    bytes.extend_from_slice(&12u16.to_be_bytes());
-    bytes.extend_from_slice(&u16::try_from(padding).unwrap().to_be_bytes());
-    bytes.resize(want, 0);
-    bytes
+    let q = &query.queries[0];
+    let long = WireQuery::new(query.metadata.id, &q.name().to_ascii(), u16::from(q.query_type()))
+        .class(u16::from(q.query_class()))
+        .padded_to(want)
+        .bytes();
+    // The same query, with the OPT record (payload 1232) that pads it.
+    assert_eq!((&long[..10], &long[12..bytes.len()]), (&bytes[..10], &bytes[12..]));
+    assert_eq!((long.len(), &long[10..12]), (want, &[0, 1][..]));
+    long
 }
 
 /// Sends queries 0..`count` without waiting, then checks that each is answered once.
@@ -149,7 +150,7 @@ async fn long_padded_queries_in_a_burst_are_read_whole() {
 }
 
 /// Names in the large table: more than `routing::MANY_NAMES`, so the UDP loop looks each
-/// batch's names up ahead before answering (src/dns/udp/batch.rs).
+/// batch's names up ahead before answering (src/dns/transport/warm.rs).
 const MANY: u16 = 1500;
 
 /// Geo name `i` of the large table: its own address at London and at Singapore.

@@ -10,7 +10,8 @@
 # SERVERS ("geodns gdnsd nsd"), LOADGENS ("dnsperf geodns-load"), QUERIES (query file size,
 # default 100000), AGREE (subnets checked for agreement, default 10000), BUDGET (seconds for the
 # whole script, default 840: reps that would not fit are skipped and the table says how many
-# ran), GEODNS_BIN / GEODNS_LOAD_BIN (prebuilt binaries; default: cargo build --release),
+# ran), GEODNS_BIN / GEODNS_LOAD_BIN (prebuilt binaries; default: built here in release, geodns
+# from the work tree and geodns-load from benches/load),
 # PREPARE_ONLY=1 (install, download, convert and generate the queries, then stop: the slow,
 # cached part, which can run while geodns builds).
 set -euo pipefail
@@ -127,16 +128,21 @@ query_file() {
 }
 
 # ---------------------------------------------------------------------------------------------
-# 4. geodns and geodns-load, release build of the work tree (or given binaries).
+# 4. geodns and geodns-load (its own package, benches/load), release builds of the work tree
+# (or given binaries).
 build_geodns() {
-  if [[ -z ${GEODNS_BIN:-} || -z ${GEODNS_LOAD_BIN:-} ]]; then
-    log "cargo build --release --bins"
-    (cd "$ROOT" && timeout 1200 cargo build --release --bins -q)
+  if [[ -z ${GEODNS_BIN:-} ]]; then
+    log "cargo build --release --bin geodns"
+    (cd "$ROOT" && timeout 1200 cargo build --release --bin geodns -q)
+  fi
+  if [[ -z ${GEODNS_LOAD_BIN:-} ]]; then
+    log "building geodns-load (benches/load)"
+    (cd "$ROOT/benches/load" && CARGO_TARGET_DIR=$W/load-target timeout 600 cargo build --release -q)
   fi
   # Copies, so that a rebuild in the shared target/ during the run changes nothing measured.
   mkdir -p "$W/bin"
   cp "${GEODNS_BIN:-$ROOT/target/release/geodns}" "$W/bin/geodns"
-  cp "${GEODNS_LOAD_BIN:-$ROOT/target/release/geodns-load}" "$W/bin/geodns-load"
+  cp "${GEODNS_LOAD_BIN:-$W/load-target/release/geodns-load}" "$W/bin/geodns-load"
   GEODNS_BIN=$W/bin/geodns
   GEODNS_LOAD_BIN=$W/bin/geodns-load
   COMMIT=$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)

@@ -1,31 +1,37 @@
-//! The hickory boundary: binds the DNS sockets, decodes queries (question, EDNS, Client Subnet),
-//! asks the routing table, and encodes answers. hickory's types never leave this folder.
+//! The hickory boundary: everything between DNS bytes on a socket and the routing table. hickory's
+//! types never leave this folder. Imports `routing`, `model` and `config`; never `sources` or
+//! `admin`.
 //!
-//! Imports `routing` and `model`; never `sources` or `admin`.
+//! A query's path, in data-flow order (one folder each):
+//! - `transport/`: [`DnsServer`] binds the sockets (`listen.rs`); a UDP loop per socket
+//!   (`batch.rs` on Linux, with its lookahead in `warm.rs`; `portable.rs` elsewhere) or a TCP
+//!   connection ([`tcp`]) reads the query's bytes.
+//! - `codec/`: [`parse`] reads the common query without copying it (`query.rs`).
+//! - `answer/`: [`answer()`], bytes as read -> [`Outcome`]: answered from the current routing
+//!   table and written into the caller's buffer (`codec/response.rs`); or needs the full path;
+//!   or dropped. The loop counts what it answered (`answer/metrics.rs`).
+//! - `answer/full.rs`: the full path for the rest: hickory decodes, [`Handler`] answers,
+//!   hickory encodes (`codec/capture.rs`); FORMERR for what does not decode.
+//! - back in `transport/`: UDP responses pass response rate limiting ([`rrl::apply`]) and
+//!   leave in one `sendmmsg` per batch; TCP responses are framed and written in order.
+//!
+//! Every call into the C library (and the CPU hint, and the parser's unchecked `str`) is in
+//! `sys.rs`, behind a safe API: the only file here with `unsafe` code.
+//!
+//! Beside the path: [`client`], the DNS client of `geodns check --server`.
 
-mod capture;
+mod answer;
 pub mod client;
-mod convert;
-mod ecs;
-mod fast;
-mod handler;
-mod listen;
-mod query;
-pub mod rrl;
-pub mod tcp;
-mod udp;
-mod wire;
+mod codec;
+mod sys;
+#[cfg(test)]
+mod testing;
+mod transport;
 
-pub use capture::Capture;
-pub use ecs::{Ecs, EcsError};
-pub use handler::{Handler, MAX_UDP_PAYLOAD};
-pub use listen::DnsServer;
-
-/// Answers one UDP query on the fast path into `out`; `false` when the packet must be dropped or
-/// needs the full handler. For benchmarks and fuzzing; the UDP loop calls the same code.
-pub fn answer_fast(handler: &Handler, packet: &[u8], src: std::net::IpAddr, out: &mut Vec<u8>) -> bool {
-    match query::parse(packet, &mut query::NameBuf::new()) {
-        Ok(q) => matches!(fast::answer(&handler.table(), &q, src, out), fast::Fast::Answered(_)),
-        Err(_) => false,
-    }
-}
+pub use answer::{Handler, Outcome, Transport, answer};
+pub use codec::capture::Capture;
+pub use codec::ecs::{Ecs, EcsError};
+pub use codec::query::{NameBuf, Parsed, parse};
+pub use codec::response::MAX_UDP_PAYLOAD;
+pub use transport::listen::DnsServer;
+pub use transport::{rrl, tcp};

@@ -4,3 +4,4 @@ pub mod fake_kube;
 pub mod mmdb;
 pub mod server;
 pub mod wait;
+pub mod wire;

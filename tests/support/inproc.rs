@@ -28,7 +28,7 @@ pub enum Outcome {
     /// Not answered: shorter than a header, or a response (QR=1).
     Dropped,
     /// hickory cannot decode it, but the header parses: FORMERR, header only (as hickory's
-    /// server loop and src/dns/tcp.rs answer).
+    /// server loop and src/dns/answer/full.rs answer).
     FormErr(Vec<u8>),
     /// The handler's response.
     Answered(Vec<u8>),

@@ -1,18 +1,24 @@
 //! A zero-copy reader of the common query: one question, class IN, and at most an OPT record
 //! with an optional Client Subnet option. Anything else is left to hickory's full decoder.
+//!
+//! The reader borrows the packet and writes only the question name's text ([`sys::read_name`]:
+//! lowered through a 256-entry table, one load per byte and no branch on the character class)
+//! into a [`NameBuf`] its caller keeps: the UDP loop keeps one per batch slot, so the parses of a whole batch can
+//! be kept for its answers (see `transport::warm`) without copying names around.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-/// Names are at most 255 octets on the wire, so their text is at most 254 characters + root.
-pub const MAX_NAME_TEXT: usize = 256;
+use crate::dns::sys;
+
+pub use crate::dns::sys::MAX_NAME_TEXT;
 
 /// A query the fast path can answer, borrowed from the packet and from the [`NameBuf`] its
 /// name was written into.
 #[derive(Debug)]
 pub struct FastQuery<'a> {
     pub id: u16,
-    /// The header's flag byte 2 (RD and CD are copied into the response).
-    pub flags: u8,
+    /// The header's flags, bytes 2 and 3 (RD and CD are copied into the response).
+    pub flags: u16,
     /// The question as on the wire: name, type and class (copied into the response, so the
     /// name's case is preserved).
     pub question: &'a [u8],
@@ -57,6 +63,9 @@ pub struct EcsOption {
     pub address_octets: usize,
 }
 
+/// A packet as [`parse`] read it: the query, or why the full decoder takes it (or nobody does).
+pub type Parsed<'a> = Result<FastQuery<'a>, NotFast>;
+
 /// Why a packet is not for the fast path (the full decoder takes it, or it is dropped).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NotFast {
@@ -70,23 +79,8 @@ fn u16_at(msg: &[u8], i: usize) -> Option<u16> {
     Some(u16::from_be_bytes([*msg.get(i)?, *msg.get(i + 1)?]))
 }
 
-/// Each byte of a name the fast path takes, lower-cased: letters, digits, '-' and '_'; 0 for
-/// every other byte (the full decoder takes names with those).
-static NAME_CHAR: [u8; 256] = {
-    let mut t = [0u8; 256];
-    let mut b = 0;
-    while b < 256 {
-        let c = b as u8;
-        if c.is_ascii_alphanumeric() || c == b'-' || c == b'_' {
-            t[b] = c.to_ascii_lowercase();
-        }
-        b += 1;
-    }
-    t
-};
-
 /// Reads a query for the fast path; its name's text goes into `name`.
-pub fn parse<'a>(msg: &'a [u8], name: &'a mut NameBuf) -> Result<FastQuery<'a>, NotFast> {
+pub fn parse<'a>(msg: &'a [u8], name: &'a mut NameBuf) -> Parsed<'a> {
     if msg.len() < 12 || msg[2] & 0x80 != 0 {
         return Err(NotFast::Drop);
     }
@@ -99,39 +93,7 @@ pub fn parse<'a>(msg: &'a [u8], name: &'a mut NameBuf) -> Result<FastQuery<'a>, 
     if count(4)? != 1 || count(6)? != 0 || count(8)? != 0 || count(10)? > 1 {
         return Err(slow);
     }
-    let buf: &'a mut [u8; MAX_NAME_TEXT] = &mut name.0;
-    // The length in a local (a register): the loop below runs per byte.
-    let mut len = 0;
-    let mut pos = 12;
-    loop {
-        let label_len = *msg.get(pos).ok_or(slow)? as usize;
-        pos += 1;
-        if label_len == 0 {
-            break;
-        }
-        // No compression in a question; labels of letters, digits, '-' and '_' only.
-        if label_len > 63 || len + label_len + 1 >= MAX_NAME_TEXT - 1 {
-            return Err(slow);
-        }
-        let label = msg.get(pos..pos + label_len).ok_or(slow)?;
-        let mut valid = true;
-        for (out, &b) in buf[len..len + label_len].iter_mut().zip(label) {
-            let c = NAME_CHAR[usize::from(b)];
-            valid &= c != 0;
-            *out = c;
-        }
-        if !valid {
-            return Err(slow);
-        }
-        len += label_len;
-        buf[len] = b'.';
-        len += 1;
-        pos += label_len;
-    }
-    if len == 0 {
-        buf[0] = b'.';
-        len = 1;
-    }
+    let (name, mut pos) = sys::read_name(msg, 12, &mut name.0).ok_or(slow)?;
     let qtype = u16_at(msg, pos).ok_or(slow)?;
     let qclass = u16_at(msg, pos + 2).ok_or(slow)?;
     if qclass != 1 {
@@ -143,12 +105,14 @@ pub fn parse<'a>(msg: &'a [u8], name: &'a mut NameBuf) -> Result<FastQuery<'a>, 
     if edns.is_none() && pos != msg.len() {
         return Err(slow);
     }
-    debug_assert!(buf[..len].is_ascii());
-    // SAFETY: the loop above writes only bytes of NAME_CHAR (ASCII letters, digits, '-', '_')
-    // and '.' into `buf[..len]`: ASCII is valid UTF-8.
-    #[allow(unsafe_code)]
-    let name = unsafe { std::str::from_utf8_unchecked(&buf[..len]) };
-    Ok(FastQuery { id: u16::from_be_bytes([msg[0], msg[1]]), flags: msg[2], question, name, qtype, edns })
+    Ok(FastQuery {
+        id: u16::from_be_bytes([msg[0], msg[1]]),
+        flags: u16::from_be_bytes([msg[2], msg[3]]),
+        question,
+        name,
+        qtype,
+        edns,
+    })
 }
 
 /// Reads the OPT record at `pos`, which must end the message.
@@ -207,6 +171,7 @@ fn parse_ecs(data: &[u8]) -> Result<EcsOption, NotFast> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_query::TestQuery;
     use super::*;
 
     /// [`super::parse`] with a name buffer of its own (leaked: a test's few hundred bytes).
@@ -214,39 +179,26 @@ mod tests {
         super::parse(msg, Box::leak(Box::new(NameBuf::new())))
     }
 
-    fn query(name: &[&str], qtype: u16, opt: Option<&[u8]>) -> Vec<u8> {
-        let mut m = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, u8::from(opt.is_some())];
-        for l in name {
-            m.push(l.len() as u8);
-            m.extend_from_slice(l.as_bytes());
-        }
-        m.push(0);
-        m.extend_from_slice(&qtype.to_be_bytes());
-        m.extend_from_slice(&[0, 1]);
-        if let Some(options) = opt {
-            m.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0x80, 0]);
-            m.extend_from_slice(&(options.len() as u16).to_be_bytes());
-            m.extend_from_slice(options);
-        }
-        m
+    fn query(name: &str, qtype: u16) -> TestQuery {
+        TestQuery::new(0x1234, name, qtype).flags(0x0100)
     }
 
     #[test]
     fn reads_the_common_query() {
-        let m = query(&["ApP", "geo", "Example"], 1, None);
+        let m = query("ApP.geo.Example.", 1).bytes();
         let q = parse(&m).unwrap();
         assert_eq!(q.id, 0x1234);
         assert_eq!(q.name, "app.geo.example.");
         assert_eq!(q.qtype, 1);
         assert_eq!(&q.question[..4], &[3, b'A', b'p', b'P']);
         assert!(q.edns.is_none());
-        let root = query(&[], 6, None);
+        let root = query(".", 6).bytes();
         assert_eq!(parse(&root).unwrap().name, ".");
     }
 
     #[test]
     fn reads_edns_and_ecs() {
-        let m = query(&["app", "geo", "example"], 28, Some(&[0, 8, 0, 7, 0, 1, 24, 0, 81, 2, 69, 0, 10, 0, 2, 1, 2]));
+        let m = query("app.geo.example.", 28).dnssec_ok().ecs(1, 24, 0, &[81, 2, 69]).option(10, &[1, 2]).bytes();
         let q = parse(&m).unwrap();
         let e = q.edns.unwrap();
         assert_eq!(e.udp_size, 1232);
@@ -254,37 +206,32 @@ mod tests {
         let ecs = e.ecs.unwrap();
         assert_eq!((ecs.family, ecs.source_prefix, ecs.scope_prefix, ecs.address_octets), (1, 24, 0, 3));
         assert_eq!(ecs.address, "81.2.69.0".parse::<IpAddr>().unwrap());
-        let v6 = query(&["a"], 1, Some(&[0, 8, 0, 10, 0, 2, 48, 0, 0x2a, 0x01, 0x04, 0xf8, 0, 1]));
+        let v6 = query("a.", 1).dnssec_ok().ecs(2, 48, 0, &[0x2a, 0x01, 0x04, 0xf8, 0, 1]).bytes();
         assert_eq!(parse(&v6).unwrap().edns.unwrap().ecs.unwrap().address, "2a01:4f8:1::".parse::<IpAddr>().unwrap());
     }
 
     #[test]
     fn leaves_the_unusual_to_the_full_decoder() {
-        let ok = query(&["app"], 1, None);
+        let ok = query("app.", 1).bytes();
         let mut response = ok.clone();
         response[2] |= 0x80;
         assert_eq!(parse(&response).unwrap_err(), NotFast::Drop);
         assert_eq!(parse(&ok[..11]).unwrap_err(), NotFast::Drop);
-        let mut notify = ok.clone();
-        notify[2] = 0x20; // opcode 4
+        let notify = query("app.", 1).flags(0x2000).bytes(); // opcode 4
         assert_eq!(parse(&notify).unwrap_err(), NotFast::Slow);
         assert_eq!(parse(&ok[..ok.len() - 1]).unwrap_err(), NotFast::Slow, "truncated question");
         let mut trailing = ok.clone();
         trailing.push(0);
         assert_eq!(parse(&trailing).unwrap_err(), NotFast::Slow);
-        let mut chaos = ok.clone();
-        let n = chaos.len();
-        chaos[n - 1] = 3;
+        let chaos = query("app.", 1).class(3).bytes();
         assert_eq!(parse(&chaos).unwrap_err(), NotFast::Slow);
-        let mut bad_label = query(&["a b"], 1, None);
+        let mut bad_label = query("a b.", 1).bytes();
         assert_eq!(parse(&bad_label).unwrap_err(), NotFast::Slow);
         bad_label[13] = 0xc0; // a compression pointer
         assert_eq!(parse(&bad_label).unwrap_err(), NotFast::Slow);
         // EDNS version 1, and a bad ECS family, go to the full decoder (BADVERS, FORMERR).
-        let mut v1 = query(&["app"], 1, Some(&[]));
-        let n = v1.len();
-        v1[n - 5] = 1;
+        let v1 = query("app.", 1).dnssec_ok().edns_version(1).bytes();
         assert_eq!(parse(&v1).unwrap_err(), NotFast::Slow);
-        assert_eq!(parse(&query(&["app"], 1, Some(&[0, 8, 0, 4, 0, 9, 0, 0]))).unwrap_err(), NotFast::Slow);
+        assert_eq!(parse(&query("app.", 1).dnssec_ok().ecs(9, 0, 0, &[]).bytes()).unwrap_err(), NotFast::Slow);
     }
 }

@@ -1,10 +1,12 @@
-//! The request handler: one hickory request in, one response out. Decodes the question and
-//! EDNS/ECS, asks the current routing table, and encodes the answer.
+//! The full path's request handler: one hickory request in, one response out. Checks what
+//! makes a request unanswerable (opcode, class, EDNS version, malformed ECS), asks the current
+//! routing table, and builds hickory's response; counts every query it answers. [`Handler`]
+//! also hands the fast path the table being served.
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use ::metrics::{Counter, counter, histogram};
+use ::metrics::{counter, histogram};
 use arc_swap::ArcSwap;
 use hickory_proto::op::{Edns, MessageType, Metadata, OpCode, ResponseCode};
 use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
@@ -16,14 +18,13 @@ use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseI
 use hickory_server::zone_handler::{MessageResponseBuilder, Queries};
 use tracing::{debug, warn};
 
-use super::ecs::Ecs;
-use super::{convert, wire};
+use super::metrics::answer_counter;
+use crate::dns::codec::ecs::Ecs;
+use crate::dns::codec::response::MAX_UDP_PAYLOAD;
+use crate::dns::codec::{convert, rcode, wire};
 use crate::metrics;
 use crate::model::Name;
-use crate::routing::{Answer, AnswerSeries, Query, Rcode, RoutingTable};
-
-/// The largest UDP response we send, whatever the client offers (DNS flag day 2020).
-pub const MAX_UDP_PAYLOAD: u16 = 1232;
+use crate::routing::{Answer, Query, Rcode, RoutingTable};
 
 /// Answers queries from the routing table currently published.
 #[derive(Clone)]
@@ -97,12 +98,7 @@ impl RequestHandler for Handler {
             }
             Reply::Answer(answer) => {
                 metadata.authoritative = answer.rcode != Rcode::Refused;
-                metadata.response_code = match answer.rcode {
-                    Rcode::NoError => ResponseCode::NoError,
-                    Rcode::NxDomain => ResponseCode::NXDomain,
-                    Rcode::ServFail => ResponseCode::ServFail,
-                    Rcode::Refused => ResponseCode::Refused,
-                };
+                metadata.response_code = rcode::hickory(answer.rcode);
                 if let (Some(ecs), Some(edns)) = (&ecs, edns_out.as_mut())
                     && answer.rcode != Rcode::Refused
                 {
@@ -130,7 +126,7 @@ impl RequestHandler for Handler {
             Protocol::Tcp => "tcp",
             _ => "other",
         };
-        counter!(metrics::QUERIES, "transport" => transport, "rcode" => rcode_label(code)).increment(1);
+        counter!(metrics::QUERIES, "transport" => transport, "rcode" => rcode::hickory_label(code)).increment(1);
         counter!(metrics::QUERIES_ECS, "ecs" => if ecs.is_some() { "present" } else { "absent" }).increment(1);
         histogram!(metrics::QUERY_DURATION).record(started.elapsed().as_secs_f64());
         match sent {
@@ -142,20 +138,6 @@ impl RequestHandler for Handler {
                 ResponseInfo::from(hickory_proto::op::Header { metadata, counts: Default::default() })
             }
         }
-    }
-}
-
-/// The `rcode` label: a closed set.
-fn rcode_label(code: ResponseCode) -> &'static str {
-    match code {
-        ResponseCode::NoError => "noerror",
-        ResponseCode::NXDomain => "nxdomain",
-        ResponseCode::ServFail => "servfail",
-        ResponseCode::Refused => "refused",
-        ResponseCode::FormErr => "formerr",
-        ResponseCode::NotImp => "notimp",
-        ResponseCode::BADVERS => "badvers",
-        _ => "other",
     }
 }
 
@@ -181,19 +163,6 @@ fn classify(request: &Request) -> Result<(), ResponseCode> {
         return Err(ResponseCode::Refused);
     }
     Ok(())
-}
-
-/// The `name` label of the answers counted per site ([`AnswerSeries::Other`]).
-pub const OTHER_NAMES: &str = "(other)";
-
-/// The answer counter `series` labels (`geodns_answers_total`).
-pub(super) fn answer_counter(table: &RoutingTable, series: &AnswerSeries) -> Counter {
-    let (name, site) = match series {
-        AnswerSeries::Named(name, site) => (name.to_string(), *site),
-        AnswerSeries::Other(site) => (OTHER_NAMES.to_owned(), *site),
-    };
-    let site = table.sites().get(site).map_or_else(String::new, |s| s.name.clone());
-    counter!(metrics::ANSWERS, "name" => name, "site" => site)
 }
 
 impl Handler {

@@ -1,100 +1,30 @@
-//! The fast path: answers a [`FastQuery`] from the routing table and writes the response bytes
-//! directly (question copied from the query, names compressed against it), without hickory's
-//! message types. Everything it cannot answer goes to the full handler.
+//! The responses written without hickory: the fast path's answers and the header-only
+//! FORMERR. Nothing here allocates: a response is written into a buffer the caller keeps (one
+//! per batch slot in the UDP loop), its question copied from the query (the name's case
+//! preserved), every other name compressed against the question name (the only name each
+//! response holds at a known place, offset 12), and the counts patched in last.
 
 use std::net::IpAddr;
 
-use hickory_proto::rr::rdata::opt::ClientSubnet;
-
 use super::ecs::Ecs;
-use super::handler::MAX_UDP_PAYLOAD;
 use super::query::FastQuery;
+use super::{rcode, wire};
 use crate::model::{Name, RData, RType};
-use crate::routing::{Answer, Query, QuickGeo, QuickNegative, Rcode, RoutingTable};
+use crate::routing::{Answer, QuickGeo, QuickNegative, Rcode};
 
-/// What the fast path did with a query.
-#[derive(Debug)]
-pub enum Fast {
-    /// `out` holds the response.
-    Answered(Answered),
-    /// The full handler must answer (malformed ECS gets its FORMERR there).
-    Slow,
-}
-
-#[derive(Debug)]
-pub struct Answered {
-    pub rcode: Rcode,
-    pub ecs: bool,
-    pub scope: u8,
-    /// For a geo answer: the answer counter of the name and the (first) site its addresses
-    /// came from ([`RoutingTable::answer_series`]).
-    pub answers: Option<u32>,
-}
-
-/// Answers `q` from `table` into `out` (cleared first), for a client at `src` over UDP.
-pub fn answer(table: &RoutingTable, q: &FastQuery<'_>, src: IpAddr, out: &mut Vec<u8>) -> Fast {
-    answer_with(table, q, src, out, true)
-}
-
-/// [`answer`]; with `quick` false, every query goes through [`RoutingTable::resolve`] (tests
-/// check that both give the same bytes).
-fn answer_with(table: &RoutingTable, q: &FastQuery<'_>, src: IpAddr, out: &mut Vec<u8>, quick: bool) -> Fast {
-    let ecs = match q.edns.and_then(|e| e.ecs) {
-        Some(opt) => {
-            let cs = ClientSubnet::new(opt.address, opt.source_prefix, opt.scope_prefix);
-            match Ecs::from_option(&cs, Some(4 + opt.address_octets)) {
-                Ok(e) => Some(e),
-                Err(_) => return Fast::Slow,
-            }
-        }
-        None => None,
-    };
-    let rtype = RType::from_code(q.qtype);
-    let client = Ecs::client(ecs.as_ref(), src);
-    let ecs_source = ecs.map(|e| e.source_prefix);
-    let limit = match q.edns {
-        Some(e) => e.udp_size.clamp(512, MAX_UDP_PAYLOAD),
-        None => 512,
-    } as usize;
-    if quick
-        && let Some(g) = table.quick_geo(q.name, rtype, client, ecs_source)
-        && encode_quick(q, &g, rtype, ecs.as_ref(), limit, out)
-    {
-        let answered =
-            Answered { rcode: Rcode::NoError, ecs: ecs.is_some(), scope: g.scope, answers: Some(g.site.answers) };
-        return Fast::Answered(answered);
-    }
-    if quick
-        && let Some(negative) = table.quick_negative(q.name, rtype)
-        && encode_negative(q, &negative, ecs.as_ref(), limit, out)
-    {
-        let rcode = if negative.nxdomain { Rcode::NxDomain } else { Rcode::NoError };
-        return Fast::Answered(Answered { rcode, ecs: ecs.is_some(), scope: 0, answers: None });
-    }
-    let name = Name::from_canonical(q.name);
-    let answer = table.resolve(&Query { name: &name, rtype, client, ecs_source });
-    encode(q, &name, &answer, ecs.as_ref(), limit, out);
-    let answers = answer.decision.as_ref().and_then(|d| table.answer_index(&d.name, *d.answered_from.first()?));
-    Fast::Answered(Answered { rcode: answer.rcode, ecs: ecs.is_some(), scope: answer.scope, answers })
-}
-
-fn rcode_value(r: Rcode) -> u8 {
-    match r {
-        Rcode::NoError => 0,
-        Rcode::ServFail => 2,
-        Rcode::NxDomain => 3,
-        Rcode::Refused => 5,
-    }
-}
+/// The largest UDP response we send, whatever the client offers (DNS flag day 2020): it fits
+/// any path of MTU 1,280, so an answer is never fragmented.
+pub const MAX_UDP_PAYLOAD: u16 = 1232;
 
 /// Writes the header (counts zero, patched by the caller) and the question.
 fn header(q: &FastQuery<'_>, rcode: Rcode, out: &mut Vec<u8>) {
     out.clear();
     let authoritative = rcode != Rcode::Refused;
     out.extend_from_slice(&q.id.to_be_bytes());
-    // QR, opcode 0, AA, RD copied; RA clear, CD copied.
-    out.push(0x80 | if authoritative { 0x04 } else { 0 } | (q.flags & 0x01));
-    out.push(rcode_value(rcode));
+    // QR, opcode 0, AA, RD copied; RA and AD clear, CD copied (as the full path's hickory does).
+    let [flags_hi, flags_lo] = q.flags.to_be_bytes();
+    out.push(0x80 | if authoritative { 0x04 } else { 0 } | (flags_hi & 0x01));
+    out.push(rcode::wire(rcode) | (flags_lo & 0x10));
     out.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, 0]);
     out.extend_from_slice(q.question);
 }
@@ -140,7 +70,8 @@ fn set_counts(out: &mut [u8], counts: [u16; 3]) {
 /// Writes a [`QuickGeo`] answer: the site's addresses, owned by the question name (a pointer to
 /// offset 12). False (with `out` unspecified) when it would not fit in `limit`: the full
 /// encoder then truncates.
-fn encode_quick(
+#[inline]
+pub fn encode_quick(
     q: &FastQuery<'_>,
     g: &QuickGeo<'_>,
     rtype: RType,
@@ -178,7 +109,8 @@ fn encode_quick(
 
 /// Writes a [`QuickNegative`]: the zone's SOA alone, in the answer section for an apex SOA
 /// query, else in the authority section. False when it would not fit in `limit`.
-fn encode_negative(
+#[inline]
+pub fn encode_negative(
     q: &FastQuery<'_>,
     n: &QuickNegative<'_>,
     ecs: Option<&Ecs>,
@@ -220,7 +152,7 @@ pub fn encode(q: &FastQuery<'_>, qname: &Name, a: &Answer, ecs: Option<&Ecs>, li
 }
 
 fn e_octets(e: &Ecs) -> usize {
-    super::wire::ecs_address_octets(e.source_prefix)
+    wire::ecs_address_octets(e.source_prefix)
 }
 
 /// Writes records, compressing names against the question name (the only name every response
@@ -337,118 +269,36 @@ fn plain_name(name: &str, out: &mut Vec<u8>) {
     out.push(0);
 }
 
+/// FORMERR for a message whose header can be read but whose body cannot be decoded: the
+/// header alone, with the ID, opcode, RD and CD mirrored and no question (the question may be
+/// what is malformed). `None` for responses (QR=1) and for anything shorter than a header.
+pub fn formerr(packet: &[u8]) -> Option<Vec<u8>> {
+    if packet.len() < 12 || packet[2] & 0x80 != 0 {
+        return None;
+    }
+    let mut out = vec![0; 12];
+    out[..2].copy_from_slice(&packet[..2]);
+    out[2] = 0x80 | (packet[2] & 0x79); // QR, the opcode, RD
+    out[3] = (packet[3] & 0x10) | 1; // CD, FORMERR
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
-    use std::sync::Arc;
+    use super::super::test_query::TestQuery;
 
-    use super::*;
-    use crate::geoip::GeoIpDb;
-    use crate::routing::{Built, Inputs, RankTable, RankTables, build_with};
-
-    fn example(inputs: &Inputs) -> Built {
-        let config = crate::config::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("config/example.yaml")).unwrap();
-        let db: Arc<GeoIpDb> = Arc::new(GeoIpDb::open(config.geoip.as_ref().unwrap()).unwrap());
-        let ranks = RankTables::new();
-        let built = build_with(&config, db.clone(), Some(&ranks), None, Arc::new(inputs.clone()), 1);
-        for slot in ranks.pending() {
-            slot.fill(RankTable::build(&*db, &slot.sites()));
-        }
-        built
-    }
-
-    /// A query with EDNS (payload `size`) and, when given, an ECS option for `subnet`.
-    fn query(name: &str, qtype: u16, size: Option<u16>, subnet: Option<(IpAddr, u8)>) -> Vec<u8> {
-        let mut m = vec![0xbe, 0xef, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, u8::from(size.is_some())];
-        for l in name.split('.').filter(|l| !l.is_empty()) {
-            m.push(l.len() as u8);
-            m.extend_from_slice(l.as_bytes());
-        }
-        m.push(0);
-        m.extend_from_slice(&qtype.to_be_bytes());
-        m.extend_from_slice(&[0, 1]);
-        if let Some(size) = size {
-            let mut opt = Vec::new();
-            if let Some((addr, prefix)) = subnet {
-                let octets = usize::from(prefix).div_ceil(8);
-                let (family, bytes) = match addr {
-                    IpAddr::V4(a) => (1u16, a.octets().to_vec()),
-                    IpAddr::V6(a) => (2u16, a.octets().to_vec()),
-                };
-                opt.extend_from_slice(&8u16.to_be_bytes());
-                opt.extend_from_slice(&((4 + octets) as u16).to_be_bytes());
-                opt.extend_from_slice(&family.to_be_bytes());
-                opt.extend_from_slice(&[prefix, 0]);
-                opt.extend_from_slice(&bytes[..octets]);
-            }
-            m.extend_from_slice(&[0, 0, 41]);
-            m.extend_from_slice(&size.to_be_bytes());
-            m.extend_from_slice(&[0, 0, 0, 0]);
-            m.extend_from_slice(&(opt.len() as u16).to_be_bytes());
-            m.extend_from_slice(&opt);
-        }
-        m
-    }
-
-    /// Every quick answer is byte for byte the answer `resolve` and the full encoder give.
     #[test]
-    fn quick_answers_are_the_resolved_answers() {
-        let subnets: Vec<Option<(IpAddr, u8)>> = vec![
-            None,
-            Some(("81.2.69.0".parse().unwrap(), 24)),
-            Some(("103.6.148.0".parse().unwrap(), 22)),
-            Some(("5.9.0.0".parse().unwrap(), 16)),
-            Some(("10.42.7.0".parse().unwrap(), 24)),
-            Some(("192.168.1.0".parse().unwrap(), 24)),
-            Some(("8.8.8.8".parse().unwrap(), 32)),
-            Some(("2a01:4f8::".parse().unwrap(), 32)),
-            Some(("0.0.0.0".parse().unwrap(), 0)),
-        ];
-        let names = [
-            ("app.geo.example.", 1),
-            ("APP.Geo.example.", 28),
-            ("app.geo.example.", 255),
-            ("app.geo.example.", 16),
-            ("nope.geo.example.", 1),
-            ("deep.nope.geo.example.", 28),
-            ("ent.geo.example.", 1),
-            ("geo.example.", 6),
-            ("Geo.Example.", 2),
-            ("static.geo.example.", 1),
-            ("www.geo.example.", 1),
-            ("other.example.", 1),
-        ];
-        let (mut quick, mut total) = (0, 0);
-        for inputs in [Inputs::default(), Inputs { sites_down: [0, 1, 2].into(), ..Inputs::default() }] {
-            let table = example(&inputs);
-            for (name, qtype) in names {
-                for subnet in &subnets {
-                    for size in [None, Some(1232), Some(512)] {
-                        let subnet = if size.is_some() { *subnet } else { None };
-                        let packet = query(name, qtype, size, subnet);
-                        let mut text = crate::dns::query::NameBuf::new();
-                        let q = crate::dns::query::parse(&packet, &mut text).unwrap();
-                        for src in ["127.0.0.1", "81.2.69.1", "::1"] {
-                            let src: IpAddr = src.parse().unwrap();
-                            let (mut a, mut b) = (Vec::new(), Vec::new());
-                            let fa = answer_with(&table, &q, src, &mut a, true);
-                            let fb = answer_with(&table, &q, src, &mut b, false);
-                            assert!(matches!((&fa, &fb), (Fast::Answered(_), Fast::Answered(_))));
-                            assert_eq!(a, b, "{name} {qtype} {subnet:?} {size:?} from {src}");
-                            total += 1;
-                            let client = subnet.filter(|s| s.1 > 0).map_or(src, |s| s.0);
-                            let rtype = RType::from_code(qtype);
-                            let ecs_source = subnet.map(|s| s.1);
-                            if table.quick_geo(q.name, rtype, client, ecs_source).is_some()
-                                || table.quick_negative(q.name, rtype).is_some()
-                            {
-                                quick += 1;
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        assert!(quick * 3 > total, "the quick paths are taken ({quick} of {total})");
+    fn formerr_mirrors_the_id_opcode_rd_and_cd_and_drops_responses() {
+        // ID 0xabcd, opcode 2 (STATUS), RD, AD and CD; one question promised, none there.
+        let mut q = TestQuery::header(0xabcd).flags(0x1130).questions(1).bytes();
+        q.push(0xff);
+        let r = super::formerr(&q).unwrap();
+        assert_eq!(r, [0xab, 0xcd, 0x91, 0x11, 0, 0, 0, 0, 0, 0, 0, 0]);
+        q[2] |= 0x80;
+        assert!(super::formerr(&q).is_none());
+        assert!(super::formerr(&q[..5]).is_none());
+        // ID 0xbeef, opcode 2 (STATUS), RD, AD; 1 question (what TCP answers FORMERR).
+        let request = [0xbe, 0xef, 0x11, 0x20, 0, 1, 0, 0, 0, 0, 0, 0];
+        assert_eq!(super::formerr(&request).unwrap(), [0xbe, 0xef, 0x91, 0x01, 0, 0, 0, 0, 0, 0, 0, 0]);
     }
 }

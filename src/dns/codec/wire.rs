@@ -69,18 +69,16 @@ pub fn ecs_address_octets(source_prefix: u8) -> usize {
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_query::TestQuery;
     use super::*;
 
     #[test]
     fn finds_the_ecs_option_length() {
-        // Header: 1 question, 1 additional; question "a." A IN; OPT with ECS 1/24/0 81.2.69.
-        let mut m = vec![0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 1, 1, b'a', 0, 0, 1, 0, 1];
-        m.extend_from_slice(&[0, 0, 41, 4, 0, 0, 0, 0, 0, 0, 11, 0, 8, 0, 7, 0, 1, 24, 0, 81, 2, 69]);
+        // One question "a." A IN; OPT with ECS 1/24/0 81.2.69.
+        let m = TestQuery::new(1, "a.", 1).flags(0x0100).edns(1024).ecs(1, 24, 0, &[81, 2, 69]).bytes();
         assert_eq!(ecs_option_len(&m), Some(7));
         assert_eq!(ecs_option_len(&m[..20]), None, "truncated");
-        let no_opt = &m[..19];
-        let mut no_opt = no_opt.to_vec();
-        no_opt[11] = 0;
+        let no_opt = TestQuery::new(1, "a.", 1).flags(0x0100).bytes();
         assert_eq!(ecs_option_len(&no_opt), None);
         assert_eq!(ecs_address_octets(24), 3);
         assert_eq!(ecs_address_octets(25), 4);

@@ -1,7 +1,7 @@
 //! Our TCP DNS server loop, in place of hickory's (which has no connection limits): accepts
 //! connections within global and per-client limits, reads two-byte length-prefixed queries with
-//! an idle and a read timeout, answers each through the same `RequestHandler` as UDP, and closes
-//! a connection after a bounded number of queries.
+//! an idle and a read timeout, answers each as UDP does ([`answer`], then the full path when it
+//! must), and closes a connection after a bounded number of queries.
 //!
 //! Pipelining: a client may write many queries without waiting. They are read and answered one
 //! after another, **in order**; answering is in-memory and never waits on I/O, so ordering costs
@@ -17,28 +17,30 @@
 //! [`RESPONSE_QUEUE`] encoded responses; the number of connections is bounded by
 //! `max_connections`. The only per-client state is the connection count of each open client.
 //!
-//! Imports `config` (for [`TcpConfig`]); generic over hickory's `RequestHandler`, so it serves
-//! `super::Handler` in production and test handlers in tests.
+//! Imports `config` (for [`TcpConfig`]). Generic over a [`Responder`]: the server's
+//! [`Handler`], or ([`spawn_tcp`]) any hickory `RequestHandler` on the full path alone, which
+//! is how tests inject failures.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use hickory_server::net::runtime::TokioTime;
-use hickory_server::net::xfer::Protocol;
-use hickory_server::server::{Request, RequestHandler};
+use arc_swap::Guard;
+use hickory_server::server::RequestHandler;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::{JoinHandle, JoinSet};
-use tokio::time::{Instant, timeout, timeout_at};
+use tokio::time::{timeout, timeout_at};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, warn};
 
-use super::capture::Capture;
 use crate::config::TcpConfig;
+use crate::dns::answer::{Handler, Metrics, Outcome, Transport, answer, full};
+use crate::dns::codec::query::{self, NameBuf};
+use crate::routing::RoutingTable;
 
 /// Responses a connection may have encoded but not yet written (as hickory's listener).
 pub const RESPONSE_QUEUE: usize = 64;
@@ -74,20 +76,62 @@ impl From<&TcpConfig> for TcpLimits {
     }
 }
 
-/// Serves DNS over TCP on `listener` until `shutdown` is cancelled; then stops accepting, lets
-/// each connection finish writing what it has answered, and ends.
+/// What a TCP connection answers with.
+pub trait Responder: Send + Sync + 'static {
+    /// The table the fast path answers from; `None` sends every query down the full path.
+    fn table(&self) -> Option<Guard<Arc<RoutingTable>>>;
+    /// The full path's response to one message from `peer` (`None`: nothing to send).
+    fn full(&self, message: &[u8], peer: SocketAddr) -> impl Future<Output = Option<Vec<u8>>> + Send;
+}
+
+/// The server's: the fast path first, then the full path.
+impl Responder for Handler {
+    fn table(&self) -> Option<Guard<Arc<RoutingTable>>> {
+        Some(Handler::table(self))
+    }
+
+    fn full(&self, message: &[u8], peer: SocketAddr) -> impl Future<Output = Option<Vec<u8>>> + Send {
+        full::respond(self, message, peer, Transport::Tcp)
+    }
+}
+
+/// Any hickory `RequestHandler`, every query on the full path: what [`spawn_tcp`] serves.
+pub struct FullPath<H>(pub H);
+
+impl<H: RequestHandler> Responder for FullPath<H> {
+    fn table(&self) -> Option<Guard<Arc<RoutingTable>>> {
+        None
+    }
+
+    fn full(&self, message: &[u8], peer: SocketAddr) -> impl Future<Output = Option<Vec<u8>>> + Send {
+        full::respond(&self.0, message, peer, Transport::Tcp)
+    }
+}
+
+/// Serves DNS over TCP on `listener` with `responder` until `shutdown` is cancelled; then stops
+/// accepting, lets each connection finish writing what it has answered, and ends.
+pub fn spawn<R: Responder>(
+    listener: TcpListener,
+    responder: R,
+    limits: TcpLimits,
+    shutdown: CancellationToken,
+) -> JoinHandle<()> {
+    tokio::spawn(accept_loop(listener, Arc::new(responder), limits, shutdown))
+}
+
+/// [`spawn`] for any hickory `RequestHandler`, every query answered by it (the full path).
 pub fn spawn_tcp<H: RequestHandler>(
     listener: TcpListener,
     handler: H,
     limits: TcpLimits,
     shutdown: CancellationToken,
 ) -> JoinHandle<()> {
-    tokio::spawn(accept_loop(listener, Arc::new(handler), limits, shutdown))
+    spawn(listener, FullPath(handler), limits, shutdown)
 }
 
-async fn accept_loop<H: RequestHandler>(
+async fn accept_loop<R: Responder>(
     listener: TcpListener,
-    handler: Arc<H>,
+    responder: Arc<R>,
     limits: TcpLimits,
     shutdown: CancellationToken,
 ) {
@@ -112,7 +156,7 @@ async fn accept_loop<H: RequestHandler>(
                         drop(stream);
                         continue;
                     }
-                    let task = connections.spawn(connection(stream, peer, handler.clone(), limits, shutdown.clone()));
+                    let task = connections.spawn(connection(stream, peer, responder.clone(), limits, shutdown.clone()));
                     owner.insert(task.id(), ip);
                     *per_client.entry(ip).or_default() += 1;
                 }
@@ -159,10 +203,10 @@ fn release(
 }
 
 /// One connection: a reader that answers queries in order and a writer that sends the answers.
-async fn connection<H: RequestHandler>(
+async fn connection<R: Responder>(
     stream: TcpStream,
     peer: SocketAddr,
-    handler: Arc<H>,
+    responder: Arc<R>,
     limits: TcpLimits,
     shutdown: CancellationToken,
 ) {
@@ -171,7 +215,7 @@ async fn connection<H: RequestHandler>(
     // Bounded: the reader (one writer of the channel) waits when the client does not read its
     // answers; the writer's timeout then ends the connection.
     let (tx, rx) = mpsc::channel::<Vec<u8>>(RESPONSE_QUEUE);
-    let reader = read_queries(read, peer, handler, limits, tx, shutdown);
+    let reader = read_queries(read, peer, responder, limits, tx, shutdown);
     let writer = write_responses(write, rx, limits.idle_timeout);
     tokio::pin!(reader, writer);
     tokio::select! {
@@ -194,15 +238,16 @@ enum Stop {
     WriterGone,
 }
 
-async fn read_queries<H: RequestHandler>(
+async fn read_queries<R: Responder>(
     read: OwnedReadHalf,
     peer: SocketAddr,
-    handler: Arc<H>,
+    responder: Arc<R>,
     limits: TcpLimits,
     tx: mpsc::Sender<Vec<u8>>,
     shutdown: CancellationToken,
 ) {
     let mut read = BufReader::with_capacity(4096, read);
+    let mut fast = Fast::default();
     let mut answered: u32 = 0;
     let stop = loop {
         if answered >= limits.max_queries_per_connection {
@@ -216,7 +261,7 @@ async fn read_queries<H: RequestHandler>(
                 Err(_) => break Stop::Idle,
             },
         };
-        let deadline = Instant::now() + limits.read_timeout;
+        let deadline = tokio::time::Instant::now() + limits.read_timeout;
         let rest = async {
             let second = read.read_u8().await?;
             let mut message = vec![0u8; usize::from(u16::from_be_bytes([first, second]))];
@@ -232,7 +277,7 @@ async fn read_queries<H: RequestHandler>(
             },
         };
         answered += 1;
-        match answer(handler.as_ref(), message, peer, &tx).await {
+        match respond(responder.as_ref(), &message, peer, &tx, &mut fast).await {
             Ok(()) => {}
             Err(stop) => break stop,
         }
@@ -240,43 +285,47 @@ async fn read_queries<H: RequestHandler>(
     debug!(client = %peer, answered, reason = ?stop, "TCP connection closed");
 }
 
-/// Answers one message; `Err` closes the connection.
-async fn answer<H: RequestHandler>(
-    handler: &H,
-    message: Vec<u8>,
-    peer: SocketAddr,
-    tx: &mpsc::Sender<Vec<u8>>,
-) -> Result<(), Stop> {
-    let Some(header) = message.get(..12).and_then(|h| <[u8; 12]>::try_from(h).ok()) else {
-        return Err(Stop::TooShort);
-    };
-    if header[2] & 0x80 != 0 {
-        return Ok(()); // A response: never answered.
-    }
-    match Request::from_bytes(message, peer, Protocol::Tcp) {
-        Ok(request) => {
-            let capture = Capture::new(Protocol::Tcp);
-            handler.handle_request::<_, TokioTime>(&request, capture.clone()).await;
-            let bytes = capture.take();
-            if !bytes.is_empty() {
-                tx.send(bytes).await.map_err(|_| Stop::WriterGone)?;
-            }
-        }
-        Err(error) => {
-            debug!(client = %peer, %error, "undecodable TCP query answered FORMERR");
-            tx.send(error_header(&header, 1).to_vec()).await.map_err(|_| Stop::WriterGone)?;
-        }
-    }
-    if tx.is_closed() { Err(Stop::WriterGone) } else { Ok(()) }
+/// A connection's state for the fast path, made when it first answers.
+#[derive(Default)]
+struct Fast {
+    name: NameBuf,
+    metrics: Option<Metrics>,
 }
 
-/// A response with no records and `rcode`: the request's ID, opcode and RD, with QR set.
-fn error_header(request: &[u8; 12], rcode: u8) -> [u8; 12] {
-    let mut h = [0u8; 12];
-    h[..2].copy_from_slice(&request[..2]);
-    h[2] = 0x80 | (request[2] & 0x79); // QR, the opcode, RD
-    h[3] = rcode & 0x0f;
-    h
+/// Answers one message; `Err` closes the connection.
+async fn respond<R: Responder>(
+    responder: &R,
+    message: &[u8],
+    peer: SocketAddr,
+    tx: &mpsc::Sender<Vec<u8>>,
+    fast: &mut Fast,
+) -> Result<(), Stop> {
+    if message.len() < 12 {
+        return Err(Stop::TooShort);
+    }
+    let mut out = Vec::new();
+    let outcome = match responder.table() {
+        Some(table) => {
+            let metrics = fast.metrics.get_or_insert_with(|| Metrics::new(Transport::Tcp));
+            let started = metrics.sample_due().then(std::time::Instant::now);
+            let outcome = answer(&table, &query::parse(message, &mut fast.name), peer.ip(), Transport::Tcp, &mut out);
+            if let Outcome::Answered(info) = &outcome {
+                metrics.answered(info, started);
+                metrics.flush(&table);
+            }
+            outcome
+        }
+        None => Outcome::Full,
+    };
+    let response = match outcome {
+        Outcome::Answered(_) => Some(out),
+        Outcome::Full => responder.full(message, peer).await,
+        Outcome::Drop => None, // A response (QR=1): never answered.
+    };
+    if let Some(bytes) = response {
+        tx.send(bytes).await.map_err(|_| Stop::WriterGone)?;
+    }
+    if tx.is_closed() { Err(Stop::WriterGone) } else { Ok(()) }
 }
 
 /// Writes framed responses; flushes whenever the queue is momentarily empty, so a burst of
@@ -316,13 +365,46 @@ async fn write_responses(write: OwnedWriteHalf, mut rx: mpsc::Receiver<Vec<u8>>,
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dns::codec::test_query::TestQuery;
+    use crate::dns::testing::example_handler;
 
-    #[test]
-    fn error_headers_mirror_id_opcode_and_rd() {
-        // ID 0xbeef, opcode 2 (STATUS), RD, AD; 1 question.
-        let request = [0xbe, 0xef, 0x11, 0x20, 0, 1, 0, 0, 0, 0, 0, 0];
-        let h = error_header(&request, 1);
-        assert_eq!(h, [0xbe, 0xef, 0x91, 0x01, 0, 0, 0, 0, 0, 0, 0, 0]);
+    /// The server's handler over TCP: pipelined queries for the fast path and the full path are
+    /// answered in order, a response is ignored, and the connection stays open.
+    #[tokio::test]
+    async fn the_handler_answers_pipelined_queries_in_order_on_both_paths() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let limits = TcpLimits {
+            max_connections: 8,
+            max_connections_per_client: 8,
+            idle_timeout: Duration::from_secs(5),
+            read_timeout: Duration::from_secs(5),
+            max_queries_per_connection: 100,
+        };
+        let shutdown = CancellationToken::new();
+        let task = spawn(listener, example_handler(), limits, shutdown.clone());
+        let mut response = TestQuery::new(3, "app.geo.example.", 1).bytes();
+        response[2] |= 0x80;
+        let queries = [
+            TestQuery::new(1, "app.geo.example.", 1).flags(0x0100).bytes(), // the fast path
+            response,                                                       // ignored
+            TestQuery::new(2, "app.geo.example.", 1).class(3).bytes(),      // the full path: REFUSED
+            TestQuery::new(4, "nope.geo.example.", 28).bytes(),             // the fast path: NXDOMAIN
+        ];
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        for q in &queries {
+            stream.write_all(&(q.len() as u16).to_be_bytes()).await.unwrap();
+            stream.write_all(q).await.unwrap();
+        }
+        for (id, rcode) in [(1u16, 0u8), (2, 5), (4, 3)] {
+            let len = timeout(Duration::from_secs(5), stream.read_u16()).await.expect("answered").unwrap();
+            let mut r = vec![0; usize::from(len)];
+            stream.read_exact(&mut r).await.unwrap();
+            assert_eq!((u16::from_be_bytes([r[0], r[1]]), r[3] & 0x0f), (id, rcode));
+            assert_eq!(r[2] & 0x80, 0x80, "QR");
+        }
+        shutdown.cancel();
+        timeout(Duration::from_secs(5), task).await.expect("the listener stops").unwrap();
     }
 
     #[test]

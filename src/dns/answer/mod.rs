@@ -1,0 +1,241 @@
+//! The answer to one query: its bytes, as [`codec::query`](super::codec::query) read them, in;
+//! an [`Outcome`] out (answered into the caller's buffer / needs the full path / dropped).
+//! Every path a query can take calls [`answer`] first: both UDP loops, TCP, the benchmarks and
+//! the fuzz target. What it cannot answer goes to [`full`]: hickory's decoder, [`Handler`] and
+//! hickory's encoder.
+//!
+//! What makes the common answer cheap, in the order [`answer`] tries it:
+//! - [`RoutingTable::quick_geo`]: a geo name's answer from the site ranking precomputed per
+//!   IPv4 range (no GeoIP tree walk or record decode per query, and the widest correct ECS
+//!   scope; most blocks are read from a 1 MiB jump table alone), written by
+//!   [`response::encode_quick`] without allocating;
+//! - [`RoutingTable::quick_negative`]: NXDOMAIN, NODATA and the apex SOA, written the same way;
+//! - else [`RoutingTable::resolve`] and [`response::encode`], still without hickory.
+//!
+//! The counts of what was answered go to a [`Metrics`] the calling loop keeps (see there).
+
+pub mod full;
+mod handler;
+mod metrics;
+
+use std::net::IpAddr;
+
+use hickory_proto::rr::rdata::opt::ClientSubnet;
+
+use super::codec::ecs::Ecs;
+use super::codec::query::{FastQuery, NotFast, Parsed};
+use super::codec::response::{self, MAX_UDP_PAYLOAD};
+use crate::model::{Name, RType};
+use crate::routing::{Query, Rcode, RoutingTable};
+
+pub use handler::Handler;
+pub use metrics::Metrics;
+
+/// The transport a query came over: what bounds the response's size, and the metrics' label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// At most the client's EDNS payload size (512 without EDNS), and never more than
+    /// [`MAX_UDP_PAYLOAD`]: a larger answer is sent truncated.
+    Udp,
+    /// At most a DNS message's 65,535 bytes.
+    Tcp,
+}
+
+impl Transport {
+    /// The `transport` label of `geodns_queries_total`.
+    pub const fn label(self) -> &'static str {
+        match self {
+            Transport::Udp => "udp",
+            Transport::Tcp => "tcp",
+        }
+    }
+}
+
+/// What became of a query.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The response is in the caller's buffer.
+    Answered(Answered),
+    /// The full path must answer ([`full::respond`]): what the codec's reader leaves to
+    /// hickory's decoder, and a malformed Client Subnet option (its FORMERR is written there).
+    Full,
+    /// Nothing is sent: shorter than a header, or a response (QR=1).
+    Drop,
+}
+
+/// What an answered query counts as ([`Metrics::answered`]).
+#[derive(Debug)]
+pub struct Answered {
+    pub rcode: Rcode,
+    pub ecs: bool,
+    pub scope: u8,
+    /// For a geo answer: the answer counter of the name and the (first) site its addresses
+    /// came from ([`RoutingTable::answer_series`]).
+    pub answers: Option<u32>,
+}
+
+/// Answers `query` from `table` into `out` (cleared first), for a client at `src`.
+pub fn answer(
+    table: &RoutingTable,
+    query: &Parsed<'_>,
+    src: IpAddr,
+    transport: Transport,
+    out: &mut Vec<u8>,
+) -> Outcome {
+    match query {
+        Ok(q) => answer_with(table, q, src, transport, out, true),
+        Err(NotFast::Drop) => Outcome::Drop,
+        Err(NotFast::Slow) => Outcome::Full,
+    }
+}
+
+/// [`answer`] for a query the codec read; with `quick` false, every query goes through
+/// [`RoutingTable::resolve`] (tests check that both give the same bytes).
+fn answer_with(
+    table: &RoutingTable,
+    q: &FastQuery<'_>,
+    src: IpAddr,
+    transport: Transport,
+    out: &mut Vec<u8>,
+    quick: bool,
+) -> Outcome {
+    let ecs = match q.edns.and_then(|e| e.ecs) {
+        Some(opt) => {
+            let cs = ClientSubnet::new(opt.address, opt.source_prefix, opt.scope_prefix);
+            match Ecs::from_option(&cs, Some(4 + opt.address_octets)) {
+                Ok(e) => Some(e),
+                Err(_) => return Outcome::Full,
+            }
+        }
+        None => None,
+    };
+    let rtype = RType::from_code(q.qtype);
+    let client = Ecs::client(ecs.as_ref(), src);
+    let ecs_source = ecs.map(|e| e.source_prefix);
+    let limit = match (transport, q.edns) {
+        (Transport::Tcp, _) => usize::from(u16::MAX),
+        (Transport::Udp, Some(e)) => usize::from(e.udp_size.clamp(512, MAX_UDP_PAYLOAD)),
+        (Transport::Udp, None) => 512,
+    };
+    if quick
+        && let Some(g) = table.quick_geo(q.name, rtype, client, ecs_source)
+        && response::encode_quick(q, &g, rtype, ecs.as_ref(), limit, out)
+    {
+        let answered =
+            Answered { rcode: Rcode::NoError, ecs: ecs.is_some(), scope: g.scope, answers: Some(g.site.answers) };
+        return Outcome::Answered(answered);
+    }
+    if quick
+        && let Some(negative) = table.quick_negative(q.name, rtype)
+        && response::encode_negative(q, &negative, ecs.as_ref(), limit, out)
+    {
+        let rcode = if negative.nxdomain { Rcode::NxDomain } else { Rcode::NoError };
+        return Outcome::Answered(Answered { rcode, ecs: ecs.is_some(), scope: 0, answers: None });
+    }
+    let name = Name::from_canonical(q.name);
+    let answer = table.resolve(&Query { name: &name, rtype, client, ecs_source });
+    response::encode(q, &name, &answer, ecs.as_ref(), limit, out);
+    let answers = answer.decision.as_ref().and_then(|d| table.answer_index(&d.name, *d.answered_from.first()?));
+    Outcome::Answered(Answered { rcode: answer.rcode, ecs: ecs.is_some(), scope: answer.scope, answers })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::codec::query::{NameBuf, parse};
+    use super::super::codec::test_query::TestQuery;
+    use super::super::testing::example_table;
+    use super::*;
+    use crate::routing::Inputs;
+
+    /// A query with EDNS (payload `size`) and, when given, an ECS option for `subnet`.
+    fn query(name: &str, qtype: u16, size: Option<u16>, subnet: Option<(IpAddr, u8)>) -> Vec<u8> {
+        let mut q = TestQuery::new(0xbeef, name, qtype).flags(0x0100);
+        if let Some(size) = size {
+            q = q.edns(size);
+            if let Some((addr, prefix)) = subnet {
+                q = q.subnet(addr, prefix);
+            }
+        }
+        q.bytes()
+    }
+
+    /// Both paths answer with the same header flags: AA, RD and CD as the full handler sets them.
+    #[tokio::test]
+    async fn the_fast_and_the_full_path_set_the_same_flags() {
+        let handler = super::super::testing::example_handler();
+        let src: std::net::SocketAddr = "192.0.2.1:5353".parse().unwrap();
+        for flags in [0x0000, 0x0100, 0x0010, 0x0110] {
+            for name in ["app.geo.example.", "nope.geo.example.", "static.geo.example."] {
+                let packet = TestQuery::new(7, name, 1).flags(flags).bytes();
+                let mut text = NameBuf::new();
+                let mut fast = Vec::new();
+                let outcome = answer(&handler.table(), &parse(&packet, &mut text), src.ip(), Transport::Udp, &mut fast);
+                assert!(matches!(outcome, Outcome::Answered(_)));
+                let full = full::respond(&handler, &packet, src, Transport::Udp).await.unwrap();
+                assert_eq!((fast[2], fast[3]), (full[2], full[3]), "{name} with flags {flags:#06x}");
+            }
+        }
+    }
+
+    /// Every quick answer is byte for byte the answer `resolve` and the full encoder give.
+    #[test]
+    fn quick_answers_are_the_resolved_answers() {
+        let subnets: Vec<Option<(IpAddr, u8)>> = vec![
+            None,
+            Some(("81.2.69.0".parse().unwrap(), 24)),
+            Some(("103.6.148.0".parse().unwrap(), 22)),
+            Some(("5.9.0.0".parse().unwrap(), 16)),
+            Some(("10.42.7.0".parse().unwrap(), 24)),
+            Some(("192.168.1.0".parse().unwrap(), 24)),
+            Some(("8.8.8.8".parse().unwrap(), 32)),
+            Some(("2a01:4f8::".parse().unwrap(), 32)),
+            Some(("0.0.0.0".parse().unwrap(), 0)),
+        ];
+        let names = [
+            ("app.geo.example.", 1),
+            ("APP.Geo.example.", 28),
+            ("app.geo.example.", 255),
+            ("app.geo.example.", 16),
+            ("nope.geo.example.", 1),
+            ("deep.nope.geo.example.", 28),
+            ("ent.geo.example.", 1),
+            ("geo.example.", 6),
+            ("Geo.Example.", 2),
+            ("static.geo.example.", 1),
+            ("www.geo.example.", 1),
+            ("other.example.", 1),
+        ];
+        let (mut quick, mut total) = (0, 0);
+        for inputs in [Inputs::default(), Inputs { sites_down: [0, 1, 2].into(), ..Inputs::default() }] {
+            let table = example_table(&inputs);
+            for (name, qtype) in names {
+                for subnet in &subnets {
+                    for size in [None, Some(1232), Some(512)] {
+                        let subnet = if size.is_some() { *subnet } else { None };
+                        let packet = query(name, qtype, size, subnet);
+                        let mut text = NameBuf::new();
+                        let q = parse(&packet, &mut text).unwrap();
+                        for src in ["127.0.0.1", "81.2.69.1", "::1"] {
+                            let src: IpAddr = src.parse().unwrap();
+                            let (mut a, mut b) = (Vec::new(), Vec::new());
+                            let fa = answer_with(&table, &q, src, Transport::Udp, &mut a, true);
+                            let fb = answer_with(&table, &q, src, Transport::Udp, &mut b, false);
+                            assert!(matches!((&fa, &fb), (Outcome::Answered(_), Outcome::Answered(_))));
+                            assert_eq!(a, b, "{name} {qtype} {subnet:?} {size:?} from {src}");
+                            total += 1;
+                            let client = subnet.filter(|s| s.1 > 0).map_or(src, |s| s.0);
+                            let rtype = RType::from_code(qtype);
+                            let ecs_source = subnet.map(|s| s.1);
+                            if table.quick_geo(q.name, rtype, client, ecs_source).is_some()
+                                || table.quick_negative(q.name, rtype).is_some()
+                            {
+                                quick += 1;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert!(quick * 3 > total, "the quick paths are taken ({quick} of {total})");
+    }
+}

@@ -1,0 +1,28 @@
+//! The unit tests' routing table and handler: config/example.yaml with its bundled database.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+use super::Handler;
+use crate::geoip::GeoIpDb;
+use crate::routing::{Built, Inputs, RankTable, RankTables, build_with};
+
+/// The example config's table, with `inputs` (sites down, ...).
+pub fn example_table(inputs: &Inputs) -> Built {
+    let config = crate::config::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("config/example.yaml")).unwrap();
+    let db: Arc<GeoIpDb> = Arc::new(GeoIpDb::open(config.geoip.as_ref().unwrap()).unwrap());
+    let ranks = RankTables::new();
+    let built = build_with(&config, db.clone(), Some(&ranks), None, Arc::new(inputs.clone()), 1);
+    // As the app does: the rank tables the build asked for, built before answering.
+    for slot in ranks.pending() {
+        slot.fill(RankTable::build(&*db, &slot.sites()));
+    }
+    built
+}
+
+/// A handler serving [`example_table`] with every site up.
+pub fn example_handler() -> Handler {
+    Handler::new(Arc::new(ArcSwap::new(example_table(&Inputs::default()).into_table())))
+}
