@@ -7,7 +7,7 @@ use arc_swap::ArcSwap;
 
 use super::Handler;
 use crate::geoip::GeoIpDb;
-use crate::routing::{Built, Inputs, RankTable, RankTables, build_with};
+use crate::routing::{Built, Inputs, RankTables, Rankings, build_with};
 
 /// The example config's table, with `inputs` (sites down, ...).
 pub fn example_table(inputs: &Inputs) -> Built {
@@ -17,7 +17,7 @@ pub fn example_table(inputs: &Inputs) -> Built {
     let built = build_with(&config, db.clone(), Some(&ranks), None, Arc::new(inputs.clone()), 1);
     // As the app does: the rank tables the build asked for, built before answering.
     for slot in ranks.pending() {
-        slot.fill(RankTable::build(&*db, &slot.sites()));
+        slot.fill(Rankings::build(&*db, &slot.sites()));
     }
     built
 }

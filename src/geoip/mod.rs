@@ -21,14 +21,14 @@ use std::sync::Arc;
 
 use std::collections::HashMap;
 
-use ipnetwork::{IpNetwork, Ipv4Network};
+use ipnetwork::{IpNetwork, Ipv4Network, Ipv6Network};
 use maxminddb::{MaxMindDbError, Mmap, Reader, WithinOptions};
 use memmap2::Advice;
 use serde::Serialize;
 
 pub use centroids::country_centroid;
 
-use crate::model::{GeoHit, Location, Locator};
+use crate::model::{GeoHit, Location, Locator, RangeLocation};
 use record::Record;
 
 /// Why a GeoIP database could not be opened.
@@ -260,6 +260,75 @@ fn walk_ipv4(reader: &Reader<Mmap>, f: &mut dyn FnMut(u32, u32, Option<Location>
     true
 }
 
+/// Every IPv6 network of `reader` as (first, last, location), in address order, covering the
+/// whole space: networks without data and the gaps between networks are `Nowhere`, except the
+/// gaps the walk leaves for the database's aliases of its IPv4 data (`::ffff:0:0/96`,
+/// `2002::/16`), which are `PerAddress` (`locate` follows the alias for each). Networks of the
+/// IPv4 subtree at `::/96` come back in IPv4 terms and are placed there. False when the tree
+/// cannot be walked in order.
+fn walk_ipv6(reader: &Reader<Mmap>, f: &mut dyn FnMut(u128, u128, RangeLocation)) -> bool {
+    let all = IpNetwork::V6(Ipv6Network::new(std::net::Ipv6Addr::UNSPECIFIED, 0).expect("/0 is valid"));
+    let Ok(networks) = reader.within(all, WithinOptions::default().include_networks_without_data()) else {
+        return false;
+    };
+    let mut decoded: HashMap<usize, Option<Location>> = HashMap::new();
+    let mut next: u128 = 0;
+    let mut done = false;
+    for item in networks {
+        let Ok(result) = item else { return false };
+        let (first, last) = match result.network() {
+            Ok(IpNetwork::V6(net)) => {
+                let first = u128::from(net.network());
+                let host = if net.prefix() == 128 { 0 } else { u128::MAX >> net.prefix() };
+                (first, first | host)
+            }
+            // The IPv4 subtree at ::/96, reported in IPv4 terms.
+            Ok(IpNetwork::V4(net)) => (u128::from(u32::from(net.network())), u128::from(u32::from(net.broadcast()))),
+            Err(_) => return false,
+        };
+        if done || first < next {
+            return false;
+        }
+        if first > next {
+            f(next, first - 1, RangeLocation::PerAddress);
+        }
+        let location = match result.offset() {
+            Some(offset) => *decoded.entry(offset).or_insert_with(|| match result.decode::<Record<'_>>() {
+                Ok(Some(record)) => record.to_hit(0).location,
+                _ => None,
+            }),
+            None => None,
+        };
+        f(first, last, location.map_or(RangeLocation::Nowhere, RangeLocation::At));
+        done = last == u128::MAX;
+        next = last.wrapping_add(1);
+    }
+    if !done {
+        f(next, u128::MAX, RangeLocation::PerAddress);
+    }
+    true
+}
+
+/// Passes `first..=last` on to `f`, with the IPv6 special-purpose networks inside it cut out
+/// and passed as `Nowhere` (as `locate` answers them).
+fn without_special_v6(first: u128, last: u128, place: RangeLocation, f: &mut dyn FnMut(u128, u128, RangeLocation)) {
+    let mut from = first;
+    for (s, e) in special::v6_ranges() {
+        if e < from || s > last {
+            continue;
+        }
+        if s > from {
+            f(from, s - 1, place);
+        }
+        f(s.max(from), e.min(last), RangeLocation::Nowhere);
+        if e >= last {
+            return;
+        }
+        from = e + 1;
+    }
+    f(from, last, place);
+}
+
 /// Passes `first..=last` on to `f`, with the special-purpose networks inside it cut out and
 /// passed without a location (as `locate` answers them).
 fn without_special(first: u32, last: u32, location: Option<Location>, f: &mut dyn FnMut(u32, u32, Option<Location>)) {
@@ -284,6 +353,16 @@ impl Locator for GeoIpDb {
     fn for_each_ipv4_range(&self, f: &mut dyn FnMut(u32, u32, Option<Location>)) -> bool {
         let Some(reader) = self.scan_reader() else { return false };
         walk_ipv4(&reader, &mut |first, last, location| without_special(first, last, location, f))
+    }
+
+    fn for_each_ipv6_range(&self, f: &mut dyn FnMut(u128, u128, RangeLocation)) -> bool {
+        if self.meta.ip_version == 4 {
+            // An IPv4-only tree places no IPv6 address (see `locate`).
+            f(0, u128::MAX, RangeLocation::Nowhere);
+            return true;
+        }
+        let Some(reader) = self.scan_reader() else { return false };
+        walk_ipv6(&reader, &mut |first, last, place| without_special_v6(first, last, place, f))
     }
 
     fn release_memory(&self) {

@@ -37,6 +37,12 @@ pub(crate) fn v4_ranges() -> impl Iterator<Item = (u32, u32)> {
     V4.iter().map(|&(net, len)| (net, net | (u32::MAX >> len)))
 }
 
+/// The IPv6 special-purpose networks as (first, last) address ranges, in address order
+/// (IPv4-mapped addresses are not among them: see [`v6`]).
+pub(crate) fn v6_ranges() -> impl Iterator<Item = (u128, u128)> {
+    V6.iter().map(|&(net, len)| (net, net | if len == 128 { 0 } else { u128::MAX >> len }))
+}
+
 fn v4(addr: Ipv4Addr) -> Option<u8> {
     let bits = u32::from(addr);
     V4.iter().find(|&&(net, len)| bits & (u32::MAX << (32 - u32::from(len))) == net).map(|&(_, len)| len)

@@ -14,7 +14,7 @@ use std::time::Instant;
 use crate::config::{self, Config, ConfigError};
 use crate::geoip::{GeoIpDb, GeoIpError};
 use crate::model::{Locator, NoLocator};
-use crate::routing::{self, AddressIndex, Built, Inputs, RankTable, RankTables};
+use crate::routing::{self, AddressIndex, Built, Inputs, RankTables, Rankings};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -112,19 +112,23 @@ impl Loaded {
         let locator = self.locator();
         for slot in pending {
             let started = Instant::now();
-            let table = RankTable::build(&*locator, &slot.sites()).map(pages::place);
-            match &table {
-                Some(t) => tracing::info!(
+            let tables = pages::place(Rankings::build(&*locator, &slot.sites()));
+            let ms = started.elapsed().as_millis() as u64;
+            match (&tables.v4, &tables.v6) {
+                (None, None) => tracing::debug!("the locator cannot be enumerated: no precomputed site rankings"),
+                (v4, v6) => tracing::info!(
                     sites = slot.sites().len(),
-                    ranges = t.ranges(),
-                    whole_blocks_pct = t.whole_blocks_pct(),
-                    kib = t.heap_bytes() / 1024,
-                    ms = started.elapsed().as_millis() as u64,
+                    ranges_v4 = v4.as_ref().map_or(0, |t| t.ranges()),
+                    ranges_v6 = v6.as_ref().map_or(0, |t| t.ranges()),
+                    whole_blocks_pct_v4 = v4.as_ref().map_or(0, |t| t.whole_blocks_pct()),
+                    whole_blocks_pct_v6 = v6.as_ref().map_or(0, |t| t.whole_blocks_pct()),
+                    kib =
+                        (v4.as_ref().map_or(0, |t| t.heap_bytes()) + v6.as_ref().map_or(0, |t| t.heap_bytes())) / 1024,
+                    ms,
                     "site rankings precomputed"
                 ),
-                None => tracing::debug!("the locator cannot be enumerated: no precomputed site rankings"),
             }
-            slot.fill(table);
+            slot.fill(tables);
         }
         // Queries now rarely walk the database: let its pages go.
         locator.release_memory();

@@ -6,7 +6,7 @@
 
 use zerocopy::{FromBytes, IntoBytes};
 
-use crate::routing::{RankTable, Words};
+use crate::routing::{RankTable, RankTable6, Rankings, Words};
 
 /// Transparent huge page size on x86-64 and arm64 (4 KiB base pages).
 const HUGE_PAGE: usize = 2 << 20;
@@ -38,11 +38,23 @@ impl<T: zerocopy::FromBytes + zerocopy::Immutable + Send + Sync> Words<T> for Hu
     }
 }
 
-/// `table`, with its arrays moved to huge-page-backed memory when it can be mapped.
-pub(super) fn place(table: RankTable) -> RankTable {
+/// `tables`, with their arrays moved to huge-page-backed memory where it can be mapped.
+pub(super) fn place(tables: Rankings) -> Rankings {
+    Rankings { v4: tables.v4.map(place_v4), v6: tables.v6.map(place_v6) }
+}
+
+fn place_v4(table: RankTable) -> RankTable {
     let (ranges, jump) = table.words();
     match (Huge::new(ranges), Huge::new(jump)) {
         (Some(r), Some(j)) => table.with_words(Box::new(r), Box::new(j)),
+        _ => table,
+    }
+}
+
+fn place_v6(table: RankTable6) -> RankTable6 {
+    let (keys, classes, jump) = table.words();
+    match (Huge::new(keys), Huge::new(classes), Huge::new(jump)) {
+        (Some(k), Some(c), Some(j)) => table.with_words(Box::new(k), Box::new(c), Box::new(j)),
         _ => table,
     }
 }

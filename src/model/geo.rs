@@ -84,6 +84,17 @@ impl GeoHit {
     }
 }
 
+/// What a locator says of every address of an IPv6 range, for precomputed tables.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum RangeLocation {
+    /// Every address is placed here.
+    At(Location),
+    /// No address is placed.
+    Nowhere,
+    /// Addresses may be placed differently: ask [`Locator::locate`] for each.
+    PerAddress,
+}
+
 /// Places an IP address on the globe. Implemented by the GeoIP database reader; the routing
 /// core only knows this trait, so it can be tested with hand-built locators.
 pub trait Locator: Send + Sync + 'static {
@@ -95,6 +106,15 @@ pub trait Locator: Send + Sync + 'static {
     /// tables off the query path. Returns false, having called `f` any number of times, when the
     /// locator cannot enumerate its data (the caller then keeps asking `locate`).
     fn for_each_ipv4_range(&self, f: &mut dyn FnMut(u32, u32, Option<Location>)) -> bool {
+        let _ = f;
+        false
+    }
+
+    /// The same for the IPv6 space: consecutive ranges in address order covering all of it,
+    /// each with what [`Locator::locate`] says of every address in it, or
+    /// [`RangeLocation::PerAddress`] where addresses may differ (a database alias into its
+    /// IPv4 data): those are left to `locate`.
+    fn for_each_ipv6_range(&self, f: &mut dyn FnMut(u128, u128, RangeLocation)) -> bool {
         let _ = f;
         false
     }

@@ -8,7 +8,7 @@ mod geo;
 mod name;
 mod record;
 
-pub use geo::{GeoHit, Location, Locator, NoLocator, UnitVector};
+pub use geo::{GeoHit, Location, Locator, NoLocator, RangeLocation, UnitVector};
 pub use name::{Name, NameError};
 pub use record::{Caa, Mx, RData, RType, Soa, Srv};
 

@@ -16,7 +16,7 @@ mod table;
 pub use build::{Built, Inputs, build, build_with};
 pub use incremental::{AddressIndex, rebuild};
 pub use placement::{ClientNetworks, PlacedBy, Placement, max_len, place};
-pub use rank::{RANKED, RankSlot, RankTable, RankTables, Ranked, Words};
+pub use rank::{RANKED, RankSlot, RankTable, RankTable6, RankTables, Ranked, Rankings, Words};
 pub use resolve::{Answer, Decision, Query, QuickGeo, QuickNegative, RankedSite, Rcode, Rec, Rule};
 pub use table::{AnswerSeries, GeoRoute, GeoSite, MANY_NAMES, MAX_NAMED_ANSWER_SERIES, RoutingTable};
 

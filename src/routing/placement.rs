@@ -8,45 +8,146 @@ use ipnet::IpNet;
 use crate::config::ClientNetwork;
 use crate::model::{GeoHit, Locator, SiteId};
 
-/// The configured (and, later, discovered) client networks, most specific first.
+/// The client networks (the config's, then those discovered at run time), indexed for the
+/// query path: each family's space cut into pieces at every network's edges, each piece with
+/// the most specific network that holds it (or none), so that placing a client is one binary
+/// search whatever the number of networks.
 #[derive(Debug, Clone, Default)]
 pub struct ClientNetworks {
+    /// Most specific first (the order `entries` lists them in).
     entries: Vec<ClientNetwork>,
+    v4: Vec<Piece>,
+    v6: Vec<Piece>,
+}
+
+/// Consecutive addresses `first..=last` (a family's whole space, piece by piece) held by the
+/// same most specific network, an index into `entries`, or by none.
+#[derive(Debug, Clone, Copy)]
+struct Piece {
+    first: u128,
+    last: u128,
+    entry: Option<u32>,
+}
+
+/// Where a client is with respect to the client networks.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum NetMatch<'a> {
+    /// In this network (the most specific holding it); `scope` is the widest block around the
+    /// client placed by the same network (nested networks cut out).
+    In { entry: &'a ClientNetwork, scope: u8 },
+    /// In none; `room` is the widest block around the client that holds no client network:
+    /// a scope wider than that would take in clients placed elsewhere.
+    Out { room: u8 },
 }
 
 impl ClientNetworks {
     pub fn new(mut entries: Vec<ClientNetwork>) -> Self {
-        // Longest prefix first, so the first match is the most specific one.
+        // Longest prefix first, so the first match is the most specific one (a stable sort: on
+        // an identical prefix, the first listed wins).
         entries.sort_by_key(|e| std::cmp::Reverse(e.net.prefix_len()));
-        Self { entries }
+        let v4 = pieces(&entries, false);
+        let v6 = pieces(&entries, true);
+        Self { entries, v4, v6 }
     }
 
     pub fn entries(&self) -> &[ClientNetwork] {
         &self.entries
     }
 
-    pub(super) fn longest_match(&self, ip: IpAddr) -> Option<&ClientNetwork> {
-        self.entries.iter().find(|e| e.net.contains(&ip))
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
     }
 
-    /// The shortest prefix of `ip` that still excludes every client network more specific than
-    /// `base` which does not hold `ip`: beyond it, some client would be placed differently.
-    pub(super) fn refine(&self, ip: IpAddr, base: u8) -> u8 {
-        let mut scope = base;
-        for e in &self.entries {
-            let len = e.net.prefix_len();
-            if len <= base || e.net.contains(&ip) {
-                continue;
-            }
-            if let Some(common) = common_prefix_len(ip, e.net.network())
-                && common >= base
-            {
-                // The entry lies inside the block of `ip` at `base`: split just before it.
-                scope = scope.max(common.min(len) + 1);
-            }
+    /// Where `ip` is: one binary search (none when there are no client networks).
+    pub(super) fn find(&self, ip: IpAddr) -> NetMatch<'_> {
+        let (pieces, addr, bits) = match ip {
+            IpAddr::V4(a) => (&self.v4, u128::from(u32::from(a)), 32),
+            IpAddr::V6(a) => (&self.v6, u128::from(a), 128),
+        };
+        if pieces.is_empty() {
+            return NetMatch::Out { room: 0 };
         }
-        scope
+        let p = pieces[pieces.partition_point(|p| p.first <= addr) - 1];
+        let scope = widest_prefix(addr, p.first, p.last, bits);
+        match p.entry {
+            Some(i) => NetMatch::In { entry: &self.entries[i as usize], scope },
+            None => NetMatch::Out { room: scope },
+        }
     }
+
+    pub(super) fn longest_match(&self, ip: IpAddr) -> Option<&ClientNetwork> {
+        match self.find(ip) {
+            NetMatch::In { entry, .. } => Some(entry),
+            NetMatch::Out { .. } => None,
+        }
+    }
+
+    /// The shortest prefix of `ip`, at least `base` long, whose block holds no client network
+    /// that does not hold `ip` (beyond it, some client would be placed differently).
+    pub(super) fn refine(&self, ip: IpAddr, base: u8) -> u8 {
+        match self.find(ip) {
+            NetMatch::In { scope, .. } | NetMatch::Out { room: scope } => base.max(scope),
+        }
+    }
+}
+
+/// One family's pieces (see [`Piece`]), covering its whole space; empty without networks of
+/// that family.
+fn pieces(entries: &[ClientNetwork], v6: bool) -> Vec<Piece> {
+    let span = |e: &ClientNetwork| -> Option<(u128, u128)> {
+        match (e.net, v6) {
+            (IpNet::V4(n), false) => Some((u128::from(u32::from(n.network())), u128::from(u32::from(n.broadcast())))),
+            (IpNet::V6(n), true) => Some((u128::from(n.network()), u128::from(n.broadcast()))),
+            _ => None,
+        }
+    };
+    // Networks by start, wider first: CIDR blocks nest or are apart, so while sweeping, the
+    // networks holding a point form a stack whose top is the most specific.
+    let mut nets: Vec<(u128, u128, u32)> =
+        entries.iter().enumerate().filter_map(|(i, e)| span(e).map(|(f, l)| (f, l, i as u32))).collect();
+    if nets.is_empty() {
+        return Vec::new();
+    }
+    // Equal spans: the first entry listed wins (`entries` is already in that order).
+    nets.sort_by_key(|&(f, l, i)| (f, std::cmp::Reverse(l), i));
+    nets.dedup_by_key(|&mut (f, l, _)| (f, l));
+    let max = if v6 { u128::MAX } else { u128::from(u32::MAX) };
+    let mut cuts: Vec<u128> = vec![0];
+    for &(f, l, _) in &nets {
+        cuts.push(f);
+        if l < max {
+            cuts.push(l + 1);
+        }
+    }
+    cuts.sort_unstable();
+    cuts.dedup();
+    let mut out = Vec::with_capacity(cuts.len());
+    let (mut stack, mut next): (Vec<(u128, u128, u32)>, usize) = (Vec::new(), 0);
+    for (k, &first) in cuts.iter().enumerate() {
+        let last = cuts.get(k + 1).map_or(max, |c| c - 1);
+        while stack.last().is_some_and(|top| top.1 < first) {
+            stack.pop();
+        }
+        while next < nets.len() && nets[next].0 <= first {
+            if nets[next].1 >= first {
+                stack.push(nets[next]);
+            }
+            next += 1;
+        }
+        out.push(Piece { first, last, entry: stack.last().map(|n| n.2) });
+    }
+    out
+}
+
+/// The shortest prefix length (of a `bits`-bit family) whose block around `addr` lies within
+/// `first..=last`.
+fn widest_prefix(addr: u128, first: u128, last: u128, bits: u32) -> u8 {
+    let shift = 128 - bits;
+    let low = if shift == 0 { 0 } else { u128::MAX >> bits };
+    let (a, f, l) = (addr << shift, first << shift, (last << shift) | low);
+    let from_below = if f == 0 { 0 } else { (a ^ (f - 1)).leading_zeros() + 1 };
+    let from_above = if l == u128::MAX { 0 } else { (a ^ (l + 1)).leading_zeros() + 1 };
+    from_below.max(from_above) as u8
 }
 
 /// Why a client was placed where it was.
@@ -99,15 +200,6 @@ pub fn max_len(ip: IpAddr) -> u8 {
     }
 }
 
-/// Number of leading bits two addresses share; `None` across families.
-fn common_prefix_len(a: IpAddr, b: IpAddr) -> Option<u8> {
-    match (a, b) {
-        (IpAddr::V4(a), IpAddr::V4(b)) => Some((u32::from(a) ^ u32::from(b)).leading_zeros() as u8),
-        (IpAddr::V6(a), IpAddr::V6(b)) => Some((u128::from(a) ^ u128::from(b)).leading_zeros() as u8),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,9 +249,56 @@ mod tests {
     }
 
     #[test]
-    fn common_prefix() {
-        assert_eq!(common_prefix_len(ip("10.0.0.0"), ip("10.42.0.0")), Some(10));
-        assert_eq!(common_prefix_len(ip("10.0.0.0"), ip("::1")), None);
-        assert_eq!(common_prefix_len(ip("::1"), ip("::1")), Some(128));
+    fn pieces_place_like_a_scan_of_every_network() {
+        // Nested, adjacent, identical and IPv6 networks.
+        let list = [
+            ("10.0.0.0/8", 0),
+            ("10.42.0.0/16", 1),
+            ("10.42.7.0/24", 2),
+            ("10.43.0.0/16", 3),
+            ("10.42.0.0/16", 4), // the same network again: the first listed wins
+            ("192.0.2.7/32", 1),
+            ("fd00::/8", 2),
+            ("fd00:42::/32", 3),
+        ];
+        let n = nets(&list);
+        let scan = |ip: IpAddr| -> Option<(SiteId, u8)> {
+            let mut found: Option<&ClientNetwork> = None;
+            for e in n.entries() {
+                if e.net.contains(&ip) && found.is_none_or(|f| e.net.prefix_len() > f.net.prefix_len()) {
+                    found = Some(e);
+                }
+            }
+            found.map(|e| (e.site, e.net.prefix_len()))
+        };
+        let mut x: u32 = 7;
+        for _ in 0..20_000 {
+            x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            for ip in [
+                IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 | (x >> 8))),
+                IpAddr::V4(std::net::Ipv4Addr::from(x)),
+                IpAddr::V6(std::net::Ipv6Addr::from((0xfd00_u128 << 112) | (u128::from(x) << 72))),
+            ] {
+                let want = scan(ip);
+                match n.find(ip) {
+                    NetMatch::In { entry, scope } => {
+                        assert_eq!(Some((entry.site, entry.net.prefix_len())), want, "{ip}");
+                        assert!(scope >= entry.net.prefix_len(), "{ip}: /{scope}");
+                    }
+                    NetMatch::Out { .. } => assert_eq!(want, None, "{ip}"),
+                }
+                // The scope (or room) block holds no other placement.
+                let s = n.refine(ip, 0);
+                let block: IpNet = IpNet::new(ip, s).unwrap().trunc();
+                for e in n.entries() {
+                    let inside = block.contains(&e.net.network()) || e.net.contains(&block.network());
+                    if inside && !e.net.contains(&ip) {
+                        panic!("{ip}/{s} takes in {} which does not hold it", e.net);
+                    }
+                }
+            }
+        }
+        assert_eq!(n.longest_match(ip("10.42.1.1")).map(|e| e.site), Some(1));
+        assert!(ClientNetworks::default().longest_match(ip("10.42.1.1")).is_none());
     }
 }

@@ -6,7 +6,8 @@ use std::net::IpAddr;
 use crate::config::AllDown;
 use crate::model::{Name, RData, RType, SiteId, UnitVector};
 
-use super::placement::{PlacedBy, Placement, place};
+use super::placement::{NetMatch, PlacedBy, Placement, place};
+use super::rank::RANKED;
 use super::table::{GeoRoute, GeoSite, Node, RoutingTable, Zone, rrset};
 
 /// CNAME chains inside our own zones are followed at most this far.
@@ -301,13 +302,14 @@ impl RoutingTable {
         Decision { name: route.name.clone(), placement, origin, order, rule, answered_from, ttl: route.ttl }
     }
 
-    /// The widest scope for a GeoIP-placed IPv4 client from the name's precomputed rankings:
-    /// the block around the client ranked the same, narrowed by client networks. `None` when
-    /// there is no table yet, or the answer came from beyond the ranked sites (every one of
-    /// them down), where addresses of the block may be answered differently.
+    /// The widest scope for a GeoIP-placed client from the name's precomputed rankings: the
+    /// block around the client ranked the same, narrowed by client networks. `None` when there
+    /// is no table yet (or the table leaves this address to the per-query decision), or the
+    /// answer came from beyond the ranked sites (every one of them down), where addresses of
+    /// the block may be answered differently.
     fn ranked_scope(&self, route: &GeoRoute, client: IpAddr, placement: &Placement, from: &[SiteId]) -> Option<u8> {
-        let (PlacedBy::GeoIp(_), IpAddr::V4(v4)) = (&placement.by, client) else { return None };
-        let ranked = route.rank_table()?.lookup(u32::from(v4));
+        let PlacedBy::GeoIp(_) = &placement.by else { return None };
+        let ranked = route.ranked(client)?;
         let whole = route.sites.len() <= ranked.order.len();
         let inside = !from.is_empty()
             && from.iter().all(|id| ranked.order.iter().any(|&p| route.sites[usize::from(p)].site == *id));
@@ -345,10 +347,6 @@ impl RoutingTable {
         }
     }
 
-    /// The common geo answer, without allocating: an A or AAAA query for a geo name with no
-    /// `max_answers`, from an IPv4 client that no client network holds, answered by the
-    /// nearest healthy site within the name's precomputed rankings. `None` for anything else
-    /// ([`RoutingTable::resolve`] answers it, the same way).
     /// The geo route of `name` (canonical text), found as [`RoutingTable::quick_geo`] finds it.
     pub fn quick_route(&self, name: &str) -> Option<&GeoRoute> {
         let zone = self.zones.iter().find(|z| in_zone(name, z.apex.as_str()))?;
@@ -358,24 +356,80 @@ impl RoutingTable {
         }
     }
 
+    /// A geo answer without allocating, for every client the precomputed rankings (or a client
+    /// network) place, and every name: the nearest healthy site's addresses of the asked type,
+    /// or with `max_answers` that many addresses from the healthy sites in order. `None` when
+    /// no ranked site can answer (every one down or without addresses of the type: `all_down`
+    /// and NODATA), when the table is not built yet, or for the few addresses the tables leave
+    /// to the per-query decision; [`RoutingTable::resolve`] answers those, the same way.
     pub fn quick_geo(&self, name: &str, rtype: RType, client: IpAddr, ecs_source: Option<u8>) -> Option<QuickGeo<'_>> {
         if !matches!(rtype, RType::A | RType::Aaaa) {
             return None;
         }
-        let IpAddr::V4(v4) = client else { return None };
         let route = self.quick_route(name)?;
-        if route.max_answers.is_some() || self.networks.longest_match(client).is_some() {
+        let mut order = [0u8; RANKED];
+        let (len, prefix) = match self.networks.find(client) {
+            NetMatch::In { entry, scope } => (self.override_order(route, entry.site, &mut order), scope),
+            NetMatch::Out { room } => {
+                let ranked = route.ranked(client)?;
+                order[..ranked.order.len()].copy_from_slice(ranked.order);
+                (ranked.order.len(), ranked.prefix_len.max(room))
+            }
+        };
+        let aaaa = rtype == RType::Aaaa;
+        let count = |s: &GeoSite| if aaaa { s.v6.len() } else { s.v4.len() };
+        let limit = route.max_answers.map_or(usize::MAX, |n| n.get());
+        let (mut sites, mut taken, mut addresses) = ([0u8; RANKED], 0, 0);
+        for &p in &order[..len] {
+            let site = &route.sites[usize::from(p)];
+            if !site.up || count(site) == 0 {
+                continue;
+            }
+            sites[taken] = p;
+            taken += 1;
+            addresses += count(site);
+            if addresses >= limit || route.max_answers.is_none() {
+                break;
+            }
+        }
+        // Nothing answers within the ranked sites, or `max_answers` wants more than they hold
+        // while the name has sites beyond them: the per-query decision goes on from there.
+        if taken == 0 || (addresses < limit && route.max_answers.is_some() && route.sites.len() > len) {
             return None;
         }
-        let ranked = route.rank_table()?.lookup(u32::from(v4));
-        let has = |s: &GeoSite| if rtype == RType::Aaaa { !s.v6.is_empty() } else { !s.v4.is_empty() };
-        let site = ranked.order.iter().map(|&p| &route.sites[usize::from(p)]).find(|s| s.up && has(s))?;
-        let several = if rtype == RType::Aaaa { route.several_v6 } else { route.several_v4 };
+        let several = if aaaa { route.several_v6 } else { route.several_v4 };
         let scope = match ecs_source {
-            Some(source) if several => self.networks.refine(client, ranked.prefix_len).min(source),
+            Some(source) if several => prefix.min(source),
             _ => 0,
         };
-        Some(QuickGeo { route, site, scope })
+        Some(QuickGeo { route, sites, taken: taken as u8, limit, scope })
+    }
+
+    /// The first [`RANKED`] of `route`'s sites for a client that a client network places at
+    /// `site`, as [`RoutingTable::decide`] orders them (that site first, then by distance from
+    /// it, ties by name), as positions in the route's site list; returns how many.
+    fn override_order(&self, route: &GeoRoute, site: SiteId, out: &mut [u8; RANKED]) -> usize {
+        let origin = &self.site_vectors[site];
+        let mut all = [0u8; 256];
+        let n = route.sites.len().min(all.len());
+        for (i, slot) in all.iter_mut().enumerate().take(n) {
+            *slot = i as u8;
+        }
+        let key = |p: u8| {
+            let s = route.sites[usize::from(p)].site;
+            (s != site, origin.dot(&self.site_vectors[s]))
+        };
+        all[..n].sort_unstable_by(|&a, &b| {
+            let (ka, kb) = (key(a), key(b));
+            ka.0.cmp(&kb.0).then(kb.1.total_cmp(&ka.1)).then_with(|| {
+                self.sites[route.sites[usize::from(a)].site]
+                    .name
+                    .cmp(&self.sites[route.sites[usize::from(b)].site].name)
+            })
+        });
+        let len = n.min(RANKED);
+        out[..len].copy_from_slice(&all[..len]);
+        len
     }
 }
 
@@ -392,14 +446,41 @@ pub struct QuickNegative<'t> {
     pub ttl: u32,
 }
 
-/// A geo answer found by [`RoutingTable::quick_geo`]: every address of `site` of the asked
-/// type, with the name's TTL.
+/// A geo answer found by [`RoutingTable::quick_geo`]: the addresses of the asked type of
+/// [`QuickGeo::sites`], in order, at most [`QuickGeo::limit`] of them, with the name's TTL.
 #[derive(Clone, Copy)]
 pub struct QuickGeo<'t> {
     pub route: &'t GeoRoute,
-    pub site: &'t GeoSite,
+    /// Positions in the route's site list of the sites answered, in answer order.
+    sites: [u8; RANKED],
+    taken: u8,
+    /// At most this many addresses (`max_answers`, or no limit).
+    pub limit: usize,
     /// The ECS scope of the reply.
     pub scope: u8,
+}
+
+impl<'t> QuickGeo<'t> {
+    /// The sites whose addresses make the answer, in answer order.
+    pub fn sites(&self) -> impl Iterator<Item = &'t GeoSite> + '_ {
+        let route = self.route;
+        self.sites[..usize::from(self.taken)].iter().map(move |&p| &route.sites[usize::from(p)])
+    }
+
+    /// The first site answered (the nearest healthy one).
+    pub fn first(&self) -> &'t GeoSite {
+        &self.route.sites[usize::from(self.sites[0])]
+    }
+
+    /// The answer's IPv4 addresses, in order, at most `limit`.
+    pub fn v4(&self) -> impl Iterator<Item = &'t std::net::Ipv4Addr> + '_ {
+        self.sites().flat_map(|s| s.v4.iter()).take(self.limit)
+    }
+
+    /// The answer's IPv6 addresses, in order, at most `limit`.
+    pub fn v6(&self) -> impl Iterator<Item = &'t std::net::Ipv6Addr> + '_ {
+        self.sites().flat_map(|s| s.v6.iter()).take(self.limit)
+    }
 }
 
 /// Whether canonical `name` is `apex` or below it.

@@ -15,7 +15,7 @@ use crate::config::{AllDown, SiteConfig};
 use crate::model::{Locator, Name, RData, RType, SiteId, UnitVector};
 
 use super::placement::ClientNetworks;
-use super::rank::{RankSlot, RankTable};
+use super::rank::{RankSlot, RankTable, RankTable6, Ranked};
 
 pub struct RoutingTable {
     /// Increases by one with every table published; shown in /status and logs.
@@ -157,6 +157,20 @@ impl GeoRoute {
         self.rank.as_deref().and_then(RankSlot::get)
     }
 
+    /// The precomputed IPv6 rankings of this name's sites, when ready.
+    pub fn rank_table6(&self) -> Option<&RankTable6> {
+        self.rank.as_deref().and_then(RankSlot::get6)
+    }
+
+    /// `client`'s ranking of this name's sites from the precomputed tables, when they are
+    /// built and place it.
+    pub fn ranked(&self, client: std::net::IpAddr) -> Option<Ranked<'_>> {
+        match client {
+            std::net::IpAddr::V4(a) => Some(self.rank_table()?.lookup(u32::from(a))),
+            std::net::IpAddr::V6(a) => self.rank_table6()?.lookup(u128::from(a)),
+        }
+    }
+
     /// True unless this name's rankings are still being built.
     pub fn rank_settled(&self) -> bool {
         self.rank.as_deref().is_none_or(RankSlot::settled)
@@ -180,6 +194,11 @@ impl RoutingTable {
     /// The rank tables of this table's names (one per site list), those built so far.
     pub fn rank_tables(&self) -> impl Iterator<Item = &RankTable> {
         self.rank_slots.iter().filter_map(|s| s.get())
+    }
+
+    /// The IPv6 rank tables of this table's names (one per site list), those built so far.
+    pub fn rank_tables6(&self) -> impl Iterator<Item = &RankTable6> {
+        self.rank_slots.iter().filter_map(|s| s.get6())
     }
 
     /// How many site lists of this table's names have a rank table (built or being built).

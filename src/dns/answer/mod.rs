@@ -5,9 +5,10 @@
 //! hickory's encoder.
 //!
 //! What makes the common answer cheap, in the order [`answer`] tries it:
-//! - [`RoutingTable::quick_geo`]: a geo name's answer from the site ranking precomputed per
-//!   IPv4 range (no GeoIP tree walk or record decode per query, and the widest correct ECS
-//!   scope; most blocks are read from a 1 MiB jump table alone), written by
+//! - [`RoutingTable::quick_geo`]: a geo name's answer (any `max_answers`, A or AAAA, IPv4 or
+//!   IPv6 clients, clients in client networks) from the site ranking precomputed per address
+//!   range (no GeoIP tree walk or record decode per query, and the widest correct ECS scope;
+//!   most blocks are read from a 1 MiB jump table alone), written by
 //!   [`response::encode_quick`] without allocating;
 //! - [`RoutingTable::quick_negative`]: NXDOMAIN, NODATA and the apex SOA, written the same way;
 //! - else [`RoutingTable::resolve`] and [`response::encode`], still without hickory.
@@ -122,7 +123,7 @@ fn answer_with(
         && response::encode_quick(q, &g, rtype, ecs.as_ref(), limit, out)
     {
         let answered =
-            Answered { rcode: Rcode::NoError, ecs: ecs.is_some(), scope: g.scope, answers: Some(g.site.answers) };
+            Answered { rcode: Rcode::NoError, ecs: ecs.is_some(), scope: g.scope, answers: Some(g.first().answers) };
         return Outcome::Answered(answered);
     }
     if quick

@@ -67,9 +67,9 @@ fn set_counts(out: &mut [u8], counts: [u16; 3]) {
     out[10..12].copy_from_slice(&counts[2].to_be_bytes());
 }
 
-/// Writes a [`QuickGeo`] answer: the site's addresses, owned by the question name (a pointer to
-/// offset 12). False (with `out` unspecified) when it would not fit in `limit`: the full
-/// encoder then truncates.
+/// Writes a [`QuickGeo`] answer: the answered sites' addresses in order (at most the name's
+/// `max_answers`), owned by the question name (a pointer to offset 12). False (with `out`
+/// unspecified) when it would not fit in `limit`: the full encoder then truncates.
 #[inline]
 pub fn encode_quick(
     q: &FastQuery<'_>,
@@ -79,7 +79,11 @@ pub fn encode_quick(
     limit: usize,
     out: &mut Vec<u8>,
 ) -> bool {
-    let (count, rdlen) = if rtype == RType::Aaaa { (g.site.v6.len(), 16) } else { (g.site.v4.len(), 4) };
+    let aaaa = rtype == RType::Aaaa;
+    let (count, rdlen) = (
+        g.sites().map(|s| if aaaa { s.v6.len() } else { s.v4.len() }).sum::<usize>().min(g.limit),
+        if aaaa { 16 } else { 4 },
+    );
     if 12 + q.question.len() + count * (12 + rdlen) + opt_len(q, ecs) > limit {
         return false;
     }
@@ -91,13 +95,13 @@ pub fn encode_quick(
         out.extend_from_slice(&g.route.ttl.to_be_bytes());
         out.extend_from_slice(&(rdlen as u16).to_be_bytes());
     };
-    if rtype == RType::Aaaa {
-        for a in &g.site.v6 {
+    if aaaa {
+        for a in g.v6() {
             fixed(out);
             out.extend_from_slice(&a.octets());
         }
     } else {
-        for a in &g.site.v4 {
+        for a in g.v4() {
             fixed(out);
             out.extend_from_slice(&a.octets());
         }

@@ -4,7 +4,8 @@
 //! find them cached.
 //!
 //! - The client's ranking: the rank table's jump entry for its address (a random place in
-//!   1 MiB, a cache miss for most queries with varied ECS), then the block's first range.
+//!   1 MiB, a cache miss for most queries with varied ECS), then the block's first range; in
+//!   the IPv4 or the IPv6 table, by the client's family.
 //! - In tables of many names ([`Lookahead::Names`]): each query's name is looked up (the map's
 //!   control bytes and entry) and its route's site entries fetched; its rank table is its
 //!   route's. Else the rank tables of all the table's names, when they share a few
@@ -63,27 +64,37 @@ pub fn warm(table: &RoutingTable, parsed: &[Parsed<'_>], how: Lookahead, source:
     let mut clients = [None; BATCH];
     for (i, (client, q)) in clients.iter_mut().zip(parsed).enumerate() {
         if let Ok(q) = q {
-            *client = client_v4(q, || source(i));
+            *client = client_of(q, || source(i));
         }
     }
-    let ranks = |i: usize| {
-        let own = routes[i].and_then(|r: &GeoRoute| r.rank_table());
-        let shared = table.rank_tables().take(if names { 0 } else { FEW_RANK_TABLES });
-        own.into_iter().chain(shared)
-    };
-    for (i, client) in clients.iter().enumerate() {
-        if let Some(addr) = *client {
-            for t in ranks(i) {
-                prefetch(t.jump_entry(addr), 4);
-            }
-        }
-    }
-    for (i, client) in clients.iter().enumerate() {
-        if let Some(addr) = *client {
-            for t in ranks(i) {
-                if let Some(range) = t.first_range(addr) {
-                    prefetch(range, 16);
+    let shared = if names { 0 } else { FEW_RANK_TABLES };
+    // The jump entries, then (the entries fetched) each block's first range.
+    for first_range in [false, true] {
+        for (i, client) in clients.iter().enumerate() {
+            match *client {
+                Some(IpAddr::V4(a)) => {
+                    let own = routes[i].and_then(|r: &GeoRoute| r.rank_table());
+                    for t in own.into_iter().chain(table.rank_tables().take(shared)) {
+                        let a = u32::from(a);
+                        match (first_range, t.first_range(a)) {
+                            (false, _) => prefetch(t.jump_entry(a), 4),
+                            (true, Some(range)) => prefetch(range, 16),
+                            (true, None) => {}
+                        }
+                    }
                 }
+                Some(IpAddr::V6(a)) => {
+                    let own = routes[i].and_then(|r: &GeoRoute| r.rank_table6());
+                    for t in own.into_iter().chain(table.rank_tables6().take(shared)) {
+                        let a = u128::from(a);
+                        match (first_range, t.first_range(a)) {
+                            (false, _) => prefetch(t.jump_entry(a), 4),
+                            (true, Some(range)) => prefetch(range, 16),
+                            (true, None) => {}
+                        }
+                    }
+                }
+                None => {}
             }
         }
     }
@@ -92,15 +103,11 @@ pub fn warm(table: &RoutingTable, parsed: &[Parsed<'_>], how: Lookahead, source:
     }
 }
 
-/// The IPv4 address a query's answer will likely be ranked for: its ECS address, else its
+/// The address a query's answer will likely be ranked for: its ECS address, else its
 /// source's (decoded only then). Only a hint (the answer decides with every rule applied).
-fn client_v4(q: &FastQuery<'_>, src: impl FnOnce() -> Option<SocketAddr>) -> Option<u32> {
-    let ip = match q.edns.and_then(|e| e.ecs) {
-        Some(ecs) => ecs.address,
-        None => src()?.ip(),
-    };
-    match ip {
-        IpAddr::V4(v4) => Some(u32::from(v4)),
-        IpAddr::V6(_) => None,
+fn client_of(q: &FastQuery<'_>, src: impl FnOnce() -> Option<SocketAddr>) -> Option<IpAddr> {
+    match q.edns.and_then(|e| e.ecs) {
+        Some(ecs) => Some(ecs.address),
+        None => Some(src()?.ip()),
     }
 }
