@@ -17,8 +17,8 @@ pub use crate::dns::sys::MAX_NAME_TEXT;
 #[derive(Debug)]
 pub struct FastQuery<'a> {
     pub id: u16,
-    /// The header's flags, bytes 2 and 3 (RD and CD are copied into the response).
-    pub flags: u16,
+    /// The header's flag bytes, 2 and 3 (RD and CD are copied into the response).
+    pub flags: [u8; 2],
     /// The question as on the wire: name, type and class (copied into the response, so the
     /// name's case is preserved).
     pub question: &'a [u8],
@@ -105,14 +105,7 @@ pub fn parse<'a>(msg: &'a [u8], name: &'a mut NameBuf) -> Parsed<'a> {
     if edns.is_none() && pos != msg.len() {
         return Err(slow);
     }
-    Ok(FastQuery {
-        id: u16::from_be_bytes([msg[0], msg[1]]),
-        flags: u16::from_be_bytes([msg[2], msg[3]]),
-        question,
-        name,
-        qtype,
-        edns,
-    })
+    Ok(FastQuery { id: u16::from_be_bytes([msg[0], msg[1]]), flags: [msg[2], msg[3]], question, name, qtype, edns })
 }
 
 /// Reads the OPT record at `pos`, which must end the message.

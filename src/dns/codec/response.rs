@@ -22,9 +22,8 @@ fn header(q: &FastQuery<'_>, rcode: Rcode, out: &mut Vec<u8>) {
     let authoritative = rcode != Rcode::Refused;
     out.extend_from_slice(&q.id.to_be_bytes());
     // QR, opcode 0, AA, RD copied; RA and AD clear, CD copied (as the full path's hickory does).
-    let [flags_hi, flags_lo] = q.flags.to_be_bytes();
-    out.push(0x80 | if authoritative { 0x04 } else { 0 } | (flags_hi & 0x01));
-    out.push(rcode::wire(rcode) | (flags_lo & 0x10));
+    out.push(0x80 | if authoritative { 0x04 } else { 0 } | (q.flags[0] & 0x01));
+    out.push(rcode::wire(rcode) | (q.flags[1] & 0x10));
     out.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, 0]);
     out.extend_from_slice(q.question);
 }
