@@ -553,7 +553,7 @@ main() {
             a=$(timeout 600 $PY agreement --db "${CITY[$db]}" --server "127.0.0.1:$PORT" --subnets "${SUBNETS[$db]}" \
               --limit "$AGREE" --detail "$W/agree-$db-$unit.tsv" --name "$db" --unit "$unit" || true)
             if [[ -n $a ]]; then echo "$a" >>"$AGREEMENT"; fi
-            log "  agreement: $($W/venv/bin/python -c 'import json,sys
+            log "  agreement: $("$W/venv/bin/python" -c 'import json,sys
 d = json.loads(sys.stdin.read() or "{}")
 print("; ".join("%s %s%% of %s, scope median /%s" % (c, s["pct"], s["asked"], s["scope_median"]) for c, s in d.get("classes", {}).items()) or "no result", "; no ECS:", d.get("no_ecs"))' <<<"$a")"
           fi
@@ -565,7 +565,7 @@ print("; ".join("%s %s%% of %s, scope median /%s" % (c, s["pct"], s["asked"], s[
     rep_secs=$((SECONDS - t_rep))
   done
 
-  local out=$W/results.md
+  local md=$W/results.md
   {
     echo "# geodns against gdnsd and NSD ($(date -u +%Y-%m-%d), geodns commit $COMMIT$( ((DIRTY > 0)) && echo " + $DIRTY uncommitted files in src/"))"
     echo
@@ -587,9 +587,9 @@ print("; ".join("%s %s%% of %s, scope median /%s" % (c, s["pct"], s["asked"], s[
       --loadgens "$LOADGENS" --duration "$DURATION"
     echo
     echo "Ratio of medians: the median over the reps of geodns's (or NSD's) figure over gdnsd's median in the same database and mode. Per-rep ratios: each rep's geodns run over that rep's gdnsd run, which ran just before or after it (the order alternates from rep to rep), so slow spells of the machine weigh on both; their median and range, and the list in rep order. Server CPU µs per query: utime+stime of the server over the queries answered; gdnsd's is the host's cost per query, to tell a host change from a regression. Agreement: the share of distinct ECS prefixes of each client class (up to $AGREE each, app queries) answered with the site nearest (haversine) to the coordinates the database gives for the prefix, computed in Python; scope: the ECS scope prefix length returned (smaller is wider); 'as wide as gdnsd's': the share of the same prefixes for which the server's scope is no longer than gdnsd's."
-  } >"$out"
-  cat "$out"
-  log "done in $SECONDS s; results in $out, raw rows in $RESULTS"
+  } >"$md"
+  cat "$md"
+  log "done in $SECONDS s; results in $md, raw rows in $RESULTS"
 }
 
 main "$@"
