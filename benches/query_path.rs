@@ -1,6 +1,11 @@
 //! Micro-benchmarks of the query path: the routing decision, the GeoIP lookup, and a whole
 //! request (wire bytes in, wire bytes out) through the real handler, with and without ECS.
 //!
+//! The `dns/fast path, varied ...` cases answer 4,096 different queries in turn (ECS from
+//! IPv4 /24s, or IPv6 /56s and /48s, that the shipped database places), so the rankings'
+//! lookups miss the caches as real traffic's do; `max_answers: 1` runs the same on the example
+//! with that set. Compare IPv6 with IPv4 there.
+//!
 //! Run: `cargo bench --bench query_path`. Timing figures belong here, never in tests.
 
 use std::hint::black_box;
@@ -12,7 +17,7 @@ use arc_swap::ArcSwap;
 use criterion::{Criterion, criterion_group, criterion_main};
 use geodns::app;
 use geodns::dns::{self, Capture, Handler, NameBuf, Outcome, Transport};
-use geodns::model::{Name, RType};
+use geodns::model::{Locator, Name, RType, RangeLocation};
 use geodns::routing::Query;
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query as HQuery};
 use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
@@ -26,9 +31,55 @@ fn example() -> app::Loaded {
     app::load(&path).expect("the example config loads")
 }
 
+fn example_with(max_answers: bool) -> app::Loaded {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/example.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let text = if max_answers { text.replace("# max_answers: 1", "max_answers: 1") } else { text };
+    let config = geodns::config::parse(&text, path.parent().unwrap()).expect("the example config parses");
+    app::open(config).expect("the shipped database opens")
+}
+
+/// 4,096 ECS subnets the database places: IPv4 /24s, or IPv6 /56s and /48s (alternately).
+fn subnets(loaded: &app::Loaded, v6: bool) -> Vec<String> {
+    let db = loaded.geoip.clone().unwrap();
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        x >> 11
+    };
+    let mut out = Vec::new();
+    if v6 {
+        let mut located: Vec<(u128, u128)> = Vec::new();
+        db.for_each_ipv6_range(&mut |first, last, place| {
+            if matches!(place, RangeLocation::At(_)) && first >> 125 == 1 {
+                located.push((first, last));
+            }
+        });
+        while out.len() < 4096 {
+            let (first, last) = located[next() as usize % located.len()];
+            let addr = first + u128::from(next()) % (last - first).max(1);
+            let len = if out.len() % 2 == 0 { 56 } else { 48 };
+            let net = addr & (u128::MAX << (128 - len));
+            out.push(format!("{}/{len}", std::net::Ipv6Addr::from(net)));
+        }
+    } else {
+        while out.len() < 4096 {
+            let addr = (next() as u32) & 0xffff_ff00;
+            if db.locate(IpAddr::from(addr.to_be_bytes())).location.is_some() {
+                out.push(format!("{}/24", std::net::Ipv4Addr::from(addr)));
+            }
+        }
+    }
+    out
+}
+
 fn wire_query(ecs: Option<&str>) -> Vec<u8> {
+    wire_query_for(RecordType::A, ecs)
+}
+
+fn wire_query_for(rtype: RecordType, ecs: Option<&str>) -> Vec<u8> {
     let mut m = Message::new(0x4242, MessageType::Query, OpCode::Query);
-    m.add_query(HQuery::query(HName::from_ascii("app.geo.example.").unwrap(), RecordType::A));
+    m.add_query(HQuery::query(HName::from_ascii("app.geo.example.").unwrap(), rtype));
     if let Some(subnet) = ecs {
         let mut edns = Edns::new();
         edns.set_max_payload(1232);
@@ -90,6 +141,37 @@ fn bench(c: &mut Criterion) {
             })
         });
     }
+    // Varied clients, as real traffic has them: IPv4 /24s, IPv6 /56 and /48, A and AAAA, and a
+    // name with `max_answers: 1`.
+    let v4 = subnets(&loaded, false);
+    let v6 = subnets(&loaded, true);
+    let capped = example_with(true);
+    let capped_handler =
+        Handler::new(Arc::new(ArcSwap::new(capped.build_settled(geodns::routing::Inputs::default(), 1).into_table())));
+    let settled =
+        Handler::new(Arc::new(ArcSwap::new(loaded.build_settled(geodns::routing::Inputs::default(), 1).into_table())));
+    for (label, handler, rtype, nets) in [
+        ("IPv4 ECS /24, A", &settled, RecordType::A, &v4),
+        ("IPv6 ECS /56 and /48, A", &settled, RecordType::A, &v6),
+        ("IPv6 ECS /56 and /48, AAAA", &settled, RecordType::AAAA, &v6),
+        ("IPv4 ECS /24, A, max_answers 1", &capped_handler, RecordType::A, &v4),
+        ("IPv6 ECS /56 and /48, AAAA, max_answers 1", &capped_handler, RecordType::AAAA, &v6),
+    ] {
+        let queries: Vec<Vec<u8>> = nets.iter().map(|n| wire_query_for(rtype, Some(n))).collect();
+        let mut out = Vec::with_capacity(1232);
+        let mut i = 0;
+        c.bench_function(&format!("dns/fast path, varied {label}"), |b| {
+            b.iter(|| {
+                i = (i + 1) % queries.len();
+                let mut name = NameBuf::new();
+                let query = dns::parse(black_box(&queries[i]), &mut name);
+                let outcome = dns::answer(&handler.table(), &query, src.ip(), Transport::Udp, &mut out);
+                assert!(matches!(outcome, Outcome::Answered(_)));
+                black_box(out.len())
+            })
+        });
+    }
+
     for (label, bytes) in
         [("full handler, no ECS", wire_query(None)), ("full handler, ECS /24", wire_query(Some("81.2.69.0/24")))]
     {

@@ -52,9 +52,9 @@ fn place_v4(table: RankTable) -> RankTable {
 }
 
 fn place_v6(table: RankTable6) -> RankTable6 {
-    let (keys, classes, jump) = table.words();
-    match (Huge::new(keys), Huge::new(classes), Huge::new(jump)) {
-        (Some(k), Some(c), Some(j)) => table.with_words(Box::new(k), Box::new(c), Box::new(j)),
+    let [classes, jump, sub] = table.words();
+    match (Huge::new(table.key_words()), Huge::new(classes), Huge::new(jump), Huge::new(sub)) {
+        (Some(k), Some(c), Some(j), Some(s)) => table.with_words(Box::new(k), [Box::new(c), Box::new(j), Box::new(s)]),
         _ => table,
     }
 }

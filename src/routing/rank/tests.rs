@@ -184,7 +184,7 @@ impl Locator for Sixes {
 }
 
 #[test]
-fn ipv6_ranks_slash_64s_and_leaves_finer_splits_and_aliases_to_the_per_query_path() {
+fn ipv6_ranks_slash_64s_searches_finer_splits_and_leaves_aliases_to_the_per_query_path() {
     let t = Rankings::build(&Sixes, &sites()).v6.expect("an IPv6 table");
     let addr = |s: &str| u128::from(s.parse::<std::net::Ipv6Addr>().unwrap());
     // `sites()` lists singapore, then london.
@@ -194,9 +194,12 @@ fn ipv6_ranks_slash_64s_and_leaves_finer_splits_and_aliases_to_the_per_query_pat
     assert_eq!((r.order, r.prefix_len), (&london[..], 48), "its neighbours are Singapore's");
     let r = t.lookup(addr("2001:db8:1:ff::")).unwrap();
     assert_eq!((r.order, r.prefix_len), (&singapore[..], 48));
-    // The finer split: the /64 holding it asks per address; its neighbours in the /48 do not.
-    assert!(t.lookup(addr("2001:db8:4:7::1")).is_none());
-    assert!(t.lookup(addr("2001:db8:4:7:8000::1")).is_none());
+    // The /64 split in halves: each half its own ranking and scope.
+    assert_eq!(t.splits(), 1);
+    let r = t.lookup(addr("2001:db8:4:7::1")).unwrap();
+    assert_eq!((r.order, r.prefix_len), (&singapore[..], 65));
+    let r = t.lookup(addr("2001:db8:4:7:8000::1")).unwrap();
+    assert_eq!((r.order, r.prefix_len), (&london[..], 65));
     let r = t.lookup(addr("2001:db8:4:8::1")).unwrap();
     assert_eq!(r.order, &london[..]);
     assert!(r.prefix_len > 48 && r.prefix_len <= 64, "{}", r.prefix_len);
@@ -214,35 +217,34 @@ fn ipv6_lookups_match_a_scan_of_the_ranges() {
     let t = Rankings::build(&Sixes, &sites()).v6.unwrap();
     let mut all: Vec<(u128, u128, RangeLocation)> = Vec::new();
     Sixes::each(&mut |a, b, p| all.push((a, b, p)));
+    let ranking = |p: &RangeLocation| -> &'static [u8] {
+        match p {
+            RangeLocation::At(l) if l.lon < 50.0 => &[1, 0],
+            RangeLocation::PerAddress => &[],
+            _ => &[0, 1],
+        }
+    };
     let mut x = 0x2001_0db8_0000_0000u64;
     for _ in 0..50_000 {
         x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
-        // Addresses around 2001:db8::/32 and anywhere, each /64 as a whole.
-        let key = if x & 1 == 0 { 0x2001_0db8_0000_0000 | (x >> 44) } else { x };
-        let a = u128::from(key) << 64;
-        let in_block: Vec<&(u128, u128, RangeLocation)> =
-            all.iter().filter(|r| r.0 <= a | u128::from(u64::MAX) && r.1 >= a).collect();
-        let places: Vec<RangeLocation> = in_block.iter().map(|r| r.2).collect();
-        let mixed = places.contains(&RangeLocation::PerAddress) || places.windows(2).any(|w| w[0] != w[1]);
+        // Addresses around 2001:db8::/32 (the split /64 often) and anywhere.
+        let key = match x & 3 {
+            0 => 0x2001_0db8_0004_0007,
+            1 => 0x2001_0db8_0000_0000 | (x >> 44),
+            _ => x,
+        };
+        let a = (u128::from(key) << 64) | u128::from(x.rotate_left(17));
+        let holder = &all[all.partition_point(|r| r.0 <= a) - 1];
         match t.lookup(a) {
-            None => assert!(mixed, "{a:#x}: asked per address, but the /64 is one place"),
+            None => assert_eq!(holder.2, RangeLocation::PerAddress, "{a:#x}: asked per address"),
             Some(r) => {
-                assert!(!mixed, "{a:#x}: ranked, but the /64 holds {places:?}");
-                let want: &[u8] = match places[0] {
-                    RangeLocation::At(l) if l.lon < 50.0 => &[1, 0],
-                    _ => &[0, 1],
-                };
+                let want = ranking(&holder.2);
                 assert_eq!(r.order, want, "{a:#x}");
-                // Every /64 of the scope block is ranked the same.
+                // Every range the scope block takes in is ranked the same.
                 let host = if r.prefix_len == 0 { u128::MAX } else { u128::MAX >> r.prefix_len };
                 let (lo, hi) = (a & !host, a | host);
                 for (_, _, p) in all.iter().filter(|r| r.1 >= lo && r.0 <= hi) {
-                    let ranking: &[u8] = match p {
-                        RangeLocation::At(l) if l.lon < 50.0 => &[1, 0],
-                        RangeLocation::PerAddress => &[],
-                        _ => &[0, 1],
-                    };
-                    assert_eq!(ranking, want, "{a:#x}/{} takes in another ranking", r.prefix_len);
+                    assert_eq!(ranking(p), want, "{a:#x}/{} takes in another ranking", r.prefix_len);
                 }
             }
         }
