@@ -172,6 +172,7 @@ pub async fn start_with(loaded: Loaded, config_path: Option<PathBuf>) -> Result<
 
 /// `geodns serve`: runs until SIGINT or SIGTERM, then drains.
 pub async fn serve(path: &Path) -> Result<(), AppError> {
+    build_thread::return_large_frees_promptly();
     let loaded = load(path)?;
     info!(config = %path.display(), zones = loaded.config.zones.len(), sites = loaded.config.sites.len(), "config loaded");
     let running = start_with(loaded, Some(path.to_owned())).await?;

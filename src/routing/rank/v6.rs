@@ -78,10 +78,16 @@ struct Fine {
 impl RankTable6 {
     /// The table of `ranges`, with its index; `None` when it has too many ranges to index.
     pub(super) fn new(ranges: Ranges, orders: Arc<[[u8; RANKED]]>) -> Option<RankTable6> {
-        let Ranges { keys, classes, fine } = ranges;
+        let Ranges { mut keys, mut classes, mut fine } = ranges;
         if keys.len() >= SUB as usize || keys.first() != Some(&0) {
             return None;
         }
+        // The walk grew these by doubling: keep what the table reads, not up to twice that.
+        keys.shrink_to_fit();
+        classes.shrink_to_fit();
+        fine.keys.shrink_to_fit();
+        fine.classes.shrink_to_fit();
+        fine.splits.shrink_to_fit();
         let mut jump = Vec::with_capacity(1 << JUMP_BITS);
         let mut sub = Vec::new();
         let (mut i, mut whole_blocks) = (0, 0);
@@ -212,7 +218,10 @@ impl RankTable6 {
 
     /// Bytes held.
     pub fn heap_bytes(&self) -> usize {
-        self.ranges() * 12 + (self.jump.words().len() + self.sub.words().len()) * 4 + self.fine.keys.len() * 12
+        self.ranges() * 12
+            + (self.jump.words().len() + self.sub.words().len()) * 4
+            + self.fine.keys.len() * 12
+            + self.fine.splits.len() * 8
     }
 }
 
