@@ -120,7 +120,11 @@ impl RankTable6 {
         if j & WHOLE != 0 {
             return Some(self.ranked((j & CLASS_MASK) as usize, ((j & !WHOLE) >> PREFIX_SHIFT) as u8));
         }
-        let keys = self.keys.words();
+        let (keys, classes) = (self.keys.words(), self.classes.words());
+        // The range is one of the block's (at most DENSE, from `j`): start loading their
+        // rankings now, so that miss overlaps the search's instead of following it.
+        let block = j as usize..(j as usize + DENSE).min(classes.len());
+        std::hint::black_box((classes.get(block.start).copied(), classes.get(block.end - 1).copied()));
         let (mut base, mut step) = (j as usize, 1);
         while base + step < keys.len() && keys[base + step] <= key {
             base += step;
@@ -128,7 +132,7 @@ impl RankTable6 {
         }
         let end = (base + step).min(keys.len());
         let i = base + keys[base..end].partition_point(|&k| k <= key) - 1;
-        let class = self.classes.words()[i];
+        let class = classes[i];
         if class == PER_ADDRESS {
             return None;
         }
