@@ -392,3 +392,31 @@ kubernetes:
     assert_eq!(fake.list_requests(), lists, "still no re-list");
     s.stop().await;
 }
+
+/// docs/operations.md lists every family with its type and HELP text, and every alert the
+/// rule file defines.
+#[test]
+fn the_operations_doc_lists_every_family_and_alert() {
+    let doc = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/operations.md")).unwrap();
+    for (name, kind, help) in geodns::metrics::FAMILIES {
+        let row = doc
+            .lines()
+            .find(|l| l.starts_with(&format!("| `{name}` |")))
+            .unwrap_or_else(|| panic!("docs/operations.md: no metrics table row for {name}"));
+        assert!(row.starts_with(&format!("| `{name}` | {} |", kind.as_str())), "{name}: type in {row}");
+        assert!(row.ends_with(&format!("| {help} |")), "{name}: HELP text in {row}");
+    }
+    let rules: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(deploy_file("geodns-rules.yaml")).unwrap()).unwrap();
+    let alerts: Vec<&str> = rules["groups"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .flat_map(|g| g["rules"].as_sequence().unwrap())
+        .map(|r| r["alert"].as_str().unwrap())
+        .collect();
+    assert!(alerts.len() >= 8, "{alerts:?}");
+    for alert in alerts {
+        assert!(doc.contains(&format!("| `{alert}` |")), "docs/operations.md: alert {alert} not in the alerts table");
+    }
+}
