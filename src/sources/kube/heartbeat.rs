@@ -2,7 +2,9 @@
 //! event or a bookmark. kube-rs's watcher consumes bookmarks and restarts finished watches
 //! without telling its user, so the client itself is wrapped ([`HeartbeatLayer`]): every
 //! chunk of a successful watch response beats the cluster's [`Heartbeat`]. The cluster task
-//! beats it too for every list it completes and every event it sees.
+//! beats it too for every list it completes and every event it sees. (An `ERROR` event, such
+//! as 410 Gone, also arrives in a successful watch response and counts: the server answered.
+//! If the re-list it asks for then fails, no list completes and the clock stays.)
 //!
 //! A shared clock rather than a field of the published status: bookmarks come every minute
 //! or so on each watch, and publishing a status for each would rebuild the routing table for
