@@ -6,12 +6,16 @@ use std::process::ExitCode;
 use clap::Parser;
 use geodns::app::{self, AppError};
 use geodns::check::{self, CheckError};
-use geodns::cli::{Cli, Command, EXIT_CONFIG, EXIT_FAILURE, EXIT_USAGE};
+use geodns::cli::{Cli, Command, EXIT_CONFIG, EXIT_FAILURE, EXIT_USAGE, LogFormat};
 use geodns::telemetry;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    telemetry::init(cli.log.as_deref());
+    let format = match cli.log_format {
+        LogFormat::Text => telemetry::Format::Text,
+        LogFormat::Json => telemetry::Format::Json,
+    };
+    telemetry::init(cli.log.as_deref(), format);
     telemetry::log_panics();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,

@@ -25,14 +25,25 @@ fn filter(directives: Option<&str>) -> String {
     if base.contains("kube_client") { base } else { format!("{base},{QUIET_KUBE_CLIENT}") }
 }
 
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Format {
+    /// One line of text per event, coloured on a terminal.
+    #[default]
+    Text,
+    /// One JSON object per line: `timestamp`, `level`, `target`, `message` and the event's
+    /// fields at the top level (flattened, so pipelines index them without nesting).
+    Json,
+}
+
 /// Installs the global subscriber (logs to stderr). `directives` overrides `RUST_LOG`.
-pub fn init(directives: Option<&str>) {
+pub fn init(directives: Option<&str>, format: Format) {
     let filter = EnvFilter::new(filter(directives));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .try_init();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        Format::Text => builder.with_ansi(std::io::stderr().is_terminal()).try_init(),
+        Format::Json => builder.json().flatten_event(true).with_current_span(false).with_span_list(false).try_init(),
+    };
 }
 
 /// Logs every panic at ERROR, with where it happened, before the default hook runs: a panic

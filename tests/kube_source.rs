@@ -176,7 +176,7 @@ async fn two_clusters_give_both_sites_and_readiness_follows_endpoint_slices() {
         ]
     );
     assert_eq!(snap.discovered.len(), 2, "the unannotated Service joins no name");
-    assert!(snap.clusters.values().all(|c| c.last_sync.is_some()));
+    assert!(snap.clusters.values().all(|c| c.last_sync().is_some()));
 
     // Frankfurt loses its last ready endpoint: that site is down for the name, Seattle is not.
     eu.apply(slice("app-abc", "app", &[("n1", false)]));
@@ -320,12 +320,12 @@ async fn gone_410_forces_a_relist_without_losing_state() {
     // All three watches are open before the compaction.
     common::wait::until(WAIT, "three watches", || fake.watch_requests() >= 3).await;
     let lists = fake.list_requests();
-    let first_sync = before.clusters["eu"].last_sync.expect("synced");
+    let first_sync = before.clusters["eu"].last_sync().expect("synced");
 
     fake.compact();
     common::wait::until(RECOVERY_WAIT, "three re-lists", || fake.list_requests() >= lists + 3).await;
     let after = wait_for(&mut rx, RECOVERY_WAIT, "re-list done", |s| {
-        s.clusters["eu"].last_sync.is_some_and(|t| t > first_sync) && s.clusters["eu"].connected
+        s.clusters["eu"].last_sync().is_some_and(|t| t > first_sync) && s.clusters["eu"].connected
     })
     .await;
     assert_eq!(after.discovered, before.discovered, "a 410 never drops names");

@@ -4,6 +4,7 @@
 //!
 //! Imports `model` and the `metrics` handle only; never `dns` or `sources`.
 
+mod metrics;
 mod page;
 mod status;
 
@@ -68,8 +69,12 @@ async fn status_json(State(s): State<AdminState>) -> Response {
     axum::Json(status.as_ref()).into_response()
 }
 
+/// The recorder's series, then those written from the status (see [`metrics`]).
 async fn metrics(State(s): State<AdminState>) -> Response {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s.metrics.render()).into_response()
+    let status = s.status.borrow().clone();
+    let mut body = s.metrics.render();
+    body.push_str(&metrics::render_status(&status));
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 
 async fn page() -> Html<&'static str> {

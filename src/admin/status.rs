@@ -74,13 +74,13 @@ impl Names {
         self.sorted().into_iter().map(|g| NameStatus::of(g, self.sites())).collect()
     }
 
-    fn sorted(&self) -> Vec<&GeoRoute> {
+    pub(super) fn sorted(&self) -> Vec<&GeoRoute> {
         let mut routes: Vec<&GeoRoute> = self.0.iter().flat_map(|t| t.geo_routes()).collect();
         routes.sort_by(|a, b| a.name.as_str().cmp(b.name.as_str()));
         routes
     }
 
-    fn sites(&self) -> &[SiteConfig] {
+    pub(super) fn sites(&self) -> &[SiteConfig] {
         self.0.as_deref().map_or(&[], RoutingTable::sites)
     }
 }
@@ -146,6 +146,14 @@ pub struct EndpointStatus {
     pub since: f64,
     pub last_outcome: Option<String>,
     pub probes: u64,
+    /// The probes' verdict, whatever an operator forces: up or not yet judged (for metrics).
+    #[serde(skip)]
+    pub verdict_up: bool,
+    /// Probes so far by result label, and state changes to up and to down (for metrics).
+    #[serde(skip)]
+    pub results: Vec<(&'static str, u64)>,
+    #[serde(skip)]
+    pub flips: [u64; 2],
 }
 
 #[derive(Debug, Clone, Serialize)]

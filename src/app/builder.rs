@@ -333,18 +333,6 @@ impl Builder {
     fn publish_status(&self) {
         let health = self.probes.rx.borrow().clone();
         let table = self.table.load_full();
-        if let Some(k) = self.kube_snapshot() {
-            let now = SystemTime::now();
-            for (name, c) in &k.clusters {
-                counter!(metrics::KUBE_WATCH_ERRORS, "cluster" => name.clone()).absolute(c.watch_errors);
-                gauge!(metrics::KUBE_CONNECTED, "cluster" => name.clone()).set(if c.connected { 1.0 } else { 0.0 });
-                gauge!(metrics::KUBE_SYNCED, "cluster" => name.clone()).set(if c.synced { 1.0 } else { 0.0 });
-                if let Some(at) = c.last_sync {
-                    let age = now.duration_since(at).unwrap_or_default();
-                    gauge!(metrics::KUBE_SYNC_AGE, "cluster" => name.clone()).set(age.as_secs_f64());
-                }
-            }
-        }
         let kube = self.kube_snapshot();
         let facts = status::Facts {
             config_path: self.config_path.as_deref(),

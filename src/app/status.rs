@@ -9,7 +9,7 @@ use crate::admin::{ClusterStatus, ConfigStatus, EndpointStatus, GeoIpStatus, Nam
 use crate::config::{AdminState, Forced};
 use crate::geoip::GeoIpDb;
 use crate::routing::RoutingTable;
-use crate::sources::health::HealthSnapshot;
+use crate::sources::health::{HealthSnapshot, PROBE_RESULTS, State};
 use crate::sources::kube::KubeSnapshot;
 
 /// What the builder knows that the table and the health snapshot do not say.
@@ -67,6 +67,9 @@ pub(super) fn build(b: &Facts<'_>, table: &Arc<RoutingTable>, health: &HealthSna
                 since: secs(h.since),
                 last_outcome: h.last_outcome.clone(),
                 probes: h.probes,
+                verdict_up: h.state != State::Down,
+                results: PROBE_RESULTS.iter().copied().zip(h.results).filter(|(_, n)| *n > 0).collect(),
+                flips: [h.flips_up, h.flips_down],
             }
         })
         .collect();
@@ -88,7 +91,7 @@ pub(super) fn build(b: &Facts<'_>, table: &Arc<RoutingTable>, health: &HealthSna
                 synced: c.synced,
                 sync_timed_out: !c.synced && !waiting,
                 connected: c.connected,
-                last_sync: c.last_sync.map(secs),
+                last_sync: c.last_sync().map(secs),
                 watch_errors: c.watch_errors,
                 last_error: c.last_error.clone(),
             });

@@ -154,6 +154,9 @@ struct Found {
     corefile_zones: Vec<String>,
     scripts: usize,
     scrape_configs: usize,
+    /// Alerting rule groups: the PrometheusRule's and the plain rule file's, with where.
+    rule_groups: Vec<(String, Value)>,
+    rule_tests: usize,
     corefile_snippets: usize,
     markdown: usize,
     dashboards: usize,
@@ -189,7 +192,21 @@ fn check_doc(doc: &Doc, found: &mut Found) {
             check_service_monitor(doc);
             found.service_monitors.push((at, doc.value.clone()));
         }
+        Some("PrometheusRule") => {
+            assert_eq!(get_str(&doc.value, "apiVersion"), Some("monitoring.coreos.com/v1"), "{at}: apiVersion");
+            let groups = get(&doc.value, "spec").and_then(|s| get(s, "groups"));
+            let groups = groups.unwrap_or_else(|| panic!("{at}: spec.groups"));
+            check_rule_groups(&at, groups);
+            found.rule_groups.push((at, groups.clone()));
+        }
         Some(other) => panic!("{at}: kind {other:?} is not one this test knows how to check"),
+        None if get(&doc.value, "groups").is_some() => {
+            let groups = get(&doc.value, "groups").expect("checked");
+            check_rule_groups(&at, groups);
+            found.rule_groups.push((at, groups.clone()));
+        }
+        // promtool's rule unit tests; .ci/run runs them.
+        None if get(&doc.value, "rule_files").is_some() && get(&doc.value, "tests").is_some() => found.rule_tests += 1,
         None if get(&doc.value, "scrape_configs").is_some() => {
             check_scrape_configs(doc);
             found.scrape_configs += 1;
@@ -421,6 +438,25 @@ fn check_service_monitor(doc: &Doc) {
         assert_eq!(get_str(e, "path"), Some("/metrics"), "{at}: endpoint path");
         assert!(get_str(e, "port").is_some(), "{at}: endpoint port (by name)");
     }
+}
+
+/// Alerting rules: each has a name, an expression naming only metrics `src/metrics.rs`
+/// defines, a severity and a summary.
+fn check_rule_groups(at: &str, groups: &Value) {
+    let defined = defined_metrics();
+    let groups = groups.as_sequence().unwrap_or_else(|| panic!("{at}: groups is a list"));
+    let mut alerts = 0;
+    for rule in groups.iter().flat_map(|g| get(g, "rules").and_then(Value::as_sequence).into_iter().flatten()) {
+        let name = get_str(rule, "alert").unwrap_or_else(|| panic!("{at}: a rule without an alert name"));
+        let expr = get_str(rule, "expr").unwrap_or_else(|| panic!("{at}: {name}: no expr"));
+        for metric in metric_names(expr) {
+            assert!(defined.contains_key(&metric), "{at}: {name}: {metric} is not defined in src/metrics.rs");
+        }
+        assert!(get(rule, "labels").and_then(|l| get_str(l, "severity")).is_some(), "{at}: {name}: severity");
+        assert!(get(rule, "annotations").and_then(|a| get_str(a, "summary")).is_some(), "{at}: {name}: summary");
+        alerts += 1;
+    }
+    assert!(alerts > 0, "{at}: no alerts");
 }
 
 fn check_scrape_configs(doc: &Doc) {
@@ -657,6 +693,14 @@ fn every_file_in_deploy_parses_and_checks() {
     assert!(found.secrets.len() >= 5, "the multi-region token Secret and kubeconfig templates");
     assert_eq!(found.service_monitors.len(), 1, "the ServiceMonitor");
     assert_eq!(found.scrape_configs, 1, "the Prometheus scrape config");
+    // The PrometheusRule and the plain rule file hold the same groups; promtool tests them.
+    assert_eq!(found.rule_groups.len(), 2, "the PrometheusRule and the rule file: {:?}", found.rule_groups);
+    assert_eq!(
+        found.rule_groups[0].1, found.rule_groups[1].1,
+        "{} and {} differ",
+        found.rule_groups[0].0, found.rule_groups[1].0
+    );
+    assert_eq!(found.rule_tests, 1, "the promtool rule tests");
     assert!(found.configs.len() >= 2, "the base config and the homelab config");
     assert!(found.markdown >= 1);
     assert!(found.dashboards >= 1, "the Grafana dashboard");

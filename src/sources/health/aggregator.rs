@@ -13,7 +13,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::scheduler::{
-    EndpointHealth, HealthSnapshot, MAX_IN_FLIGHT_PROBES, Prober, REPORT_QUEUE, RETAIN_VERDICTS, STATUS_REFRESH, Target,
+    EndpointHealth, HealthSnapshot, MAX_IN_FLIGHT_PROBES, Prober, REPORT_QUEUE, RETAIN_VERDICTS, STATUS_REFRESH,
+    Target, result_index,
 };
 use super::state::{FailReason, Flip, Hysteresis, Outcome, State};
 
@@ -211,8 +212,6 @@ impl<P: Prober> Aggregator<P> {
                     self.restart(&key);
                 }
                 None => {
-                    ::metrics::gauge!(crate::metrics::ENDPOINT_UP, "check" => key.0.clone(), "endpoint" => key.1.to_string())
-                        .set(1.0);
                     let machine = Hysteresis::new(target.config.rise, target.config.fall);
                     let endpoint = Endpoint {
                         target,
@@ -281,19 +280,14 @@ impl<P: Prober> Aggregator<P> {
         health.probes += 1;
         health.last_checked = Some(now);
         health.last_outcome = Some(outcome.to_string());
-        let (check, endpoint) = (key.0.clone(), key.1.to_string());
-        let result = match &outcome {
-            Outcome::Pass { .. } => "pass",
-            Outcome::Fail { reason } => reason.kind(),
-        };
-        ::metrics::counter!(crate::metrics::PROBES, "check" => check.clone(), "endpoint" => endpoint.clone(), "result" => result)
-            .increment(1);
+        health.results[result_index(&outcome)] += 1;
         match flip {
             Some(flip) => {
-                ::metrics::counter!(crate::metrics::HEALTH_FLIPS, "check" => check.clone(), "endpoint" => endpoint.clone(), "to" => flip.to.as_str())
-                    .increment(1);
-                ::metrics::gauge!(crate::metrics::ENDPOINT_UP, "check" => check, "endpoint" => endpoint)
-                    .set(if flip.to == State::Down { 0.0 } else { 1.0 });
+                if flip.to == State::Down {
+                    health.flips_down += 1;
+                } else {
+                    health.flips_up += 1;
+                }
                 let reason = match &outcome {
                     Outcome::Pass { detail } => detail.clone(),
                     Outcome::Fail { reason } => reason.to_string(),

@@ -15,7 +15,7 @@ pub mod state;
 
 pub use probe::{ClientError, Clients, install_crypto_provider};
 pub use scheduler::{
-    EndpointHealth, HealthSnapshot, MAX_IN_FLIGHT_PROBES, Monitor, NOT_YET_CHECKED, NetProber, Prober, Target, spawn,
-    spawn_with,
+    EndpointHealth, HealthSnapshot, MAX_IN_FLIGHT_PROBES, Monitor, NOT_YET_CHECKED, NetProber, PROBE_RESULTS, Prober,
+    Target, spawn, spawn_with,
 };
 pub use state::{FailReason, Flip, Hysteresis, Outcome, State};

@@ -135,8 +135,25 @@ pub struct EndpointHealth {
     pub last_outcome: Option<String>,
     /// Probes completed so far.
     pub probes: u64,
+    /// Probes completed so far by result, in [`PROBE_RESULTS`] order (for metrics).
+    pub results: [u64; PROBE_RESULTS.len()],
+    /// State changes so far to up and to down (for metrics).
+    pub flips_up: u64,
+    pub flips_down: u64,
     /// True while the endpoint is a target; false for a retained verdict.
     pub probed: bool,
+}
+
+/// The closed set of probe results, as metric labels: a pass or a [`super::FailReason::kind`].
+pub const PROBE_RESULTS: [&str; 7] = ["pass", "status", "timeout", "refused", "connect", "tls", "other"];
+
+/// The index of `outcome` in [`PROBE_RESULTS`].
+pub(super) fn result_index(outcome: &super::Outcome) -> usize {
+    let label = match outcome {
+        super::Outcome::Pass { .. } => "pass",
+        super::Outcome::Fail { reason } => reason.kind(),
+    };
+    PROBE_RESULTS.iter().position(|r| *r == label).expect("every failure kind is listed in PROBE_RESULTS")
 }
 
 impl EndpointHealth {
@@ -148,6 +165,9 @@ impl EndpointHealth {
             last_checked: None,
             last_outcome: None,
             probes: 0,
+            results: [0; PROBE_RESULTS.len()],
+            flips_up: 0,
+            flips_down: 0,
             probed: true,
         }
     }

@@ -10,8 +10,10 @@
 //! Only reads files and the environment; never sets either.
 
 use kube::Client;
+use kube::client::ClientBuilder;
 use kube::config::{Config, InClusterError, KubeConfigOptions, Kubeconfig, KubeconfigError};
 
+use super::heartbeat::{Heartbeat, HeartbeatLayer};
 use crate::config::ClusterConfig;
 
 /// Why a cluster's client could not be built. The watcher task retries with a backoff and
@@ -48,8 +50,9 @@ pub async fn client_config(cluster: &ClusterConfig) -> Result<Config, ClientErro
     Ok(Config::from_custom_kubeconfig(kubeconfig, &options).await?)
 }
 
-/// Builds the client for one cluster (no connection is made).
-pub async fn build(cluster: &ClusterConfig) -> Result<Client, ClientError> {
+/// Builds the client for one cluster (no connection is made); its watch responses beat
+/// `heartbeat` with every event and bookmark.
+pub async fn build(cluster: &ClusterConfig, heartbeat: Heartbeat) -> Result<Client, ClientError> {
     let config = client_config(cluster).await?;
-    Ok(Client::try_from(config)?)
+    Ok(ClientBuilder::try_from(config)?.with_layer(&HeartbeatLayer(heartbeat)).build())
 }

@@ -15,7 +15,7 @@
 //! error lines are off in the default log filter: see `telemetry`).
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use futures::stream::{BoxStream, SelectAll};
 use futures::{StreamExt, TryStreamExt};
@@ -257,14 +257,17 @@ impl Tracker {
                 let reconnected = self.connected();
                 match signal {
                     Signal::Listing => self.pending.mark(false, reconnected),
-                    Signal::Changed => self.pending.mark(true, reconnected),
+                    Signal::Changed => {
+                        self.status.heartbeat.beat();
+                        self.pending.mark(true, reconnected);
+                    }
                     Signal::Synced => {
                         if !self.synced[kind as usize] {
                             debug!(cluster = %self.name, kind = kind.as_str(), "first list complete");
                         }
                         self.synced[kind as usize] = true;
                         self.status.synced = self.synced.iter().all(|s| *s);
-                        self.status.last_sync = Some(SystemTime::now());
+                        self.status.heartbeat.beat();
                         self.pending.mark(true, true);
                     }
                 }
@@ -360,7 +363,7 @@ impl ClusterTask {
     async fn build_client(&self, status: &mut ClusterStatus) -> Option<Client> {
         let mut delay = CLIENT_RETRY_MIN;
         loop {
-            match client::build(&self.cluster).await {
+            match client::build(&self.cluster, status.heartbeat.clone()).await {
                 Ok(client) => return Some(client),
                 Err(error) => {
                     if status.watch_errors == 0 {

@@ -13,6 +13,7 @@
 
 mod client;
 mod cluster;
+mod heartbeat;
 pub mod translate;
 
 use std::collections::BTreeMap;
@@ -23,6 +24,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 pub use client::{ClientError, build as build_client};
+pub use heartbeat::Heartbeat;
 
 use self::cluster::{ClusterTask, ClusterView};
 use self::translate::ClusterOutput;
@@ -85,14 +87,23 @@ impl KubeSnapshot {
 pub struct ClusterStatus {
     /// The first full list of Services, EndpointSlices and Nodes is done (stays true).
     pub synced: bool,
-    /// When the last (re-)list of any kind completed.
-    pub last_sync: Option<SystemTime>,
+    /// When the API server last delivered list or watch data (see [`Self::last_sync`]).
+    pub heartbeat: Heartbeat,
     /// Watch and list errors since start (including client construction failures).
     pub watch_errors: u64,
     pub last_error: Option<String>,
     /// The API server answered the last request: false before the first answer and during an
     /// outage (the last known objects keep being published meanwhile).
     pub connected: bool,
+}
+
+impl ClusterStatus {
+    /// When the API server last delivered list or watch data: a completed (re-)list, a watch
+    /// event or a bookmark (bookmarks only through clients built here, which watch for them).
+    /// Read now: it moves without a new snapshot.
+    pub fn last_sync(&self) -> Option<SystemTime> {
+        self.heartbeat.last()
+    }
 }
 
 /// A running Kubernetes source. Dropping it does not stop the tasks: cancel the token given
