@@ -5,6 +5,7 @@ free-port                 a loopback port free for both UDP and TCP
 queries OUT N SEED        N varied-ECS queries in the -B format (2-byte length, DNS message)
 configs DIR PORT ADMIN DB  config-a.yaml, config-b.yaml and config-bad.yaml in DIR
 expect OUT REC...         join --record files (one column each) into an --expect file
+crosscheck QFILE REC OUT N SEED  routing test cases (geodns check --tests) for N recorded answers
 metric URL NAME [LABEL]   the sum of a Prometheus metric's samples (those whose labels contain LABEL)
 report TIMELINE LOG WRITES  reloads seen in the server's log, and the answers checked against
                           them: one config per epoch, and the last good one after a rejection
@@ -229,6 +230,63 @@ def expect(out, recs):
     print(json.dumps({"queries": n, "answers_differ": differ}))
 
 
+def parse_query(msg):
+    """(name, qtype, client) of a query built by `query`: client is the ECS prefix, or
+    127.0.0.1 (the load generator's address) without ECS."""
+    at, labels = 12, []
+    while msg[at]:
+        labels.append(msg[at + 1:at + 1 + msg[at]].decode())
+        at += 1 + msg[at]
+    qtype = struct.unpack(">H", msg[at + 1:at + 3])[0]
+    at += 5 + 11  # the question's type and class; the OPT record up to its options
+    client = "127.0.0.1"
+    if at + 4 <= len(msg):
+        fam, plen = struct.unpack(">HB", msg[at + 4:at + 7])
+        raw = msg[at + 8:]
+        size = 4 if fam == 1 else 16
+        addr = ipaddress.ip_address(raw + b"\0" * (size - len(raw)))
+        client = f"{addr}/{plen}"
+    return ".".join(labels) + ".", qtype, client
+
+
+def crosscheck(qfile, record, out, n, seed):
+    """Routing test cases (`geodns check --tests`) for a sample of N queries, expecting what
+    the server answered while recording: the same answers from `geodns check`'s own path
+    (load, validate, build, resolve; no sockets) are an independent look at the recording."""
+    data = open(qfile, "rb").read()
+    msgs, at = [], 0
+    while at < len(data):
+        ln = struct.unpack(">H", data[at:at + 2])[0]
+        msgs.append(data[at + 2:at + 2 + ln])
+        at += 2 + ln
+    answers = open(record).read().splitlines()
+    rng = random.Random(int(seed))
+    cases = []
+    for i in sorted(rng.sample(range(len(msgs)), int(n))):
+        name, qtype, client = parse_query(msgs[i])
+        m = re.match(r"rcode=(\d+).* an=\[(.*)\] ns=\[.*\] ecs=(\S+)$", answers[i])
+        rcode, an, ecs = int(m.group(1)), m.group(2), m.group(3)
+        expect = {"rcode": {0: "NOERROR", 3: "NXDOMAIN"}.get(rcode, str(rcode))}
+        records = [r.split(" ") for r in an.split(",")] if an else []
+        if records:
+            expect["addresses"] = sorted(r[3] for r in records)
+            expect["ttl"] = int(records[0][1])
+        if ecs != "-":
+            expect["scope"] = int(ecs.split("/")[1])
+        cases.append({
+            "name": f"query {i}",
+            "client": client,
+            "query": name,
+            "type": {1: "A", 28: "AAAA"}[qtype],
+            "expect": expect,
+        })
+    with open(out, "w") as f:
+        f.write("# Written by benches/reload/run.sh from what the server answered.\ncases:\n")
+        for c in cases:
+            f.write("  - " + json.dumps(c) + "\n")
+
+
+
 def metric(url, name, label=""):
     text = urllib.request.urlopen(url, timeout=5).read().decode()
     total = 0.0
@@ -376,6 +434,8 @@ def main():
         configs(*args)
     elif cmd == "expect":
         expect(args[0], args[1:])
+    elif cmd == "crosscheck":
+        crosscheck(*args)
     elif cmd == "metric":
         metric(*args)
     elif cmd == "report":

@@ -19,6 +19,7 @@ INTERVAL_MS=${INTERVAL_MS:-200}
 DB_SWAPS=${DB_SWAPS:-4}
 QUERIES=${QUERIES:-50000}
 SEED=${SEED:-1}
+CROSSCHECK=${CROSSCHECK:-300}
 W=${WORK_DIR:-$ROOT/target/reload}
 PY=(python3 "$ROOT/benches/reload/reload.py")
 
@@ -99,6 +100,14 @@ for c in a b; do
     >"$W/record-$c.json"
   stop_server
 done
+# An independent look at the recording: `geodns check` (load, validate, build and resolve,
+# no sockets) must give the same answers, TTLs and ECS scopes for a sample of the queries.
+for c in a b; do
+  "${PY[@]}" crosscheck "$QFILE" "$W/record-$c.txt" "$W/crosscheck-$c.yaml" "$CROSSCHECK" "$SEED"
+  "$GEODNS_BIN" check --config "$W/config-$c.yaml" --tests "$W/crosscheck-$c.yaml" >"$W/crosscheck-$c.txt" 2>&1 \
+    || die "geodns check disagrees with the answers recorded for config $c: $(grep -v '^PASS' "$W/crosscheck-$c.txt" | head -5)"
+done
+log "geodns check agrees with the recording: config A $(tail -1 "$W/crosscheck-a.txt"), config B $(tail -1 "$W/crosscheck-b.txt")"
 "${PY[@]}" expect "$W/expect.txt" "$W/record-a.txt" "$W/record-b.txt" >"$W/expect.json"
 log "expected answers recorded: $(cat "$W/expect.json")"
 
