@@ -9,6 +9,12 @@
 //! first, then waits up to `--timeout` for the last answers, and prints sent, received, lost
 //! (no answer within the timeout), qps and latency.
 //!
+//! `--rate QPS` paces the sending instead of saturating. `--record FILE` writes the canonical
+//! answer of each query of the file (see `check.rs`), and `--expect FILE` checks every answer
+//! against the acceptable ones of its query (one column per acceptable answer, e.g. one per
+//! config of a reload benchmark) and counts the wrong ones; `--timeline FILE` writes, per
+//! checked answer, when its query was sent and answered and which alternatives it matched.
+//!
 //! `--wait-ready SECS` instead sends the first query of the file every millisecond until it is
 //! answered and prints the time to that first answer (start-up time of a server that was
 //! launched at `--since-ns`, a CLOCK_REALTIME timestamp such as `date +%s%N`).
@@ -27,6 +33,8 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
+
+mod check;
 
 /// Longest accepted answer; larger datagrams are truncated by the kernel (and still matched).
 const RECV_BUF: usize = 4096;
@@ -77,6 +85,22 @@ struct Args {
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
+    /// Send at most this many queries per second (0: as fast as the windows allow).
+    #[arg(long, default_value_t = 0.0, value_name = "QPS")]
+    rate: f64,
+    /// Write the canonical answer of each query of the file, one line each in file order
+    /// (LOST for none), sending each query once (implies --max-queries = the file's count).
+    #[arg(long, value_name = "FILE", conflicts_with = "expect")]
+    record: Option<PathBuf>,
+    /// Check every answer: FILE has one line per query, its acceptable canonical answers
+    /// separated by tabs (as --record writes them). Counts and prints wrong answers.
+    #[arg(long, value_name = "FILE")]
+    expect: Option<PathBuf>,
+    /// With --expect: write one line per checked answer: the CLOCK_REALTIME nanoseconds its
+    /// query was sent at and it was received at, and the bit mask of the alternatives it
+    /// matched (0: wrong).
+    #[arg(long, value_name = "FILE", requires = "expect")]
+    timeline: Option<PathBuf>,
     /// Probe mode: resend the first query every millisecond until answered (at most SECS
     /// seconds, at most 60) and print the time to the first answer.
     #[arg(long, value_name = "SECS")]
@@ -96,6 +120,10 @@ fn main() -> ExitCode {
         eprintln!("geodns-load: --duration must be in (0, 120] seconds");
         return ExitCode::from(2);
     }
+    if !(args.rate >= 0.0 && args.rate <= 10_000_000.0) {
+        eprintln!("geodns-load: --rate must be in [0, 10000000] queries per second");
+        return ExitCode::from(2);
+    }
     if !(args.timeout > 0.0 && args.timeout <= 10.0) {
         eprintln!("geodns-load: --timeout must be in (0, 10] seconds");
         return ExitCode::from(2);
@@ -111,9 +139,19 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let expect = match &args.expect {
+        Some(path) => match check::Expect::read(path, queries.len()) {
+            Ok(e) => Some(e),
+            Err(e) => {
+                eprintln!("geodns-load: {}: {e}", path.display());
+                return ExitCode::from(2);
+            }
+        },
+        None => None,
+    };
     let result = match args.wait_ready {
         Some(secs) => wait_ready(&args, &queries[0], secs.clamp(0.001, 60.0)),
-        None => run(&args, &queries),
+        None => run(&args, &queries, expect.as_ref()),
     };
     match result {
         Ok(code) => code,
@@ -168,6 +206,8 @@ struct Client {
     sock: UdpSocket,
     /// Send time in ns since the run started, plus 1 (0 = free), per DNS ID.
     slots: Vec<u64>,
+    /// Index in the query file of the query in flight, per DNS ID.
+    query_of: Vec<u32>,
     /// (ID, slot value) in send order; stale entries (answered) are skipped lazily.
     order: VecDeque<(u16, u64)>,
     inflight: usize,
@@ -186,6 +226,10 @@ struct Stats {
     lat_max_ns: u64,
     hist: Vec<u64>,
     rcodes: [u64; 16],
+    /// Answers checked against --expect, wrong ones, and matches per alternative.
+    checked: u64,
+    wrong: u64,
+    matched: Vec<u64>,
 }
 
 impl Stats {
@@ -202,7 +246,64 @@ impl Stats {
     }
 }
 
-fn run(args: &Args, queries: &[Vec<u8>]) -> io::Result<ExitCode> {
+/// Answers being checked or recorded, and where the results go.
+struct Checking<'a> {
+    expect: Option<&'a check::Expect>,
+    /// --record: the canonical answer per query.
+    record: Option<Vec<Option<String>>>,
+    /// --timeline: (send time, receive time, mask) per checked answer.
+    timeline: Option<io::BufWriter<fs::File>>,
+    /// CLOCK_REALTIME ns at the run's start.
+    epoch_ns: u128,
+    /// Wrong answers printed so far (the first few are).
+    printed: u32,
+}
+
+impl Checking<'_> {
+    /// Checks or records the answer `msg` to query `q`, sent and received at these times (ns
+    /// since the run started).
+    fn answer(&mut self, stats: &mut Stats, q: usize, sent_ns: u64, recv_ns: u64, msg: &[u8]) -> io::Result<()> {
+        if self.expect.is_none() && self.record.is_none() {
+            return Ok(());
+        }
+        let canon = check::canonical(msg).unwrap_or_else(|| "unparsable".to_owned());
+        if let Some(rec) = self.record.as_mut() {
+            rec[q] = Some(canon);
+            return Ok(());
+        }
+        let expect = self.expect.expect("checked above: recording or expecting");
+        let mask = expect.matches(q, &canon);
+        stats.checked += 1;
+        if mask == 0 {
+            stats.wrong += 1;
+            if self.printed < 10 {
+                self.printed += 1;
+                eprintln!("geodns-load: wrong answer to query {q}: {canon}; expected one of {:?}", expect.describe(q));
+            }
+        }
+        for (i, m) in stats.matched.iter_mut().enumerate() {
+            *m += u64::from(mask >> i & 1);
+        }
+        if let Some(t) = self.timeline.as_mut() {
+            use std::io::Write as _;
+            writeln!(t, "{} {} {mask}", self.epoch_ns + u128::from(sent_ns), self.epoch_ns + u128::from(recv_ns))?;
+        }
+        Ok(())
+    }
+}
+
+fn run(args: &Args, queries: &[Vec<u8>], expect: Option<&check::Expect>) -> io::Result<ExitCode> {
+    let max_queries = if args.record.is_some() { args.max_queries.min(queries.len() as u64) } else { args.max_queries };
+    let mut checking = Checking {
+        expect,
+        record: args.record.as_ref().map(|_| vec![None; queries.len()]),
+        timeline: match &args.timeline {
+            Some(p) => Some(io::BufWriter::new(fs::File::create(p)?)),
+            None => None,
+        },
+        epoch_ns: SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos(),
+        printed: 0,
+    };
     let batch = args.batch as usize;
     let window = args.window as usize;
     let timeout_ns = (args.timeout * 1e9) as u64;
@@ -211,13 +312,15 @@ fn run(args: &Args, queries: &[Vec<u8>]) -> io::Result<ExitCode> {
         clients.push(Client {
             sock: socket(args)?,
             slots: vec![0; 65536],
+            query_of: vec![0; 65536],
             order: VecDeque::with_capacity(window * 2),
             inflight: 0,
             next_id: 0,
             send_bufs: vec![vec![0u8; 512]; batch],
         });
     }
-    let mut stats = Stats { hist: vec![0; HIST_US + 1], ..Stats::default() };
+    let mut stats =
+        Stats { hist: vec![0; HIST_US + 1], matched: vec![0; expect.map_or(0, |e| e.width)], ..Stats::default() };
 
     // recvmmsg buffers, shared by all sockets (processed before the next call).
     let mut recv_bufs = vec![vec![0u8; RECV_BUF]; batch];
@@ -238,7 +341,7 @@ fn run(args: &Args, queries: &[Vec<u8>]) -> io::Result<ExitCode> {
     loop {
         let elapsed = start.elapsed();
         let sending = send_stopped.is_none();
-        if sending && (elapsed >= send_for || stats.sent >= args.max_queries) {
+        if sending && (elapsed >= send_for || stats.sent >= max_queries) {
             send_stopped = Some(elapsed);
         }
         let total_inflight: usize = clients.iter().map(|c| c.inflight).sum();
@@ -291,6 +394,8 @@ fn run(args: &Args, queries: &[Vec<u8>]) -> io::Result<ExitCode> {
                     stats.lat_sum_ns += u128::from(lat);
                     stats.lat_max_ns = stats.lat_max_ns.max(lat);
                     stats.hist[((lat / 1000) as usize).min(HIST_US)] += 1;
+                    let q = c.query_of[usize::from(id)] as usize;
+                    checking.answer(&mut stats, q, sent_at - 1, now_ns - 1, &buf[..len.min(RECV_BUF)])?;
                 }
                 if (n as usize) < batch {
                     break;
@@ -314,14 +419,20 @@ fn run(args: &Args, queries: &[Vec<u8>]) -> io::Result<ExitCode> {
             if send_stopped.is_some() {
                 continue;
             }
-            let room = (window - c.inflight).min(batch).min((args.max_queries - stats.sent) as usize);
+            let mut room = (window - c.inflight).min(batch).min((max_queries - stats.sent) as usize);
+            if args.rate > 0.0 {
+                // Paced: no more than the rate allows since the start.
+                let allowed = (args.rate * start.elapsed().as_secs_f64()) as u64;
+                room = room.min(allowed.saturating_sub(stats.sent) as usize);
+            }
             if room == 0 {
                 continue;
             }
             let now_ns = start.elapsed().as_nanos() as u64 + 1;
             pending_ids.clear();
             for k in 0..room {
-                let q = &queries[next_query];
+                let qi = next_query;
+                let q = &queries[qi];
                 next_query = (next_query + 1) % queries.len();
                 let mut id = c.next_id;
                 while c.slots[usize::from(id)] != 0 {
@@ -329,6 +440,7 @@ fn run(args: &Args, queries: &[Vec<u8>]) -> io::Result<ExitCode> {
                 }
                 c.next_id = id.wrapping_add(1);
                 c.slots[usize::from(id)] = now_ns;
+                c.query_of[usize::from(id)] = qi as u32;
                 pending_ids.push(id);
                 let buf = &mut c.send_bufs[k];
                 buf.clear();
@@ -382,11 +494,21 @@ fn run(args: &Args, queries: &[Vec<u8>]) -> io::Result<ExitCode> {
     let max_us = stats.lat_max_ns as f64 / 1000.0;
     let (p50, p99) = (stats.percentile_us(0.50), stats.percentile_us(0.99));
     let _ = last_answer;
+    if let Some(t) = checking.timeline.as_mut() {
+        use std::io::Write as _;
+        t.flush()?;
+    }
+    if let (Some(path), Some(rec)) = (&args.record, &checking.record) {
+        let text: String = rec.iter().map(|a| format!("{}\n", a.as_deref().unwrap_or("LOST"))).collect();
+        fs::write(path, text)?;
+    }
+    let matched = stats.matched.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
     if args.json {
         println!(
             "{{\"sent\":{},\"received\":{},\"lost\":{},\"timed_out\":{},\"unanswered_at_end\":{},\"unmatched\":{},\"send_errors\":{},\
 \"seconds\":{:.3},\"qps\":{:.1},\"latency_avg_us\":{:.1},\"latency_p50_us\":{},\"latency_p99_us\":{},\"latency_max_us\":{:.1},\
-\"noerror\":{},\"nxdomain\":{},\"other_rcode\":{},\"sockets\":{},\"batch\":{},\"window\":{}}}",
+\"noerror\":{},\"nxdomain\":{},\"other_rcode\":{},\"sockets\":{},\"batch\":{},\"window\":{},\
+\"checked\":{},\"wrong\":{},\"matched\":[{}]}}",
             stats.sent,
             stats.received,
             lost,
@@ -406,6 +528,9 @@ fn run(args: &Args, queries: &[Vec<u8>]) -> io::Result<ExitCode> {
             args.sockets,
             args.batch,
             args.window,
+            stats.checked,
+            stats.wrong,
+            matched,
         );
     } else {
         println!(
@@ -429,6 +554,12 @@ fn run(args: &Args, queries: &[Vec<u8>]) -> io::Result<ExitCode> {
             stats.rcodes[3],
             stats.received - stats.rcodes[0] - stats.rcodes[3]
         );
+        if args.expect.is_some() {
+            println!(
+                "  Answers checked:      {}, wrong {}, matched per alternative [{matched}]",
+                stats.checked, stats.wrong
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
