@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 use socket2::SockRef;
 
+mod common;
+
 /// What the server asks for (`UDP_RECV_BUFFER` in src/dns/transport/listen.rs).
 const SERVER_RECV_BUFFER: usize = 4 << 20;
 
@@ -44,12 +46,9 @@ fn free_dns_port() -> u16 {
     panic!("no port free for both UDP and TCP on 127.0.0.1");
 }
 
-/// `app.geo.example. A` with this ID.
+/// `app.geo.example. A` with this ID, recursion desired (as stub resolvers send it).
 fn query(id: u16) -> Vec<u8> {
-    let mut q = id.to_be_bytes().to_vec();
-    q.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
-    q.extend_from_slice(b"\x03app\x03geo\x07example\x00\x00\x01\x00\x01");
-    q
+    common::wire::WireQuery::new(id, "app.geo.example.", 1).flags(0x0100).bytes()
 }
 
 /// How many of these queries a fresh socket with this receive buffer (`None`: the kernel's
