@@ -83,6 +83,7 @@ impl Activity {
 }
 
 /// What a connection task is handed: its activity to write and its eviction token to watch.
+#[derive(Clone)]
 pub(super) struct Handle {
     pub activity: Arc<Activity>,
     pub evict: CancellationToken,

@@ -43,7 +43,7 @@ use tokio::time::{timeout, timeout_at};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, warn};
 
-use super::conns::{Activity, Registry, State};
+use super::conns::{Activity, Handle, Registry, State};
 use crate::config::TcpConfig;
 use crate::dns::answer::{Handler, Metrics, Outcome, Transport, answer, full};
 use crate::dns::codec::query::{self, NameBuf};
@@ -157,23 +157,13 @@ async fn accept_loop<R: Responder>(
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let ip = peer.ip().to_canonical();
-                    match registry.make_room(ip, limits.max_connections_per_client, limits.max_connections) {
-                        Ok(None) => {}
-                        Ok(Some(evicted)) => debug!(
-                            client = %ip, closed = %evicted.ip, limit = ?evicted.limit, state = ?evicted.state,
-                            "TCP connection limit reached; the oldest waiting connection was closed to make room"
-                        ),
-                        Err(full) => {
-                            debug!(client = %ip, open = registry.open(ip), total = registry.len(), limit = ?full.0,
-                                "TCP connection over the limit closed (every connection in the way is busy)");
-                            drop(stream);
-                            continue;
-                        }
+                    if !admit(&mut registry, ip, &limits) {
+                        drop(stream);
+                        continue;
                     }
                     let handle = registry.handle();
-                    let conn = connection(stream, peer, responder.clone(), limits, shutdown.clone(), handle.activity.clone(), handle.evict.clone());
-                    let task = connections.spawn(conn);
-                    registry.insert(task.id(), ip, &handle);
+                    let conn = connection(stream, peer, responder.clone(), limits, shutdown.clone(), handle.clone());
+                    registry.insert(connections.spawn(conn).id(), ip, &handle);
                 }
                 Err(error) => {
                     warn!(%error, "TCP accept failed");
@@ -192,6 +182,28 @@ async fn accept_loop<R: Responder>(
     }
 }
 
+/// Whether a new connection from `ip` may be accepted: under both limits, or once the
+/// registry has closed a waiting connection to make room; not when all in the way are busy.
+fn admit(registry: &mut Registry, ip: std::net::IpAddr, limits: &TcpLimits) -> bool {
+    match registry.make_room(ip, limits.max_connections_per_client, limits.max_connections) {
+        Ok(None) => true,
+        Ok(Some(evicted)) => {
+            debug!(
+                client = %ip, closed = %evicted.ip, limit = ?evicted.limit, state = ?evicted.state,
+                "TCP connection limit reached; the oldest waiting connection was closed to make room"
+            );
+            true
+        }
+        Err(full) => {
+            debug!(
+                client = %ip, open = registry.open(ip), total = registry.len(), limit = ?full.0,
+                "TCP connection over the limit closed (every connection in the way is busy)"
+            );
+            false
+        }
+    }
+}
+
 /// Forgets an ended connection; reports a panic (the connection is lost, the server is not).
 fn release(done: Result<(tokio::task::Id, ()), tokio::task::JoinError>, registry: &mut Registry) {
     let id = match done {
@@ -207,16 +219,16 @@ fn release(done: Result<(tokio::task::Id, ()), tokio::task::JoinError>, registry
 }
 
 /// One connection: a reader that answers queries in order and a writer that sends the answers,
-/// until they end or `evict` is cancelled (the accept loop needs the room: the socket is closed
-/// at once, dropping whatever is queued). The reader records its state in `activity`.
+/// until they end or the handle's eviction token is cancelled (the accept loop needs the room:
+/// the socket is closed at once, dropping whatever is queued). The reader records its state in
+/// the handle's activity.
 async fn connection<R: Responder>(
     stream: TcpStream,
     peer: SocketAddr,
     responder: Arc<R>,
     limits: TcpLimits,
     shutdown: CancellationToken,
-    activity: Arc<Activity>,
-    evict: CancellationToken,
+    Handle { activity, evict }: Handle,
 ) {
     let _ = stream.set_nodelay(true);
     let (read, write) = stream.into_split();
