@@ -12,11 +12,13 @@
 //!    `TCP_CONNECTIONS` connections opened one after another from random sources in
 //!    127.0.0.0/8 (the only addresses a bench may use; 16 million of them), every other one
 //!    stalled after one byte of a length prefix, the rest idle, none closed by the client until
-//!    the server closes it. The client drops what the server closed, so the process holds
-//!    about what the server holds. At the end a new client is answered.
+//!    the server closes it, in `TCP_ROUNDS` rounds against the same listener (growth that
+//!    stops after the first round is warm-up, not state kept per connection). The client drops
+//!    what the server closed, so the process holds about what the server holds. At the end a
+//!    new client is answered.
 //!
 //! Run: `cargo bench --bench flood_memory` (FLOOD_SECS=20 FLOOD_RATE=2000000
-//! TCP_CONNECTIONS=20000 by default; each phase is bounded by its count and time).
+//! TCP_CONNECTIONS=20000 TCP_ROUNDS=3 by default; each phase is bounded by its count and time).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
@@ -127,8 +129,10 @@ fn rrl_flood(secs: u64, rate: u64) {
     report("after the RRL flood");
 }
 
-async fn tcp_flood(connections: usize) {
-    println!("== TCP: {connections} connections from random 127.0.0.0/8 sources, half stalled after one byte");
+async fn tcp_flood(connections: usize, rounds: usize) {
+    println!(
+        "== TCP: {rounds} rounds of {connections} connections from random 127.0.0.0/8 sources, half stalled after one byte"
+    );
     report("before the listener");
     let config = geodns::config::parse(CONFIG, Path::new(".")).expect("bench config");
     let limits = TcpLimits::from(&config.server.tcp);
@@ -145,36 +149,38 @@ async fn tcp_flood(connections: usize) {
     ));
     let mut rng = Rng(0xc0ffee);
     let mut held: Vec<TcpStream> = Vec::new();
-    let started = Instant::now();
-    let mut peak_held = 0;
-    for i in 0..connections {
-        let r = rng.next();
-        let src = Ipv4Addr::new(127, (r >> 8) as u8, (r >> 16) as u8, ((r >> 24) as u8).max(1));
-        let socket = TcpSocket::new_v4().unwrap();
-        socket.bind(SocketAddr::new(src.into(), 0)).expect("bind a loopback source");
-        let Ok(Ok(mut stream)) = tokio::time::timeout(Duration::from_secs(5), socket.connect(server)).await else {
-            println!("connection {i} from {src} not made in 5 s; stopping");
-            break;
-        };
-        if i % 2 == 0 {
-            let _ = stream.write_all(&[0]).await;
+    for round in 1..=rounds {
+        let started = Instant::now();
+        let mut peak_held = 0;
+        for i in 0..connections {
+            let r = rng.next();
+            let src = Ipv4Addr::new(127, (r >> 8) as u8, (r >> 16) as u8, ((r >> 24) as u8).max(1));
+            let socket = TcpSocket::new_v4().unwrap();
+            socket.bind(SocketAddr::new(src.into(), 0)).expect("bind a loopback source");
+            let Ok(Ok(mut stream)) = tokio::time::timeout(Duration::from_secs(5), socket.connect(server)).await else {
+                println!("connection {i} from {src} not made in 5 s; stopping");
+                break;
+            };
+            if i % 2 == 0 {
+                let _ = stream.write_all(&[0]).await;
+            }
+            held.push(stream);
+            if (i + 1) % (connections / 10).max(1000) == 0 {
+                // Drop what the server has closed (EOF, or reset); keep the rest open.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                held.retain_mut(|s| {
+                    let mut b = [0u8; 1];
+                    matches!(s.try_read(&mut b), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+                });
+                peak_held = peak_held.max(held.len());
+                report(&format!("round {round}: after {:>6} connections, {:>5} still open", i + 1, held.len()));
+            }
         }
-        held.push(stream);
-        if (i + 1) % 1000 == 0 {
-            // Drop what the server has closed (EOF, or reset); keep the rest open.
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            held.retain_mut(|s| {
-                let mut b = [0u8; 1];
-                matches!(s.try_read(&mut b), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
-            });
-            peak_held = peak_held.max(held.len());
-            report(&format!("after {:>6} connections, {:>5} still open", i + 1, held.len()));
-        }
+        println!(
+            "round {round}: {connections} connections in {:.1} s; at most {peak_held} open at a check",
+            started.elapsed().as_secs_f64()
+        );
     }
-    println!(
-        "{connections} connections in {:.1} s; at most {peak_held} open at a check",
-        started.elapsed().as_secs_f64()
-    );
     // A newcomer is still answered.
     let mut stream = TcpStream::connect(server).await.expect("connect");
     let q = [
@@ -197,7 +203,8 @@ fn main() {
     let secs = env_or("FLOOD_SECS", if bench { 20 } else { 1 });
     let rate = env_or("FLOOD_RATE", 2_000_000);
     let connections = env_or("TCP_CONNECTIONS", if bench { 20_000 } else { 2_000 });
+    let rounds = env_or("TCP_ROUNDS", if bench { 3 } else { 1 });
     rrl_flood(secs, rate);
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    rt.block_on(tcp_flood(connections));
+    rt.block_on(tcp_flood(connections, rounds));
 }
