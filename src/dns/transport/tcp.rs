@@ -19,8 +19,8 @@
 //! whose body does not is answered FORMERR (ID and opcode mirrored, no records); a response
 //! (QR=1) is ignored, as hickory does.
 //!
-//! Memory: per connection a 4 KiB read buffer, the query being read (at most 64 KiB) and at most
-//! [`RESPONSE_QUEUE`] encoded responses; the number of connections is bounded by
+//! Memory: per connection a 4 KiB read buffer, a 16 KiB write buffer, the query being read (at
+//! most 64 KiB) and at most [`RESPONSE_QUEUE`] encoded responses; the number of connections is bounded by
 //! `max_connections`. The only per-client state is the registry's list of each open client's
 //! connections.
 //!
