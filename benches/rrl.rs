@@ -1,6 +1,7 @@
 //! The cost of one response rate limiting decision (src/dns/rrl.rs): keying an encoded
 //! response, and `Rrl::check` for clients under the limit, for one flooding prefix (limited,
-//! which also counts the metric), and with two threads hammering the same bucket.
+//! which also counts the metric), and with two threads hammering the same bucket; and the
+//! exemption lookup (`server.rrl.exempt`) before it.
 //!
 //! Run: `cargo bench --bench rrl`.
 
@@ -12,6 +13,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use geodns::model::NetSet;
+use ipnet::IpNet;
 use rrl::{Kind, ResponseKey, Rrl};
 
 fn config() -> geodns::config::RrlConfig {
@@ -65,6 +68,30 @@ fn bench(c: &mut Criterion) {
                 }
             });
             t.elapsed()
+        })
+    });
+
+    // The exemption lookup every UDP response pays before `check` when RRL is on.
+    let loopback = NetSet::new(["127.0.0.0/8", "::1/128"].map(|n| n.parse::<IpNet>().unwrap()));
+    let mut n: u32 = 0;
+    c.bench_function("rrl/exempt lookup, the default set (loopback), a client outside", |b| {
+        b.iter(|| {
+            n = n.wrapping_add(0x0101_0101);
+            black_box(loopback.contains(black_box(IpAddr::from(n.to_be_bytes()))))
+        })
+    });
+    // A discovered cluster of 1,000 nodes: a /24 pod network and an address each, all apart.
+    let nodes = NetSet::new((0..1000u32).flat_map(|i| {
+        [
+            IpNet::from(ipnet::Ipv4Net::new(std::net::Ipv4Addr::from(0x0a00_0000 + (i << 10)), 24).unwrap()),
+            IpNet::from(IpAddr::from((0xc633_6400u32 + i * 2).to_be_bytes())),
+        ]
+    }));
+    assert_eq!(nodes.ranges(), 2000);
+    c.bench_function("rrl/exempt lookup, 2,000 ranges (1,000 nodes), a client outside", |b| {
+        b.iter(|| {
+            n = n.wrapping_add(0x0101_0101);
+            black_box(nodes.contains(black_box(IpAddr::from(n.to_be_bytes()))))
         })
     });
 }

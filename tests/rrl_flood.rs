@@ -97,14 +97,17 @@ async fn a_spoofed_flood_is_limited_while_another_client_is_answered() {
 
 /// The same through the running server's UDP sockets: a burst from one address (a spoofed flood
 /// looks like this) gets its budget, then truncated and dropped answers; a client in another
-/// prefix (IPv6 loopback) is answered in full meanwhile.
+/// prefix (IPv6 loopback) is answered in full meanwhile. Loopback is exempt by default, so the
+/// exemption is taken away here (`exempt: []`); rrl_exempt.rs tests the exemption itself.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_running_server_limits_a_flood_and_answers_another_client() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("city.mmdb");
     common::mmdb::write_city_db(&db, &[("81.2.69.0/24", 51.5, -0.1, "GB")]);
-    let text = common::server::test_config(&db)
-        .replace("  rrl: { enabled: false }\n", "  rrl: { enabled: true, responses_per_second: 5, slip: 2 }\n");
+    let text = common::server::test_config(&db).replace(
+        "  rrl: { enabled: false }\n",
+        "  rrl: { enabled: true, responses_per_second: 5, slip: 2, exempt: [] }\n",
+    );
     assert!(text.contains("responses_per_second: 5"), "the test config enables RRL");
     let s = common::server::start(&text, dir.path()).await;
     let (v4, v6) = (common::server::v4(&s), common::server::v6(&s));

@@ -42,7 +42,22 @@ pub struct ServerConfig {
     /// The admin state file, watched for operator overrides; `None` disables overrides.
     pub admin_state: Option<PathBuf>,
     pub rrl: RrlConfig,
+    /// Who RRL never limits (`server.rrl.exempt*`). Apart from [`RrlConfig`], which the
+    /// limiter is made from once at start: this goes into every routing table, so it follows
+    /// reloads and the networks discovered at run time.
+    pub rrl_exempt: RrlExempt,
     pub tcp: TcpConfig,
+}
+
+/// The clients response rate limiting never limits (docs/hardening.md).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RrlExempt {
+    /// `server.rrl.exempt`: loopback unless set.
+    pub networks: Vec<IpNet>,
+    /// `server.rrl.exempt_client_networks`: the config's `client_networks` too.
+    pub client_networks: bool,
+    /// `server.rrl.exempt_kubernetes`: the client networks discovered from Kubernetes too.
+    pub kubernetes: bool,
 }
 
 /// Response rate limiting of UDP answers (docs/hardening.md).

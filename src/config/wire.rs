@@ -101,6 +101,16 @@ pub struct Rrl {
     pub ipv4_prefix: Option<i64>,
     #[serde(default)]
     pub ipv6_prefix: Option<i64>,
+    /// Networks never limited (CIDRs or addresses); absent: loopback.
+    #[serde(default)]
+    pub exempt: Option<Vec<String>>,
+    /// Whether the `client_networks` are never limited too.
+    #[serde(default)]
+    pub exempt_client_networks: Option<bool>,
+    /// Whether the networks discovered from Kubernetes (node pod CIDRs and addresses) are never
+    /// limited too.
+    #[serde(default)]
+    pub exempt_kubernetes: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -6,12 +6,19 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use super::Handler;
+use crate::config::Config;
 use crate::geoip::GeoIpDb;
 use crate::routing::{Built, Inputs, RankTables, Rankings, build_with};
 
 /// The example config's table, with `inputs` (sites down, ...).
 pub fn example_table(inputs: &Inputs) -> Built {
-    let config = crate::config::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("config/example.yaml")).unwrap();
+    example_table_with(inputs, |_| {})
+}
+
+/// [`example_table`] of the example config as `edit` leaves it.
+pub fn example_table_with(inputs: &Inputs, edit: impl FnOnce(&mut Config)) -> Built {
+    let mut config = crate::config::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("config/example.yaml")).unwrap();
+    edit(&mut config);
     let db: Arc<GeoIpDb> = Arc::new(GeoIpDb::open(config.geoip.as_ref().unwrap()).unwrap());
     let ranks = RankTables::new();
     let built = build_with(&config, db.clone(), Some(&ranks), None, Arc::new(inputs.clone()), 1);

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::config::{ClientNetwork, Config};
-use crate::model::{Discovered, Locator, Name, RData, SiteId, UnitVector};
+use crate::model::{Discovered, Locator, Name, NetSet, RData, SiteId, UnitVector};
 
 use super::incremental::AddressIndex;
 use super::placement::ClientNetworks;
@@ -187,9 +187,19 @@ pub fn build_with(
         sites: config.sites.clone().into(),
         site_vectors: config.sites.iter().map(|s| s.location.unit()).collect(),
         networks: ClientNetworks::new(config.client_networks.iter().chain(&inputs.client_networks).cloned().collect()),
+        rrl_exempt: rrl_exempt(config, &inputs.client_networks),
         locator,
         answer_series: series.series.into(),
         rank_slots: slots.into_values().flatten().collect(),
     };
     Built { table: Arc::new(table), inputs, index: index.cloned() }
+}
+
+/// The clients RRL never limits: the configured networks, plus the config's client networks
+/// and those `discovered` at run time, as the config's switches say.
+pub(super) fn rrl_exempt(config: &Config, discovered: &[ClientNetwork]) -> NetSet {
+    let e = &config.server.rrl_exempt;
+    let configured = config.client_networks.iter().filter(|_| e.client_networks);
+    let found = discovered.iter().filter(|_| e.kubernetes);
+    NetSet::new(e.networks.iter().copied().chain(configured.chain(found).map(|c| c.net)))
 }

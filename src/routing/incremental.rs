@@ -15,7 +15,7 @@ use std::sync::Arc;
 use crate::config::Config;
 use crate::model::{Discovered, Locator, Name};
 
-use super::build::{Built, Inputs, build_with};
+use super::build::{Built, Inputs, build_with, rrl_exempt};
 use super::placement::ClientNetworks;
 use super::rank::RankTables;
 use super::sites::{Health, by_name, geo_route, geo_sites};
@@ -211,10 +211,13 @@ fn reuse(
         });
     }
     zones.sort_by_key(|z| std::cmp::Reverse(z.apex.label_count()));
-    let networks = if inputs.client_networks == built.inputs.client_networks {
-        previous.networks.clone()
+    let (networks, rrl_exempt) = if inputs.client_networks == built.inputs.client_networks {
+        (previous.networks.clone(), previous.rrl_exempt.clone())
     } else {
-        ClientNetworks::new(config.client_networks.iter().chain(&inputs.client_networks).cloned().collect())
+        (
+            ClientNetworks::new(config.client_networks.iter().chain(&inputs.client_networks).cloned().collect()),
+            rrl_exempt(config, &inputs.client_networks),
+        )
     };
     let table = RoutingTable {
         generation,
@@ -222,6 +225,7 @@ fn reuse(
         sites: previous.sites.clone(),
         site_vectors: previous.site_vectors.clone(),
         networks,
+        rrl_exempt,
         locator: previous.locator.clone(),
         answer_series: previous.answer_series.clone(),
         // The same site lists (a changed one builds in full), so the same slots.

@@ -1,5 +1,6 @@
 //! The routing table: one immutable snapshot of everything a query needs (zones, static
-//! RRsets, geo names with their sites' addresses and health, client networks, the GeoIP
+//! RRsets, geo names with their sites' addresses and health, client networks, the clients
+//! exempt from rate limiting, the GeoIP
 //! locator, the labels of the answer counters queries count into). Built off the query path
 //! ([`super::build`]); published whole behind one `ArcSwap`. What only the next build needs
 //! (the inputs, the address index) stays with the builder, in [`super::Built`].
@@ -12,7 +13,7 @@ use std::sync::Arc;
 use smallvec::SmallVec;
 
 use crate::config::{AllDown, SiteConfig};
-use crate::model::{Locator, Name, RData, RType, SiteId, UnitVector};
+use crate::model::{Locator, Name, NetSet, RData, RType, SiteId, UnitVector};
 
 use super::placement::ClientNetworks;
 use super::rank::{RankSlot, RankTable, RankTable6, Ranked};
@@ -25,6 +26,10 @@ pub struct RoutingTable {
     /// Each site's location as a unit vector, by SiteId (distances on the query path).
     pub(super) site_vectors: Vec<UnitVector>,
     pub(super) networks: ClientNetworks,
+    /// The clients response rate limiting never limits: `server.rrl.exempt`, plus the client
+    /// networks (the config's, those discovered) its switches take in. Here, in the snapshot,
+    /// so it changes with reloads and discovery exactly when the networks do.
+    pub(super) rrl_exempt: NetSet,
     pub(super) locator: Arc<dyn Locator>,
     /// The labels of the answer counters, by [`GeoSite::answers`]: the answer path counts
     /// into counters by index, and labels them from the table it answered from, so the labels
@@ -212,6 +217,11 @@ impl RoutingTable {
 
     pub fn client_networks(&self) -> &ClientNetworks {
         &self.networks
+    }
+
+    /// The clients response rate limiting never limits.
+    pub fn rrl_exempt(&self) -> &NetSet {
+        &self.rrl_exempt
     }
 
     pub fn locator(&self) -> &dyn Locator {

@@ -379,6 +379,32 @@ fn discovered_client_networks_place_clients_but_the_config_wins_ties() {
 }
 
 #[test]
+fn rrl_exempts_loopback_and_the_client_networks_each_switchable() {
+    let net = |cidr: &str, site| config::ClientNetwork { net: cidr.parse().unwrap(), site };
+    let inputs =
+        Inputs { client_networks: vec![net("10.99.0.0/24", 3), net("2001:db8:99::/48", 3)], ..Inputs::default() };
+    let exempt = |edit: &dyn Fn(&mut config::RrlExempt), ip: &str| {
+        let mut config = config::parse(CONFIG, Path::new(".")).expect("test config is valid");
+        edit(&mut config.server.rrl_exempt);
+        build(&config, locator(), inputs.clone(), 1).rrl_exempt().contains(ip.parse().unwrap())
+    };
+    let default = |_: &mut config::RrlExempt| {};
+    // Loopback, the config's client network, the discovered ones; nobody else.
+    for yes in ["127.0.0.1", "127.9.9.9", "::1", "10.42.1.1", "10.99.0.7", "2001:db8:99::1"] {
+        assert!(exempt(&default, yes), "{yes}");
+    }
+    for no in ["10.43.0.1", "10.99.1.1", "192.0.2.1", "::2", "2001:db8:9a::1"] {
+        assert!(!exempt(&default, no), "{no}");
+    }
+    // Each part switched off alone.
+    assert!(
+        !exempt(&|e| e.client_networks = false, "10.42.1.1") && exempt(&|e| e.client_networks = false, "10.99.0.7")
+    );
+    assert!(!exempt(&|e| e.kubernetes = false, "10.99.0.7") && exempt(&|e| e.kubernetes = false, "10.42.1.1"));
+    assert!(!exempt(&|e| e.networks.clear(), "127.0.0.1") && exempt(&|e| e.networks.clear(), "10.42.1.1"));
+}
+
+#[test]
 fn sites_forced_up_answer_with_every_address_and_down_wins() {
     let mut inputs = Inputs::default();
     inputs.endpoint_down.insert(("web".into(), "192.0.2.1".parse().unwrap()));
@@ -529,6 +555,7 @@ fn incremental_rebuilds_answer_as_full_builds_and_share_what_did_not_change() {
         let full = build(&config, locator(), shared, generation);
         assert_eq!(dump(&rebuilt), dump(&full), "generation {generation}, inputs {inputs:?}");
         assert_eq!(answers(&rebuilt), answers(&full), "generation {generation}, inputs {inputs:?}");
+        assert_eq!(rebuilt.rrl_exempt(), full.rrl_exempt(), "generation {generation}, inputs {inputs:?}");
         let same = incremental::shared_routes(&rebuilt, &previous);
         reused += usize::from(same > 0);
         partly_shared += usize::from(same > 0 && same < 4);

@@ -50,6 +50,12 @@ pub const DEFAULT_RRL_SLIP: u32 = 2;
 pub const DEFAULT_RRL_IPV4_PREFIX: u8 = 24;
 /// BIND's default (NSD uses /64).
 pub const DEFAULT_RRL_IPV6_PREFIX: u8 = 56;
+/// The host itself: a packet with a loopback source cannot come from off the host (Linux drops
+/// such "martian" packets on every other interface), so exempting it exempts no spoofer.
+pub const DEFAULT_RRL_EXEMPT: [&str; 2] = ["127.0.0.0/8", "::1/128"];
+/// The clusters' own resolvers are not strangers: both on unless switched off.
+pub const DEFAULT_RRL_EXEMPT_CLIENT_NETWORKS: bool = true;
+pub const DEFAULT_RRL_EXEMPT_KUBERNETES: bool = true;
 pub const DEFAULT_TCP_MAX_CONNECTIONS: usize = 1024;
 pub const DEFAULT_TCP_MAX_CONNECTIONS_PER_CLIENT: usize = 32;
 pub const DEFAULT_TCP_READ_TIMEOUT: Duration = Duration::from_secs(5);

@@ -1,6 +1,7 @@
-//! The `server` section: listeners, timeouts, response rate limiting and TCP limits.
+//! The `server` section: listeners, timeouts, response rate limiting (and who is exempt from
+//! it) and TCP limits.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use super::super::wire;
@@ -42,6 +43,7 @@ pub(super) fn server(v: &mut V, path: &P, s: &wire::Server) -> ServerConfig {
         shutdown_grace: v.duration(&path.key("shutdown_grace"), s.shutdown_grace.as_deref(), DEFAULT_SHUTDOWN_GRACE),
         admin_state: None,
         rrl: rrl(v, &path.key("rrl"), s.rrl.as_ref().unwrap_or(&wire::Rrl::default())),
+        rrl_exempt: rrl_exempt(v, &path.key("rrl"), s.rrl.as_ref().unwrap_or(&wire::Rrl::default())),
         tcp,
     }
 }
@@ -78,6 +80,39 @@ fn rrl(v: &mut V, path: &P, r: &wire::Rrl) -> RrlConfig {
             as u8,
         ipv6_prefix: bounded(v, &path.key("ipv6_prefix"), r.ipv6_prefix, 0..=128, i64::from(DEFAULT_RRL_IPV6_PREFIX))
             as u8,
+    }
+}
+
+/// `exempt` (each a CIDR or an address, host bits clear, listed once) and its two switches.
+fn rrl_exempt(v: &mut V, path: &P, r: &wire::Rrl) -> RrlExempt {
+    let default: Vec<String> = DEFAULT_RRL_EXEMPT.iter().map(|s| (*s).to_owned()).collect();
+    let mut networks: Vec<IpNet> = Vec::new();
+    for (i, text) in r.exempt.as_ref().unwrap_or(&default).iter().enumerate() {
+        let path = path.key("exempt").idx(i);
+        let net = match text.parse::<IpNet>() {
+            Ok(net) if net.trunc() != net => {
+                v.err(&path, format!("{net} has host bits set; did you mean {}?", net.trunc()));
+                continue;
+            }
+            Ok(net) => net,
+            Err(_) => match text.parse::<IpAddr>() {
+                Ok(ip) => IpNet::from(ip),
+                Err(_) => {
+                    v.err(&path, format!("{text:?} is not a network (CIDR) or an address"));
+                    continue;
+                }
+            },
+        };
+        if networks.contains(&net) {
+            v.err(&path, format!("{net} is listed more than once"));
+        } else {
+            networks.push(net);
+        }
+    }
+    RrlExempt {
+        networks,
+        client_networks: r.exempt_client_networks.unwrap_or(DEFAULT_RRL_EXEMPT_CLIENT_NETWORKS),
+        kubernetes: r.exempt_kubernetes.unwrap_or(DEFAULT_RRL_EXEMPT_KUBERNETES),
     }
 }
 

@@ -169,7 +169,7 @@ impl Batch {
             match answer(&table, q, src.ip(), Transport::Udp, &mut outs[i]) {
                 Outcome::Answered(info) => {
                     metrics.answered(&info, started);
-                    if rrl::apply(rrl, src.ip(), &mut outs[i], now) {
+                    if rrl::apply(rrl, table.rrl_exempt(), src.ip(), &mut outs[i], now) {
                         ready.push(i);
                     }
                 }
@@ -231,9 +231,8 @@ fn full_blocking(
     runtime: &Handle,
 ) {
     let Some(mut response) = runtime.block_on(full::respond(handler, packet, src, Transport::Udp)) else { return };
-    if rrl::apply(rrl, src.ip(), &mut response, Instant::now())
-        && let Err(error) = socket.send_to(&response, src)
-    {
+    let send = rrl::apply(rrl, handler.table().rrl_exempt(), src.ip(), &mut response, Instant::now());
+    if send && let Err(error) = socket.send_to(&response, src) {
         debug!(%error, dst = %src, "UDP send error");
     }
 }

@@ -6,7 +6,8 @@
 //! - UDP, per socket ([`serve_udp`]): on Linux [`batch`], a thread blocking in `recvmmsg` that
 //!   answers up to 32 queries per system call, looking ahead in each batch ([`warm`]);
 //!   elsewhere [`portable`], a runtime task taking one datagram at a time.
-//! - [`tcp`]: our own accept loop and connections, with limits and timeouts.
+//! - [`tcp`]: our own accept loop and connections, with limits and timeouts; [`conns`], its
+//!   registry of open connections, which makes room at a limit by closing the oldest waiting one.
 //! - [`rrl`]: response rate limiting of UDP answers; [`rrl::apply`] is the step every UDP send
 //!   goes through.
 //!
@@ -14,6 +15,7 @@
 
 #[cfg(target_os = "linux")]
 mod batch;
+mod conns;
 pub mod listen;
 #[cfg(any(not(target_os = "linux"), test))]
 mod portable;

@@ -46,10 +46,10 @@ pub async fn serve(socket: UdpSocket, handler: Handler, rrl: Option<Arc<Rrl>>, s
         }
         drop(table);
         match outcome {
-            Outcome::Answered(_) => send(&socket, rrl, &mut out, src).await,
+            Outcome::Answered(_) => send(&socket, &handler, rrl, &mut out, src).await,
             Outcome::Full => {
                 if let Some(mut response) = full::respond(&handler, packet, src, Transport::Udp).await {
-                    send(&socket, rrl, &mut response, src).await;
+                    send(&socket, &handler, rrl, &mut response, src).await;
                 }
             }
             Outcome::Drop => {}
@@ -58,10 +58,10 @@ pub async fn serve(socket: UdpSocket, handler: Handler, rrl: Option<Arc<Rrl>>, s
 }
 
 /// Sends a response, unless response rate limiting drops it (or sends it truncated).
-async fn send(socket: &UdpSocket, rrl: Option<&Rrl>, response: &mut Vec<u8>, dst: SocketAddr) {
-    if rrl::apply(rrl, dst.ip(), response, Instant::now())
-        && let Err(error) = socket.send_to(response, dst).await
-    {
+async fn send(socket: &UdpSocket, handler: &Handler, rrl: Option<&Rrl>, response: &mut Vec<u8>, dst: SocketAddr) {
+    // Its own statement: the table's guard is released before the send awaits.
+    let admitted = rrl::apply(rrl, handler.table().rrl_exempt(), dst.ip(), response, Instant::now());
+    if admitted && let Err(error) = socket.send_to(response, dst).await {
         debug!(%error, %dst, "UDP send error");
     }
 }
@@ -73,7 +73,8 @@ mod tests {
     use super::*;
     use crate::config::RrlConfig;
     use crate::dns::codec::test_query::TestQuery;
-    use crate::dns::testing::example_handler;
+    use crate::dns::testing::example_table_with;
+    use crate::routing::Inputs;
 
     /// Sends `query` from `client` and returns the answer, if one comes within `wait`.
     async fn ask(client: &UdpSocket, server: SocketAddr, query: &[u8], wait: Duration) -> Option<Vec<u8>> {
@@ -97,7 +98,10 @@ mod tests {
             ipv6_prefix: 56,
         };
         let shutdown = CancellationToken::new();
-        let task = tokio::spawn(serve(socket, example_handler(), rrl::Rrl::new(&rrl).map(Arc::new), shutdown.clone()));
+        // The client is on loopback: exempt from RRL unless the exemption is taken away.
+        let table = example_table_with(&Inputs::default(), |c| c.server.rrl_exempt.networks.clear()).into_table();
+        let handler = Handler::new(Arc::new(arc_swap::ArcSwap::new(table)));
+        let task = tokio::spawn(serve(socket, handler, rrl::Rrl::new(&rrl).map(Arc::new), shutdown.clone()));
         let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let wait = Duration::from_secs(5);
 

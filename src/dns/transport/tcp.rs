@@ -3,6 +3,12 @@
 //! an idle and a read timeout, answers each as UDP does ([`answer`], then the full path when it
 //! must), and closes a connection after a bounded number of queries.
 //!
+//! At a limit, a new connection is not refused while there is a waiting one to close: the
+//! client's (globally, the server's) oldest connection that is idle or stalled mid-message is
+//! closed to make room ([`conns`](super::conns)), so a client holding many idle connections
+//! cannot lock out a working one from its own address. Only when every candidate is busy
+//! being answered is the new connection closed instead.
+//!
 //! Pipelining: a client may write many queries without waiting. They are read and answered one
 //! after another, **in order**; answering is in-memory and never waits on I/O, so ordering costs
 //! nothing, and the writer sends responses while the reader takes the next query. One connection
@@ -13,16 +19,16 @@
 //! whose body does not is answered FORMERR (ID and opcode mirrored, no records); a response
 //! (QR=1) is ignored, as hickory does.
 //!
-//! Memory: per connection a 4 KiB read buffer, the query being read (at most 64 KiB) and at most
-//! [`RESPONSE_QUEUE`] encoded responses; the number of connections is bounded by
-//! `max_connections`. The only per-client state is the connection count of each open client.
+//! Memory: per connection a 4 KiB read buffer, a 16 KiB write buffer, the query being read (at
+//! most 64 KiB) and at most [`RESPONSE_QUEUE`] encoded responses; the number of connections is bounded by
+//! `max_connections`. The only per-client state is the registry's list of each open client's
+//! connections.
 //!
 //! Imports `config` (for [`TcpConfig`]). Generic over a [`Responder`]: the server's
 //! [`Handler`], or ([`spawn_tcp`]) any hickory `RequestHandler` on the full path alone, which
 //! is how tests inject failures.
 
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,6 +43,7 @@ use tokio::time::{timeout, timeout_at};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, warn};
 
+use super::conns::{Activity, Handle, Registry, State};
 use crate::config::TcpConfig;
 use crate::dns::answer::{Handler, Metrics, Outcome, Transport, answer, full};
 use crate::dns::codec::query::{self, NameBuf};
@@ -135,30 +142,28 @@ async fn accept_loop<R: Responder>(
     limits: TcpLimits,
     shutdown: CancellationToken,
 ) {
-    // Owned by this task alone: the connection tasks, and how many each client has open. A
-    // connection's end (or panic) comes back through `join_next_with_id`, so no lock is needed.
+    // Owned by this task alone: the connection tasks, and the registry of the open ones (whose
+    // each is, what it is doing, how to close it). A connection's end (or panic) comes back
+    // through `join_next_with_id`, so no lock is needed.
     let mut connections: JoinSet<()> = JoinSet::new();
-    let mut owner: HashMap<tokio::task::Id, IpAddr> = HashMap::new();
-    let mut per_client: HashMap<IpAddr, usize> = HashMap::new();
+    let mut registry = Registry::new();
     loop {
         tokio::select! {
             biased;
             _ = shutdown.cancelled() => break,
             Some(done) = connections.join_next_with_id(), if !connections.is_empty() => {
-                release(done, &mut owner, &mut per_client);
+                release(done, &mut registry);
             }
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let ip = peer.ip().to_canonical();
-                    let open = per_client.get(&ip).copied().unwrap_or(0);
-                    if connections.len() >= limits.max_connections || open >= limits.max_connections_per_client {
-                        debug!(client = %ip, open, total = connections.len(), "TCP connection over the limit closed");
+                    if !admit(&mut registry, ip, &limits) {
                         drop(stream);
                         continue;
                     }
-                    let task = connections.spawn(connection(stream, peer, responder.clone(), limits, shutdown.clone()));
-                    owner.insert(task.id(), ip);
-                    *per_client.entry(ip).or_default() += 1;
+                    let handle = registry.handle();
+                    let conn = connection(stream, peer, responder.clone(), limits, shutdown.clone(), handle.clone());
+                    registry.insert(connections.spawn(conn).id(), ip, &handle);
                 }
                 Err(error) => {
                     warn!(%error, "TCP accept failed");
@@ -173,16 +178,34 @@ async fn accept_loop<R: Responder>(
     drop(listener);
     // Connections watch the same token: they stop reading and flush what they have answered.
     while let Some(done) = connections.join_next_with_id().await {
-        release(done, &mut owner, &mut per_client);
+        release(done, &mut registry);
+    }
+}
+
+/// Whether a new connection from `ip` may be accepted: under both limits, or once the
+/// registry has closed a waiting connection to make room; not when all in the way are busy.
+fn admit(registry: &mut Registry, ip: std::net::IpAddr, limits: &TcpLimits) -> bool {
+    match registry.make_room(ip, limits.max_connections_per_client, limits.max_connections) {
+        Ok(None) => true,
+        Ok(Some(evicted)) => {
+            debug!(
+                client = %ip, closed = %evicted.ip, limit = ?evicted.limit, state = ?evicted.state,
+                "TCP connection limit reached; the oldest waiting connection was closed to make room"
+            );
+            true
+        }
+        Err(full) => {
+            debug!(
+                client = %ip, open = registry.open(ip), total = registry.len(), limit = ?full.0,
+                "TCP connection over the limit closed (every connection in the way is busy)"
+            );
+            false
+        }
     }
 }
 
 /// Forgets an ended connection; reports a panic (the connection is lost, the server is not).
-fn release(
-    done: Result<(tokio::task::Id, ()), tokio::task::JoinError>,
-    owner: &mut HashMap<tokio::task::Id, IpAddr>,
-    per_client: &mut HashMap<IpAddr, usize>,
-) {
+fn release(done: Result<(tokio::task::Id, ()), tokio::task::JoinError>, registry: &mut Registry) {
     let id = match done {
         Ok((id, ())) => id,
         Err(e) => {
@@ -192,37 +215,41 @@ fn release(
             e.id()
         }
     };
-    if let Some(ip) = owner.remove(&id)
-        && let Some(n) = per_client.get_mut(&ip)
-    {
-        *n -= 1;
-        if *n == 0 {
-            per_client.remove(&ip);
-        }
-    }
+    registry.ended(id);
 }
 
-/// One connection: a reader that answers queries in order and a writer that sends the answers.
+/// One connection: a reader that answers queries in order and a writer that sends the answers,
+/// until they end or the handle's eviction token is cancelled (the accept loop needs the room:
+/// the socket is closed at once, dropping whatever is queued). The reader records its state in
+/// the handle's activity.
 async fn connection<R: Responder>(
     stream: TcpStream,
     peer: SocketAddr,
     responder: Arc<R>,
     limits: TcpLimits,
     shutdown: CancellationToken,
+    Handle { activity, evict }: Handle,
 ) {
     let _ = stream.set_nodelay(true);
     let (read, write) = stream.into_split();
     // Bounded: the reader (one writer of the channel) waits when the client does not read its
     // answers; the writer's timeout then ends the connection.
     let (tx, rx) = mpsc::channel::<Vec<u8>>(RESPONSE_QUEUE);
-    let reader = read_queries(read, peer, responder, limits, tx, shutdown);
+    let reader = read_queries(read, peer, responder, limits, tx, shutdown, &activity);
     let writer = write_responses(write, rx, limits.idle_timeout);
-    tokio::pin!(reader, writer);
+    let serve = async {
+        tokio::pin!(reader, writer);
+        tokio::select! {
+            // The reader is done (EOF, a limit, a timeout, shutdown): the writer drains the queue.
+            _ = &mut reader => writer.await,
+            // The writer failed (the client stopped reading): drop the reader and close.
+            _ = &mut writer => {}
+        }
+    };
     tokio::select! {
-        // The reader is done (EOF, a limit, a timeout, shutdown): the writer drains the queue.
-        _ = &mut reader => writer.await,
-        // The writer failed (the client stopped reading): drop the reader and close.
-        _ = &mut writer => {}
+        biased;
+        _ = evict.cancelled() => debug!(client = %peer, "TCP connection closed to make room for a new one"),
+        _ = serve => {}
     }
 }
 
@@ -245,6 +272,7 @@ async fn read_queries<R: Responder>(
     limits: TcpLimits,
     tx: mpsc::Sender<Vec<u8>>,
     shutdown: CancellationToken,
+    activity: &Activity,
 ) {
     let mut read = BufReader::with_capacity(4096, read);
     let mut fast = Fast::default();
@@ -261,6 +289,7 @@ async fn read_queries<R: Responder>(
                 Err(_) => break Stop::Idle,
             },
         };
+        activity.set(State::Reading);
         let deadline = tokio::time::Instant::now() + limits.read_timeout;
         let rest = async {
             let second = read.read_u8().await?;
@@ -277,9 +306,20 @@ async fn read_queries<R: Responder>(
             },
         };
         answered += 1;
-        match respond(responder.as_ref(), &message, peer, &tx, &mut fast).await {
-            Ok(()) => {}
-            Err(stop) => break stop,
+        activity.set(State::Busy);
+        let response = respond(responder.as_ref(), &message, peer, &mut fast).await;
+        // Answered: from here the connection waits, for the writer's room or the next query.
+        activity.set(State::Idle);
+        let sent = match response {
+            Ok(Some(bytes)) => tx.send(bytes).await.map_err(|_| Stop::WriterGone),
+            Ok(None) => Ok(()),
+            Err(stop) => Err(stop),
+        };
+        if let Err(stop) = sent {
+            break stop;
+        }
+        if tx.is_closed() {
+            break Stop::WriterGone;
         }
     };
     debug!(client = %peer, answered, reason = ?stop, "TCP connection closed");
@@ -292,14 +332,13 @@ struct Fast {
     metrics: Option<Metrics>,
 }
 
-/// Answers one message; `Err` closes the connection.
+/// The response to one message (`None`: nothing to send); `Err` closes the connection.
 async fn respond<R: Responder>(
     responder: &R,
     message: &[u8],
     peer: SocketAddr,
-    tx: &mpsc::Sender<Vec<u8>>,
     fast: &mut Fast,
-) -> Result<(), Stop> {
+) -> Result<Option<Vec<u8>>, Stop> {
     if message.len() < 12 {
         return Err(Stop::TooShort);
     }
@@ -317,15 +356,11 @@ async fn respond<R: Responder>(
         }
         None => Outcome::Full,
     };
-    let response = match outcome {
+    Ok(match outcome {
         Outcome::Answered(_) => Some(out),
         Outcome::Full => responder.full(message, peer).await,
         Outcome::Drop => None, // A response (QR=1): never answered.
-    };
-    if let Some(bytes) = response {
-        tx.send(bytes).await.map_err(|_| Stop::WriterGone)?;
-    }
-    if tx.is_closed() { Err(Stop::WriterGone) } else { Ok(()) }
+    })
 }
 
 /// Writes framed responses; flushes whenever the queue is momentarily empty, so a burst of

@@ -22,9 +22,13 @@
 //! several UDP worker tasks can share one `Rrl` behind an `Arc`. TCP answers are never checked:
 //! a TCP client has proved its address.
 //!
-//! [`apply`] is the one step between a verdict and the bytes a UDP loop sends.
+//! [`apply`] is the one step between a verdict and the bytes a UDP loop sends. It first asks
+//! whether the client is exempt (`server.rrl.exempt`, by default loopback, the client networks
+//! and the networks discovered from Kubernetes): a binary search over the few merged ranges the
+//! routing table keeps; an exempt client skips RRL entirely, and costs less than a check.
 //!
-//! Imports only `config` (for [`RrlConfig`]) and `metrics`; [`key`] reads the responses.
+//! Imports only `config` (for [`RrlConfig`]), `model` (for [`NetSet`]) and `metrics`; [`key`]
+//! reads the responses.
 
 mod key;
 
@@ -37,6 +41,7 @@ use ::metrics::counter;
 
 use crate::config::RrlConfig;
 use crate::metrics::RRL_LIMITED;
+use crate::model::NetSet;
 
 pub use key::{Kind, ResponseKey, truncate_in_place, truncated};
 
@@ -55,9 +60,14 @@ pub enum Verdict {
 }
 
 /// RRL's verdict on a UDP `response` to `client`, applied: true when it is to be sent, as it
-/// is, or (slipped) cut down in place to its truncated form. Without a limiter, always true.
-pub fn apply(rrl: Option<&Rrl>, client: IpAddr, response: &mut Vec<u8>, now: Instant) -> bool {
+/// is, or (slipped) cut down in place to its truncated form. Without a limiter, or for a client
+/// in `exempt` (the routing table's [`rrl_exempt`](crate::routing::RoutingTable::rrl_exempt)),
+/// always true, and nothing is counted: an exempt client is neither limited nor slipped.
+pub fn apply(rrl: Option<&Rrl>, exempt: &NetSet, client: IpAddr, response: &mut Vec<u8>, now: Instant) -> bool {
     let Some(rrl) = rrl else { return true };
+    if exempt.contains(client) {
+        return true;
+    }
     match rrl.check(client, ResponseKey::from_response(response), now) {
         Verdict::Send => true,
         Verdict::Slip => truncate_in_place(response),
@@ -330,14 +340,21 @@ mod tests {
             m.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 192, 0, 2, 1]);
             m
         };
+        let none = NetSet::default();
         let mut r = answer.clone();
-        assert!(apply(None, ip("192.0.2.1"), &mut r, t0), "no limiter: sent");
-        assert!(apply(Some(&rrl), ip("192.0.2.1"), &mut r, t0));
+        assert!(apply(None, &none, ip("192.0.2.1"), &mut r, t0), "no limiter: sent");
+        assert!(apply(Some(&rrl), &none, ip("192.0.2.1"), &mut r, t0));
         assert_eq!(r, answer, "sent as it is");
-        assert!(!apply(Some(&rrl), ip("192.0.2.1"), &mut r, t0), "over the budget: dropped");
+        assert!(!apply(Some(&rrl), &none, ip("192.0.2.1"), &mut r, t0), "over the budget: dropped");
         assert_eq!(r, answer);
+        // An exempt client in the same prefix: sent whole, every time, and not counted.
+        let exempt = NetSet::new(["192.0.2.128/25".parse().unwrap()]);
+        for _ in 0..100 {
+            assert!(apply(Some(&rrl), &exempt, ip("192.0.2.200"), &mut r, t0), "exempt: sent");
+            assert_eq!(r, answer, "exempt: never slipped");
+        }
         let capacity = r.capacity();
-        assert!(apply(Some(&rrl), ip("192.0.2.1"), &mut r, t0), "every second one slipped");
+        assert!(apply(Some(&rrl), &exempt, ip("192.0.2.1"), &mut r, t0), "every second one slipped");
         assert_eq!(Some(r.clone()), truncated(&answer));
         assert_eq!(r.capacity(), capacity, "truncated in place");
     }
