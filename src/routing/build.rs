@@ -189,6 +189,7 @@ pub fn build_with(
         networks: ClientNetworks::new(config.client_networks.iter().chain(&inputs.client_networks).cloned().collect()),
         locator,
         answer_series: series.series.into(),
+        signed: std::sync::OnceLock::new(),
         rank_slots: slots.into_values().flatten().collect(),
     };
     Built { table: Arc::new(table), inputs, index: index.cloned() }

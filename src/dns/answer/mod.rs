@@ -18,6 +18,7 @@
 pub mod full;
 mod handler;
 mod metrics;
+mod signed;
 
 use std::net::IpAddr;
 
@@ -118,6 +119,28 @@ fn answer_with(
         (Transport::Udp, Some(e)) => usize::from(e.udp_size.clamp(512, MAX_UDP_PAYLOAD)),
         (Transport::Udp, None) => 512,
     };
+    // Signed zones: DO queries get RRSIGs and NSEC proofs; DNSKEY, CDS, CDNSKEY and NSEC are
+    // answered from the signatures. Everything else takes the paths below, as unsigned.
+    if let Some(signed) = table.signed()
+        && let Some(zone) = signed.zone(q.name)
+    {
+        let dnssec_ok = q.edns.is_some_and(|e| e.dnssec_ok);
+        if signed::signing_type(q.qtype) && signed::signing_answer(zone, q, dnssec_ok, ecs.as_ref(), limit, out) {
+            return Outcome::Answered(Answered { rcode: Rcode::NoError, ecs: ecs.is_some(), scope: 0, answers: None });
+        }
+        if dnssec_ok {
+            let name = Name::from_canonical(q.name);
+            let answer = table.resolve(&Query { name: &name, rtype, client, ecs_source });
+            signed::signed_answer(signed, q, &answer, ecs.as_ref(), limit, out);
+            let answers = answer.decision.as_ref().and_then(|d| table.answer_index(&d.name, *d.answered_from.first()?));
+            return Outcome::Answered(Answered {
+                rcode: answer.rcode,
+                ecs: ecs.is_some(),
+                scope: answer.scope,
+                answers,
+            });
+        }
+    }
     if quick
         && let Some(g) = table.quick_geo(q.name, rtype, client, ecs_source)
         && response::encode_quick(q, &g, rtype, ecs.as_ref(), limit, out)
