@@ -75,8 +75,8 @@ impl std::fmt::Debug for SigningKey {
 impl SigningKey {
     /// Reads a PKCS#8 PEM key file.
     pub fn read(path: &Path) -> Result<SigningKey, KeyError> {
-        let text = std::fs::read_to_string(path).map_err(|source| KeyError::Read { path: path.into(), source })?;
-        let der = pem_decode(&text).ok_or_else(|| KeyError::NotPem { path: path.into() })?;
+        let bytes = std::fs::read(path).map_err(|source| KeyError::Read { path: path.into(), source })?;
+        let der = pem_decode(&String::from_utf8_lossy(&bytes)).ok_or_else(|| KeyError::NotPem { path: path.into() })?;
         SigningKey::from_pkcs8(&der).ok_or_else(|| KeyError::BadKey { path: path.into() })
     }
 
