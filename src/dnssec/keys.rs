@@ -80,6 +80,11 @@ impl SigningKey {
         SigningKey::from_pkcs8(&der).ok_or_else(|| KeyError::BadKey { path: path.into() })
     }
 
+    /// A key from PKCS#8 PEM text.
+    pub fn from_pem(text: &str) -> Option<SigningKey> {
+        SigningKey::from_pkcs8(&pem_decode(text)?)
+    }
+
     /// A key from PKCS#8 DER: ECDSA P-256 or Ed25519 (PKCS#8 v1 or v2).
     pub fn from_pkcs8(der: &[u8]) -> Option<SigningKey> {
         let rng = SystemRandom::new();
