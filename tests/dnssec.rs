@@ -85,27 +85,31 @@ fn setup() -> Setup {
     let db = dir.path().join("city.mmdb");
     common::mmdb::write_city_db(&db, GEO);
     std::fs::create_dir(dir.path().join("keys")).unwrap();
-    for (file, alg) in [("good.key", "ecdsap256sha256"), ("other.key", "ecdsap256sha256")] {
+    for (file, alg) in [("good.key", "ecdsap256sha256"), ("other.key", "ecdsap256sha256"), ("ed.key", "ed25519")] {
         let out =
             geodns(&["dnssec", "keygen", &dir.path().join("keys").join(file).to_string_lossy(), "--algorithm", alg]);
         assert!(out.contains("key tag"), "{out}");
     }
-    let config_path = dir.path().join("geo.yaml");
-    std::fs::write(&config_path, config(&db, "keys/good.key", dir.path())).unwrap();
+    let (anchor, ds) = anchor_for(dir.path(), "good");
+    Setup { dir, anchor, ds: ds.trim().to_owned() }
+}
+
+/// A config signed with `keys/{key}.key` written as `{key}.yaml`, the DS `geodns dnssec ds`
+/// prints for it, and that DS as delv's trust anchor file (`{key}.anchor`).
+fn anchor_for(dir: &Path, key: &str) -> (PathBuf, String) {
+    let config_path = dir.join(format!("{key}.yaml"));
+    std::fs::write(&config_path, config(&dir.join("city.mmdb"), &format!("keys/{key}.key"), dir)).unwrap();
     let ds = geodns(&["dnssec", "ds", "--config", &config_path.to_string_lossy(), "geo.example."]);
     let fields: Vec<&str> = ds.split_whitespace().collect();
     assert_eq!(fields.len(), 8, "one DS record: {ds}");
     assert_eq!(&fields[..4], ["geo.example.", "3600", "IN", "DS"]);
-    let anchor = dir.path().join("anchor.conf");
-    std::fs::write(
-        &anchor,
-        format!(
-            "trust-anchors {{\n  {} static-ds {} {} {} \"{}\";\n}};\n",
-            fields[0], fields[4], fields[5], fields[6], fields[7]
-        ),
-    )
-    .unwrap();
-    Setup { dir, anchor, ds: ds.trim().to_owned() }
+    let anchor = dir.join(format!("{key}.anchor"));
+    let text = format!(
+        "trust-anchors {{\n  {} static-ds {} {} {} \"{}\";\n}};\n",
+        fields[0], fields[4], fields[5], fields[6], fields[7]
+    );
+    std::fs::write(&anchor, text).unwrap();
+    (anchor, ds.trim().to_owned())
 }
 
 /// Runs the geodns binary; returns its output, panicking when it fails.
@@ -223,6 +227,40 @@ async fn a_key_that_does_not_match_the_ds_is_bogus() {
         let out = delv(dns, &s.anchor, "127.0.0.2", name, rtype).await;
         assert!(!out.contains("fully validated"), "{name} {rtype} validated with the wrong key:\n{out}");
         assert!(out.contains("resolution failed"), "{name} {rtype}: delv did not fail:\n{out}");
+    }
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollover_publishes_both_keys_and_either_ds_validates() {
+    let s = setup();
+    let (other_anchor, _) = anchor_for(s.dir.path(), "other");
+    let (ed_anchor, _) = anchor_for(s.dir.path(), "ed");
+    // Pre-publish: the old key and the new one, every RRset signed by both. A parent with
+    // either DS (before and after the DS is swapped at the registrar) validates.
+    let running = serve(&s, "keys/good.key, keys/other.key").await;
+    let dns = v4(&running);
+    for anchor in [&s.anchor, &other_anchor] {
+        secure(dns, anchor, "127.0.0.2", "app.geo.example", "A", &["IN\tA\t192.0.2.1"]).await;
+        secure(dns, anchor, "127.0.0.1", "geo.example", "CDS", &[]).await;
+        secure_negative(dns, anchor, "nope.geo.example", "A", "NXDOMAIN").await;
+    }
+    let cds = delv(dns, &s.anchor, "127.0.0.1", "geo.example", "CDS").await;
+    assert_eq!(cds.matches("IN\tCDS\t").count(), 2, "a CDS per key:\n{cds}");
+    running.stop().await;
+    // Retired: the new key alone, validated with its DS; the old DS no longer validates.
+    let running = serve(&s, "keys/other.key").await;
+    let dns = v4(&running);
+    secure(dns, &other_anchor, "127.0.0.3", "app.geo.example", "A", &["IN\tA\t192.0.2.2"]).await;
+    let out = delv(dns, &s.anchor, "127.0.0.3", "app.geo.example", "A").await;
+    assert!(!out.contains("fully validated"), "the retired key's DS still validates:\n{out}");
+    running.stop().await;
+    // An algorithm rollover's pre-publish: ECDSA and Ed25519 keys together.
+    let running = serve(&s, "keys/good.key, keys/ed.key").await;
+    let dns = v4(&running);
+    for anchor in [&s.anchor, &ed_anchor] {
+        secure(dns, anchor, "127.0.0.2", "pool.geo.example", "A", &["192.0.2.11"]).await;
+        secure_negative(dns, anchor, "static.geo.example", "AAAA", "NXRRSET").await;
     }
     running.stop().await;
 }
