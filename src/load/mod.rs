@@ -58,8 +58,15 @@ impl Loaded {
         }
     }
 
-    /// Builds a routing table from this state and the given run-time inputs.
+    /// Builds a routing table from this state and the given run-time inputs (signed).
     pub fn build(&self, inputs: impl Into<Arc<Inputs>>, generation: u64) -> Built {
+        let built = self.build_unsigned(inputs, generation);
+        self.sign(&built, None);
+        built
+    }
+
+    /// [`Loaded::build`] without signing.
+    fn build_unsigned(&self, inputs: impl Into<Arc<Inputs>>, generation: u64) -> Built {
         let built = routing::build_with(
             &self.config,
             self.locator(),
@@ -69,22 +76,13 @@ impl Loaded {
             generation,
         );
         self.foreground_rankings();
-        self.sign(&built, None);
         built
     }
 
     /// [`Loaded::build`], reusing the signatures of `previous` (a table built before) for
     /// the RRsets that did not change.
     pub fn build_after(&self, previous: &Built, inputs: impl Into<Arc<Inputs>>, generation: u64) -> Built {
-        let built = routing::build_with(
-            &self.config,
-            self.locator(),
-            Some(&self.ranks),
-            self.index.get(),
-            inputs.into(),
-            generation,
-        );
-        self.foreground_rankings();
+        let built = self.build_unsigned(inputs, generation);
         self.sign(&built, Some(previous.table()));
         built
     }
@@ -136,9 +134,9 @@ impl Loaded {
 
     /// [`Loaded::build`], with every precomputed site ranking it asks for built first: answers
     /// and ECS scopes exactly as a running server gives them once started. For `geodns check`,
-    /// which explains one answer and exits.
+    /// which explains one answer and exits: not signed (routing is the same either way).
     pub fn build_settled(&self, inputs: impl Into<Arc<Inputs>>, generation: u64) -> Built {
-        let built = self.build(inputs, generation);
+        let built = self.build_unsigned(inputs, generation);
         self.fill_rankings();
         built
     }
