@@ -33,6 +33,9 @@ pub const REBUILDS: &str = "geodns_table_rebuilds_total";
 pub const BUILD_DURATION: &str = "geodns_table_build_duration_seconds";
 /// Gauge. The generation of the table being served.
 pub const GENERATION: &str = "geodns_table_generation";
+/// Gauge. The earliest expiration of the signatures the table served carries, as a Unix time
+/// in seconds (absent for unsigned configs). Alert when it comes within a few days of now.
+pub const DNSSEC_EXPIRY: &str = "geodns_dnssec_earliest_expiry_timestamp_seconds";
 /// Counter. Config (and GeoIP database) reloads by `result` (ok, failed).
 pub const RELOADS: &str = "geodns_config_reloads_total";
 /// Counter. Kubernetes watch errors by `cluster`.

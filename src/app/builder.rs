@@ -289,6 +289,9 @@ impl Builder {
         histogram!(metrics::BUILD_DURATION).record(took.as_secs_f64());
         counter!(metrics::REBUILDS, "result" => "ok").increment(1);
         gauge!(metrics::GENERATION).set(self.generation as f64);
+        if let Some(expires) = self.current.table().signed().and_then(crate::routing::Signed::earliest_expiry) {
+            gauge!(metrics::DNSSEC_EXPIRY).set(f64::from(expires));
+        }
         tracing::debug!(generation = self.generation, took_us = took.as_micros() as u64, "routing table published");
         self.publish_status();
     }
