@@ -223,3 +223,112 @@ pub fn sign_zone(
 pub fn canonical(data: &[RData]) -> Vec<Vec<u8>> {
     data.iter().map(wire::rdata).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::dnssec::keys::{self, Algorithm};
+    use crate::model::NoLocator;
+    use crate::routing::{Built, Inputs, build};
+
+    const CONFIG: &str = r#"
+sites:
+  a: { location: [51.5, -0.1] }
+  b: { location: [50.1, 8.7] }
+  c: { location: [1.3, 103.8] }
+zones:
+  geo.example.:
+    soa: { mname: ns1.geo.example., rname: hostmaster.geo.example., serial: 1 }
+    ns: [ns1.geo.example.]
+    records:
+      ns1: { A: [192.0.2.53] }
+      host.ent: { A: [192.0.2.54] }
+    geo:
+      app: { sites: { a: [192.0.2.1], b: [192.0.2.2], c: [192.0.2.3, "2001:db8::3"] } }
+      two: { max_answers: 2, all_down: nodata, sites: { a: [192.0.2.11], b: [192.0.2.12], c: [192.0.2.13] } }
+"#;
+
+    fn table(text: &str, inputs: Inputs) -> Built {
+        let config = crate::config::parse(text, Path::new(".")).unwrap();
+        build(&config, Arc::new(NoLocator), inputs, 1)
+    }
+
+    fn zone_keys() -> Vec<SigningKey> {
+        vec![SigningKey::from_pem(&keys::generate(Algorithm::EcdsaP256Sha256).unwrap()).unwrap()]
+    }
+
+    const DAY: u64 = 86_400;
+    const NOW: u64 = 1_800_000_000;
+
+    fn sign(built: &Built, keys: &[SigningKey], now: u64, previous: Option<&Built>) -> (SignedZone, Stats) {
+        let lifetimes = Lifetimes { validity: Duration::from_secs(14 * DAY), refresh: Duration::from_secs(7 * DAY) };
+        let apex = Name::parse_absolute("geo.example.").unwrap();
+        let prev = previous.map(|p| p.table().signed().unwrap().zones[0].clone());
+        let content = built.table().zone_content(&apex, previous.map(|p| &**p.table())).unwrap();
+        let (zone, stats) = sign_zone(&content, keys, &lifetimes, now, prev.as_ref());
+        let signed = crate::routing::Signed { zones: vec![zone.clone()] };
+        built.table().set_signed(Arc::new(signed));
+        (zone, stats)
+    }
+
+    #[test]
+    fn signatures_are_reused_until_the_refresh_margin_and_made_again_for_changes() {
+        let keys = zone_keys();
+        let first = table(CONFIG, Inputs::default());
+        let (zone, stats) = sign(&first, &keys, NOW, None);
+        assert_eq!(stats.reused, 0);
+        // app: 3 sites + all (A), 1 (AAAA); two: max_answers 2 over 3 sites: 3 singles + 3 pairs.
+        let a = &zone.geo[&(Name::parse_absolute("app.geo.example.").unwrap(), 1)];
+        assert_eq!(a.sets.len(), 4);
+        assert_eq!(zone.geo[&(Name::parse_absolute("two.geo.example.").unwrap(), 1)].sets.len(), 6);
+        // apex, ent, host.ent, ns1, app, two: the chain.
+        let chain: Vec<&str> = zone.nsec.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            chain,
+            [
+                "geo.example.",
+                "app.geo.example.",
+                "ent.geo.example.",
+                "host.ent.geo.example.",
+                "ns1.geo.example.",
+                "two.geo.example."
+            ]
+        );
+        let signed = stats.signed;
+        assert!(zone.expires as u64 == NOW + 14 * DAY);
+        let rrsig = &zone.fixed[&(Name::parse_absolute("geo.example.").unwrap(), 6)].rrsigs[0];
+        assert_eq!(u32::from_be_bytes(rrsig[12..16].try_into().unwrap()) as u64, NOW - BACKDATE, "inception");
+
+        // A day later, nothing changed: everything reused (geo names wholesale).
+        let second = table(CONFIG, Inputs::default());
+        let (_, stats) = sign(&second, &keys, NOW + DAY, Some(&first));
+        assert_eq!(stats.signed, 0);
+        assert!(stats.reused >= signed - 2, "{stats:?}");
+
+        // Every site of `two` down (all_down: nodata): its NSEC changes (no A any more); the
+        // answers' signatures do not.
+        let down = Inputs { sites_down: [0, 1, 2].into(), ..Inputs::default() };
+        let third = table(CONFIG, down);
+        let (zone3, stats) = sign(&third, &keys, NOW + DAY, Some(&second));
+        assert_eq!(stats.signed, 1, "{stats:?}: the one NSEC");
+        let (_, nsec) = zone3.nsec_at("two.geo.example.").unwrap();
+        assert_ne!(nsec.rdata, zone.nsec_at("two.geo.example.").unwrap().1.rdata);
+
+        // Within the refresh margin of expiry: all made again, expiring later.
+        let fourth = table(CONFIG, Inputs::default());
+        let (zone4, stats) = sign(&fourth, &keys, NOW + 8 * DAY, Some(&third));
+        assert_eq!(stats.reused, 0, "{stats:?}");
+        assert_eq!(zone4.expires as u64, NOW + 22 * DAY);
+
+        // Another key: nothing reused. An address changed: that name's sets only.
+        let (_, stats) = sign(&table(CONFIG, Inputs::default()), &zone_keys(), NOW + 8 * DAY, Some(&fourth));
+        assert_eq!(stats.reused, 0);
+        let changed = CONFIG.replace("c: [192.0.2.3,", "c: [192.0.2.33,");
+        let (_, stats) = sign(&table(&changed, Inputs::default()), &keys, NOW + 8 * DAY, Some(&fourth));
+        // app A: c's set and the union are new; the other two reused.
+        assert_eq!(stats.signed, 2, "{stats:?}");
+    }
+}
