@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::keys::SigningKey;
 use super::wire;
-use crate::model::{Name, RData};
+use crate::model::Name;
 use std::sync::Arc;
 
 use crate::routing::{GeoSigs, RawSet, SetKey, SignedZone, Sigs, ZoneContent};
@@ -216,12 +216,6 @@ pub fn sign_zone(
         .unwrap_or(ctx.expiration);
     let zone = SignedZone { apex: content.apex.clone(), keys: dnskeys, fixed, geo, apex_sets, nsec, expires };
     (zone, ctx.stats)
-}
-
-/// The records of a [`crate::routing::PlainSet`] or geo answer in canonical form, for tests
-/// and tools that check a signature.
-pub fn canonical(data: &[RData]) -> Vec<Vec<u8>> {
-    data.iter().map(wire::rdata).collect()
 }
 
 #[cfg(test)]
