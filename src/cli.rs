@@ -55,6 +55,33 @@ pub enum Command {
     /// a live server).
     #[command(long_about = CHECK_HELP)]
     Check(CheckArgs),
+    /// DNSSEC keys: write a new key, print the DS records for the parent zone.
+    #[command(subcommand)]
+    Dnssec(DnssecCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DnssecCommand {
+    /// Write a new signing key (PKCS#8 PEM, readable by its owner only) to FILE and print its
+    /// DNSKEY and DS records; FILE must not exist.
+    Keygen {
+        /// Where to write the key.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// ecdsap256sha256 (13, the default) or ed25519 (15).
+        #[arg(long, default_value = "ecdsap256sha256", value_name = "ALGORITHM")]
+        algorithm: String,
+    },
+    /// Print the DS records (SHA-256) of the signed zones' keys, in zone-file syntax, for the
+    /// parent zone (the registrar).
+    Ds {
+        /// The YAML config file naming the keys.
+        #[arg(long, short, value_name = "FILE")]
+        config: PathBuf,
+        /// Only this zone (default: every signed zone).
+        #[arg(value_name = "ZONE")]
+        zone: Option<String>,
+    },
 }
 
 const CHECK_HELP: &str = "Validate a config, explain a routing decision, or run routing tests.

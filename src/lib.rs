@@ -6,6 +6,7 @@
 //! - [`geoip`]: MaxMind-format databases -> `model::GeoHit` (implements `model::Locator`).
 //! - [`sources`]: run-time inputs on watch channels: health probes, the Kubernetes API.
 //! - [`routing`]: pure core; builds immutable `RoutingTable` snapshots and answers queries.
+//! - [`dnssec`]: keys and signing ahead of time: a table's signed zones -> RRSIGs and NSEC.
 //! - [`load`]: the load step `serve` and `check` share: config + GeoIP -> routing tables.
 //! - [`dns`]: the hickory boundary; sockets -> wire queries -> routing answers -> sockets, ECS
 //!   (RFC 7871), response rate limiting.
@@ -19,6 +20,7 @@ pub mod check;
 pub mod cli;
 pub mod config;
 pub mod dns;
+pub mod dnssec;
 pub mod geoip;
 pub mod load;
 pub mod metrics;

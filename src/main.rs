@@ -7,6 +7,7 @@ use clap::Parser;
 use geodns::app::{self, AppError};
 use geodns::check::{self, CheckError};
 use geodns::cli::{Cli, Command, EXIT_CONFIG, EXIT_FAILURE, EXIT_USAGE, LogFormat};
+use geodns::dnssec;
 use geodns::telemetry;
 
 fn main() -> ExitCode {
@@ -52,6 +53,16 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Dnssec(command) => match dnssec::tool::run(command) {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("geodns: {error}");
+                ExitCode::from(if error.is_config() { EXIT_CONFIG } else { EXIT_FAILURE })
+            }
+        },
         Command::Serve { config } => match runtime.block_on(app::serve(&config)) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {

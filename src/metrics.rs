@@ -49,6 +49,9 @@ pub const REBUILDS: &str = "geodns_table_rebuilds_total";
 pub const BUILD_DURATION: &str = "geodns_table_build_duration_seconds";
 /// Gauge. The generation of the table being served.
 pub const GENERATION: &str = "geodns_table_generation";
+/// Gauge. The earliest expiration of the signatures the table served carries, as a Unix time
+/// in seconds (absent for unsigned configs). Alert when it comes within a few days of now.
+pub const DNSSEC_EXPIRY: &str = "geodns_dnssec_earliest_expiry_timestamp_seconds";
 /// Counter. Config (and GeoIP database) reloads by `result` (ok, failed).
 pub const RELOADS: &str = "geodns_config_reloads_total";
 /// Gauge. 1 when the last config load (the start, or the last reload) succeeded, 0 when the
@@ -111,6 +114,7 @@ pub const FAMILIES: &[(&str, Kind, &str)] = &[
     (REBUILDS, Kind::Counter, "Routing table rebuilds by result."),
     (BUILD_DURATION, Kind::Histogram, "Seconds to build a routing table."),
     (GENERATION, Kind::Gauge, "Generation of the routing table being served."),
+    (DNSSEC_EXPIRY, Kind::Gauge, "Unix time the earliest signature of the served table expires."),
     (RELOADS, Kind::Counter, "Config and GeoIP database reloads by result."),
     (RELOAD_OK, Kind::Gauge, "1 if the last config load or reload succeeded, 0 if the last reload was rejected."),
     (RELOAD_OK_AT, Kind::Gauge, "Unix time the config being served was loaded."),

@@ -275,7 +275,12 @@ async fn a_full_scrape_describes_every_family_and_has_every_series_the_alerts_us
         "      kube: {{ ttl: 30 }}\nkubernetes:\n  clusters:\n    - {{ name: eu, kubeconfig: \"{}\", context: eu, site: frankfurt }}\n",
         kc.display()
     );
-    let text = config(port, "london: [127.0.0.2]", &kube);
+    // A signed zone, so that the DNSSEC family has its series too.
+    let key = dir.path().join("zone.key");
+    geodns::dnssec::tool::keygen(&key, "ecdsap256sha256").unwrap();
+    let signed = format!("    ns: [ns1]\n    dnssec: {{ keys: [\"{}\"] }}\n", key.display());
+    let text = config(port, "london: [127.0.0.2]", &kube).replacen("    ns: [ns1]\n", &signed, 1);
+    assert!(text.contains("dnssec:"));
     let (path, s, admin) = start_from_file(dir.path(), &text).await;
     let kube_site = |t: &str| sample(t, "geodns_site_up", &[("name", "kube.geo.example."), ("site", "frankfurt")]);
     let synced = |t: &str| sample(t, "geodns_kube_synced", &[("cluster", "eu")]) == Some(1.0);
@@ -303,7 +308,10 @@ async fn a_full_scrape_describes_every_family_and_has_every_series_the_alerts_us
     }
     let exported: BTreeSet<String> = parsed.types.keys().cloned().collect();
     let listed: BTreeSet<String> = geodns::metrics::FAMILIES.iter().map(|(n, _, _)| n.to_string()).collect();
-    assert_eq!(exported, listed, "a scrape of a server with probes, a cluster, traffic and a reload has every family");
+    assert_eq!(
+        exported, listed,
+        "a scrape of a server with probes, a cluster, a signed zone, traffic and a reload has every family"
+    );
     assert!(!text.contains("geodns_kube_last_sync_age_seconds"), "the age gauge is gone");
 
     // The alert rules and their promtool tests name only series this server exports, with

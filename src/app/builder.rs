@@ -164,7 +164,7 @@ impl Builder {
         b.read_admin_state();
         b.warn_unchecked();
         let (inputs, generation, started) = (b.inputs(), b.generation + 1, Instant::now());
-        let built = b.loaded.build(inputs, generation);
+        let built = b.loaded.build_after(&b.current, inputs, generation);
         b.install(Some(built), generation, started);
         Ok(b)
     }
@@ -216,7 +216,16 @@ impl Builder {
                     }
                     None => return,
                 },
-                _ = refresh.tick() => self.publish_status(),
+                _ = refresh.tick() => {
+                    // Signatures within their refresh margin of expiring: a new table signs them
+                    // again (the rest are reused), off this task, while the old one serves.
+                    let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+                    if self.loaded.needs_resigning(&self.table.load(), now) {
+                        self.publish().await;
+                    } else {
+                        self.publish_status();
+                    }
+                }
             }
         }
     }
@@ -280,6 +289,9 @@ impl Builder {
         histogram!(metrics::BUILD_DURATION).record(took.as_secs_f64());
         counter!(metrics::REBUILDS, "result" => "ok").increment(1);
         gauge!(metrics::GENERATION).set(self.generation as f64);
+        if let Some(expires) = self.current.table().signed().and_then(crate::routing::Signed::earliest_expiry) {
+            gauge!(metrics::DNSSEC_EXPIRY).set(f64::from(expires));
+        }
         tracing::debug!(generation = self.generation, took_us = took.as_micros() as u64, "routing table published");
         self.publish_status();
     }

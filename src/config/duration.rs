@@ -1,4 +1,4 @@
-//! Durations as written in the config: "500ms", "5s", "1m", "2h", or a sum like "1m30s".
+//! Durations as written in the config: "500ms", "5s", "1m", "2h", "14d", or a sum like "1m30s".
 
 use std::time::Duration;
 
@@ -22,6 +22,7 @@ pub fn parse(text: &str) -> Result<Duration, String> {
             "s" => Duration::from_secs(value),
             "m" => Duration::from_secs(value.saturating_mul(60)),
             "h" => Duration::from_secs(value.saturating_mul(3600)),
+            "d" => Duration::from_secs(value.saturating_mul(86_400)),
             _ => return Err(bad()),
         };
         total = total.checked_add(part).ok_or_else(bad)?;

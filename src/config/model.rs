@@ -133,6 +133,20 @@ pub struct ZoneConfig {
     pub ttl: u32,
     pub records: Vec<StaticNode>,
     pub geo: Vec<GeoNameConfig>,
+    /// Signing, when the zone is signed (docs/dnssec.md).
+    pub dnssec: Option<DnssecConfig>,
+}
+
+/// A signed zone's keys and signature lifetimes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnssecConfig {
+    /// PKCS#8 PEM key files (relative paths already joined to the config file's directory);
+    /// a key alone is a combined signing key (CSK). Read by the load step, not here.
+    pub keys: Vec<std::path::PathBuf>,
+    /// How long a signature is valid from its inception (which is backdated by an hour).
+    pub validity: std::time::Duration,
+    /// A signature with less than this left is made again at the next build.
+    pub refresh: std::time::Duration,
 }
 
 /// The static RRsets at one name (all of one node's records share its TTL).

@@ -202,6 +202,19 @@ pub struct Zone {
     pub records: IndexMap<String, Node>,
     #[serde(default)]
     pub geo: IndexMap<String, GeoName>,
+    #[serde(default)]
+    pub dnssec: Option<Dnssec>,
+}
+
+/// `zones.<zone>.dnssec`: signing keys and signature lifetimes (docs/dnssec.md).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dnssec {
+    pub keys: Vec<String>,
+    #[serde(default)]
+    pub validity: Option<String>,
+    #[serde(default)]
+    pub refresh: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

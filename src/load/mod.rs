@@ -3,7 +3,11 @@
 //! slots builds ask for ([`Loaded::fill_rankings`]): the routing core only asks; this module
 //! builds the tables, logs what they cost, and places them in memory (`pages`).
 //!
-//! Imports config, geoip and routing; never app, check, dns, sources or admin.
+//! Signed zones (docs/dnssec.md): the keys are read here, and every table built here is
+//! signed here, on the calling (build) thread, before it is returned for publishing; the
+//! signatures of the table it follows are reused for unchanged RRsets.
+//!
+//! Imports config, geoip, routing and dnssec; never app, check, dns, sources or admin.
 
 mod pages;
 
@@ -12,6 +16,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use crate::config::{self, Config, ConfigError};
+use crate::dnssec::{self, KeyFileError, ZoneKeys};
 use crate::geoip::{GeoIpDb, GeoIpError};
 use crate::model::{Locator, NoLocator};
 use crate::routing::{self, AddressIndex, Built, Inputs, RankTables, Rankings};
@@ -22,6 +27,8 @@ pub enum LoadError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     GeoIp(#[from] GeoIpError),
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Keys(Vec<KeyFileError>),
 }
 
 /// A validated config with its GeoIP database open: everything a routing table is built from.
@@ -39,6 +46,8 @@ pub struct Loaded {
     /// Which names have each configured address, for incremental rebuilds: made by the first
     /// [`Loaded::rebuild`], on the build thread, and shared by clones.
     index: Arc<OnceLock<Arc<AddressIndex>>>,
+    /// The signing keys of the signed zones (none for an unsigned config).
+    pub keys: Arc<Vec<ZoneKeys>>,
 }
 
 impl Loaded {
@@ -49,8 +58,15 @@ impl Loaded {
         }
     }
 
-    /// Builds a routing table from this state and the given run-time inputs.
+    /// Builds a routing table from this state and the given run-time inputs (signed).
     pub fn build(&self, inputs: impl Into<Arc<Inputs>>, generation: u64) -> Built {
+        let built = self.build_unsigned(inputs, generation);
+        self.sign(&built, None);
+        built
+    }
+
+    /// [`Loaded::build`] without signing.
+    fn build_unsigned(&self, inputs: impl Into<Arc<Inputs>>, generation: u64) -> Built {
         let built = routing::build_with(
             &self.config,
             self.locator(),
@@ -61,6 +77,40 @@ impl Loaded {
         );
         self.foreground_rankings();
         built
+    }
+
+    /// [`Loaded::build`], reusing the signatures of `previous` (a table built before) for
+    /// the RRsets that did not change.
+    pub fn build_after(&self, previous: &Built, inputs: impl Into<Arc<Inputs>>, generation: u64) -> Built {
+        let built = self.build_unsigned(inputs, generation);
+        self.sign(&built, Some(previous.table()));
+        built
+    }
+
+    /// Signs the signed zones of `built` (reusing `previous`'s signatures where the RRsets
+    /// are unchanged) and attaches the signatures to its table. Now, before it is published.
+    pub fn sign(&self, built: &Built, previous: Option<&routing::RoutingTable>) {
+        if self.keys.is_empty() {
+            return;
+        }
+        let started = Instant::now();
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let previous = previous.and_then(|t| Some((t, t.signed()?)));
+        let (signed, stats) = dnssec::sign_table(built.table(), &self.keys, now, previous);
+        built.table().set_signed(Arc::new(signed));
+        let ms = started.elapsed().as_millis() as u64;
+        if stats.signed > 0 {
+            tracing::info!(signed = stats.signed, reused = stats.reused, ms, "zones signed");
+        } else {
+            tracing::debug!(reused = stats.reused, ms, "zones signed (every signature reused)");
+        }
+    }
+
+    /// True when the table's signatures must be made again: some expire within their
+    /// zone's refresh margin of `now` (seconds since the epoch).
+    pub fn needs_resigning(&self, table: &routing::RoutingTable, now: u64) -> bool {
+        let margin = self.keys.iter().map(|z| z.lifetimes.refresh.as_secs()).min().unwrap_or(0);
+        table.signed().and_then(routing::Signed::earliest_expiry).is_some_and(|e| u64::from(e) <= now + margin)
     }
 
     /// The table for new run-time inputs, built from `previous` (a table built from this
@@ -78,14 +128,15 @@ impl Loaded {
             generation,
         );
         self.foreground_rankings();
+        self.sign(&built, Some(previous.table()));
         built
     }
 
     /// [`Loaded::build`], with every precomputed site ranking it asks for built first: answers
     /// and ECS scopes exactly as a running server gives them once started. For `geodns check`,
-    /// which explains one answer and exits.
+    /// which explains one answer and exits: not signed (routing is the same either way).
     pub fn build_settled(&self, inputs: impl Into<Arc<Inputs>>, generation: u64) -> Built {
-        let built = self.build(inputs, generation);
+        let built = self.build_unsigned(inputs, generation);
         self.fill_rankings();
         built
     }
@@ -152,5 +203,6 @@ pub fn open(config: Config) -> Result<Loaded, LoadError> {
     // A small database (the shipped country one) is ranked before the first table is served;
     // a City database (100+ MB, about a second) in the background while answers are served.
     let rank_in_foreground = geoip.as_ref().is_none_or(|db| db.file_len() <= FOREGROUND_RANKING_MAX_BYTES);
-    Ok(Loaded { config, geoip, ranks: Arc::new(RankTables::new()), rank_in_foreground, index: Arc::default() })
+    let keys = Arc::new(dnssec::read_keys(&config).map_err(LoadError::Keys)?);
+    Ok(Loaded { config, geoip, ranks: Arc::new(RankTables::new()), rank_in_foreground, index: Arc::default(), keys })
 }

@@ -190,6 +190,7 @@ pub fn build_with(
         rrl_exempt: rrl_exempt(config, &inputs.client_networks),
         locator,
         answer_series: series.series.into(),
+        signed: std::sync::OnceLock::new(),
         rank_slots: slots.into_values().flatten().collect(),
     };
     Built { table: Arc::new(table), inputs, index: index.cloned() }

@@ -229,6 +229,7 @@ fn reuse(
         locator: previous.locator.clone(),
         answer_series: previous.answer_series.clone(),
         // The same site lists (a changed one builds in full), so the same slots.
+        signed: std::sync::OnceLock::new(),
         rank_slots: previous.rank_slots.clone(),
     };
     Some(Built { table: Arc::new(table), inputs: inputs.clone(), index: Some(index.clone()) })

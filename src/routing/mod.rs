@@ -10,6 +10,7 @@ mod incremental;
 mod placement;
 mod rank;
 mod resolve;
+mod signed;
 mod sites;
 mod table;
 
@@ -18,6 +19,10 @@ pub use incremental::{AddressIndex, rebuild};
 pub use placement::{ClientNetworks, PlacedBy, Placement, max_len, place};
 pub use rank::{RANKED, RankSlot, RankTable, RankTable6, RankTables, Ranked, Rankings, Words};
 pub use resolve::{Answer, Decision, Query, QuickGeo, QuickNegative, RankedSite, Rcode, Rec, Rule};
+pub use signed::{
+    GeoSets, GeoSigs, PlainSet, RawSet, SetKey, Signed, SignedZone, Sigs, ZoneContent, address_key, canonical_cmp,
+    geo_answer_sets,
+};
 pub use table::{AnswerSeries, GeoRoute, GeoSite, MANY_NAMES, MAX_NAMED_ANSWER_SERIES, RoutingTable};
 
 #[cfg(test)]

@@ -484,7 +484,7 @@ impl<'t> QuickGeo<'t> {
 }
 
 /// Whether canonical `name` is `apex` or below it.
-fn in_zone(name: &str, apex: &str) -> bool {
+pub(super) fn in_zone(name: &str, apex: &str) -> bool {
     apex == "."
         || name == apex
         || (name.len() > apex.len() && name.ends_with(apex) && name.as_bytes()[name.len() - apex.len() - 1] == b'.')

@@ -138,6 +138,7 @@ pub(super) fn geo_route(g: &GeoNameConfig, sites: Arc<[GeoSite]>, rank: Option<A
         name: g.name.clone(),
         // Halved, but a TTL above 0 stays above 0.
         ttl: if any_down { (g.ttl / 2).max(g.ttl.min(1)) } else { g.ttl },
+        base_ttl: g.ttl,
         max_answers: g.max_answers,
         all_down: g.all_down,
         sites,

@@ -37,6 +37,9 @@ pub struct RoutingTable {
     pub(super) answer_series: Arc<[AnswerSeries]>,
     /// The distinct rank slots of this table's routes (one per site list that has one).
     pub(super) rank_slots: Arc<[Arc<RankSlot>]>,
+    /// The signatures of the signed zones' RRsets and their NSEC chains, made for this table
+    /// by the load step before it is published (never set for unsigned configs).
+    pub(super) signed: std::sync::OnceLock<Arc<super::signed::Signed>>,
 }
 
 /// At most this many (name, site) pairs get answer counters of their own; the answers of the
@@ -95,6 +98,18 @@ impl Key {
         }
     }
 
+    /// The name this key stands for.
+    pub(super) fn name(&self) -> Name {
+        match self {
+            Key::Inline { .. } => Name::from_canonical(std::str::from_utf8(self.as_bytes()).expect("names are ASCII")),
+            Key::Shared(name) => name.clone(),
+        }
+    }
+
+    pub(super) fn as_bytes_pub(&self) -> &[u8] {
+        self.as_bytes()
+    }
+
     fn as_bytes(&self) -> &[u8] {
         match self {
             Key::Inline { len, text } => &text[..usize::from(*len)],
@@ -142,6 +157,8 @@ pub struct GeoRoute {
     pub name: Name,
     /// The name's TTL, halved while any of its sites is down.
     pub ttl: u32,
+    /// The name's configured TTL (its signatures' original TTL).
+    pub base_ttl: u32,
     pub max_answers: Option<NonZeroUsize>,
     pub all_down: AllDown,
     /// In configured order (the order for clients with no location). Shared with the tables

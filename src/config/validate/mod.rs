@@ -161,7 +161,7 @@ pub fn validate(file: wire::File, base: &Path) -> Result<Config, Vec<Problem>> {
             health_checks.insert(name.clone(), check);
         }
     }
-    let zones = zones(&mut v, &root.key("zones"), &file, &site_ids);
+    let zones = zones(&mut v, &root.key("zones"), &file, &site_ids, base);
     let kubernetes = match &file.kubernetes {
         Some(k) => kubernetes(&mut v, &root.key("kubernetes"), k, &site_ids, base),
         None => KubernetesConfig::default(),

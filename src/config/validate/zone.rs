@@ -1,10 +1,19 @@
 //! The `zones` section: apexes, SOA and NS, static records and geo names.
 
+use std::path::Path;
+use std::time::Duration;
+
 use super::super::wire::{self, Scalar};
 use super::*;
 
 /// The `zones` section: each apex once, none the root, at least one zone.
-pub(super) fn zones(v: &mut V, path: &P, file: &wire::File, site_ids: &HashMap<&str, SiteId>) -> Vec<ZoneConfig> {
+pub(super) fn zones(
+    v: &mut V,
+    path: &P,
+    file: &wire::File,
+    site_ids: &HashMap<&str, SiteId>,
+    base: &Path,
+) -> Vec<ZoneConfig> {
     let mut zones = Vec::new();
     let mut apexes = HashSet::new();
     for (apex_text, z) in &file.zones {
@@ -20,7 +29,17 @@ pub(super) fn zones(v: &mut V, path: &P, file: &wire::File, site_ids: &HashMap<&
             v.err(&path, format!("zone {apex} is defined more than once"));
             continue;
         }
-        zones.push(zone(v, &path, apex, z, site_ids, &file.health_checks, file.kubernetes.is_some()));
+        let mut zone = zone(v, &path, apex, z, site_ids, &file.health_checks, file.kubernetes.is_some());
+        if let Some(d) = &z.dnssec {
+            zone.dnssec = dnssec(v, &path.key("dnssec"), d, base);
+            // Names are served as written: a "*" label is not a wildcard here, but validators
+            // would read one in the NSEC chain as a wildcard and expect it to be expanded.
+            let names = zone.records.iter().map(|n| &n.name).chain(zone.geo.iter().map(|g| &g.name));
+            for name in names.filter(|n| n.as_str().split('.').any(|l| l == "*")) {
+                v.err(&path.key("dnssec"), format!("{name}: a \"*\" label cannot be served in a signed zone"));
+            }
+        }
+        zones.push(zone);
     }
     if zones.is_empty() && v.problems.is_empty() {
         v.err(path, "at least one zone is required");
@@ -138,6 +157,20 @@ fn zone(
                 geo_sites.push((site, ips));
             }
         }
+        if z.dnssec.is_some() {
+            let count = if geo_sites.is_empty() { sites.len() } else { geo_sites.len() };
+            let sets = max_answer_sets(count as u64, max_answers.map(|n| n.get() as u64));
+            if sets > MAX_SIGNED_ANSWER_SETS {
+                v.err(
+                    &p.key("max_answers"),
+                    format!(
+                        "in a signed zone every distinct answer is signed ahead: with {count} sites, max_answers {} \
+                         makes up to {sets} of them, over the limit of {MAX_SIGNED_ANSWER_SETS} (lower max_answers)",
+                        max_answers.map_or(0, |n| n.get())
+                    ),
+                );
+            }
+        }
         if geo_sites.is_empty() && !has_kubernetes {
             v.err(&p.key("sites"), "no sites: list each site's addresses (or configure kubernetes to supply them)");
         }
@@ -151,7 +184,45 @@ fn zone(
         });
     }
 
-    ZoneConfig { apex, soa, ns, ttl, records, geo }
+    ZoneConfig { apex, soa, ns, ttl, records, geo, dnssec: None }
+}
+
+/// Default signature validity and refresh margin (docs/dnssec.md).
+const DEFAULT_VALIDITY: Duration = Duration::from_secs(14 * 86_400);
+const DEFAULT_REFRESH: Duration = Duration::from_secs(7 * 86_400);
+
+/// At most this many distinct answers of one type for a geo name in a signed zone: each is
+/// signed ahead of time (see `max_answer_sets`).
+pub const MAX_SIGNED_ANSWER_SETS: u64 = 4096;
+
+/// `zones.<zone>.dnssec`: the key files (read by the load step, not here), the lifetimes, and
+/// that every geo name has few enough distinct answers to sign them all ahead of time.
+fn dnssec(v: &mut V, path: &P, d: &wire::Dnssec, base: &Path) -> Option<DnssecConfig> {
+    if d.keys.is_empty() {
+        v.err(&path.key("keys"), "at least one key file is required (make one with `geodns dnssec keygen FILE`)");
+    }
+    let validity = v.duration(&path.key("validity"), d.validity.as_deref(), DEFAULT_VALIDITY);
+    let refresh = v.duration(&path.key("refresh"), d.refresh.as_deref(), DEFAULT_REFRESH);
+    if validity < Duration::from_secs(2 * 3600) {
+        v.err(&path.key("validity"), "must be at least 2h (inception is backdated by 1h)");
+    } else if refresh >= validity || refresh < Duration::from_secs(3600) {
+        v.err(&path.key("refresh"), "must be at least 1h and less than the validity");
+    }
+    Some(DnssecConfig { keys: d.keys.iter().map(|k| base.join(k)).collect(), validity, refresh })
+}
+
+/// An upper bound on the distinct address sets a geo name of `sites` sites can answer with
+/// (one type): with `max_answers` n, the sites wholly in the answer are fewer than n (each
+/// has an address), plus the one it ends in: `sites` x sum of C(sites, j) for j < n. Without
+/// it, one set per site and the union of all (`all_down: all`).
+pub fn max_answer_sets(sites: u64, max_answers: Option<u64>) -> u64 {
+    let Some(n) = max_answers else { return sites + 1 };
+    let (mut sum, mut c) = (0u64, 1u64);
+    for j in 0..n.min(sites + 1) {
+        sum = sum.saturating_add(c);
+        c = c.saturating_mul(sites - j) / (j + 1);
+    }
+    sites.saturating_mul(sum).saturating_add(1)
 }
 
 fn node_rdata(v: &mut V, p: &P, node: &wire::Node, apex: &Name) -> Vec<RData> {

@@ -18,6 +18,7 @@
 pub mod full;
 mod handler;
 mod metrics;
+mod signed;
 
 use std::net::IpAddr;
 
@@ -118,6 +119,28 @@ fn answer_with(
         (Transport::Udp, Some(e)) => usize::from(e.udp_size.clamp(512, MAX_UDP_PAYLOAD)),
         (Transport::Udp, None) => 512,
     };
+    // Signed zones: DO queries get RRSIGs and NSEC proofs; DNSKEY, CDS, CDNSKEY and NSEC are
+    // answered from the signatures. Everything else takes the paths below, as unsigned.
+    if let Some(signed) = table.signed()
+        && let Some(zone) = signed.zone(q.name)
+    {
+        let dnssec_ok = q.edns.is_some_and(|e| e.dnssec_ok);
+        if signed::signing_type(q.qtype) && signed::signing_answer(zone, q, dnssec_ok, ecs.as_ref(), limit, out) {
+            return Outcome::Answered(Answered { rcode: Rcode::NoError, ecs: ecs.is_some(), scope: 0, answers: None });
+        }
+        if dnssec_ok {
+            let name = Name::from_canonical(q.name);
+            let answer = table.resolve(&Query { name: &name, rtype, client, ecs_source });
+            signed::signed_answer(signed, q, &answer, ecs.as_ref(), limit, out);
+            let answers = answer.decision.as_ref().and_then(|d| table.answer_index(&d.name, *d.answered_from.first()?));
+            return Outcome::Answered(Answered {
+                rcode: answer.rcode,
+                ecs: ecs.is_some(),
+                scope: answer.scope,
+                answers,
+            });
+        }
+    }
     if quick
         && let Some(g) = table.quick_geo(q.name, rtype, client, ecs_source)
         && response::encode_quick(q, &g, rtype, ecs.as_ref(), limit, out)
@@ -238,5 +261,164 @@ mod tests {
             }
         }
         assert!(quick * 3 > total, "the quick paths are taken ({quick} of {total})");
+    }
+
+    /// A signed zone: queries without DO get the bytes the unsigned table gives; with DO,
+    /// every RRset of every answer (each client place and health state) carries its RRSIG,
+    /// negative answers carry NSEC records, and responses fit the client's UDP size.
+    #[test]
+    fn signed_zones_answer_do_queries_with_signatures_and_others_as_unsigned() {
+        use hickory_proto::op::Message;
+        use hickory_proto::rr::{RData as HRData, RecordType};
+
+        use crate::dnssec::{Algorithm, Lifetimes, SigningKey, ZoneKeys, keys, sign_table};
+
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+        let config = crate::config::parse(&super::super::testing::example_config_text(), &dir).unwrap();
+        let apex = Name::from_canonical("geo.example.");
+        let subnets =
+            [None, Some("81.2.69.0"), Some("103.6.148.0"), Some("5.9.0.0"), Some("8.8.8.0"), Some("10.42.7.0")];
+        let names = [
+            ("app.geo.example.", 1),
+            ("app.geo.example.", 28),
+            ("pool.geo.example.", 1),
+            ("pool.geo.example.", 28),
+            ("drop.geo.example.", 1),
+            ("drop.geo.example.", 28),
+            ("www.geo.example.", 1),
+            ("static.geo.example.", 1),
+            ("static.geo.example.", 28),
+            ("ent.geo.example.", 1),
+            ("nope.geo.example.", 1),
+            ("a.b.nope.geo.example.", 16),
+            ("geo.example.", 2),
+            ("geo.example.", 6),
+            ("geo.example.", 15),
+            ("geo.example.", 255),
+        ];
+        let sites_down: [&[usize]; 3] = [&[], &[0, 2], &[0, 1, 2, 3]];
+        let (mut signed_rrsets, mut nodata_proofs) = (0, 0);
+        let key = SigningKey::from_pem(&keys::generate(Algorithm::EcdsaP256Sha256).unwrap()).unwrap();
+        let lifetimes = Lifetimes {
+            validity: std::time::Duration::from_secs(86_400 * 14),
+            refresh: std::time::Duration::from_secs(86_400 * 7),
+        };
+        let zones = [ZoneKeys { apex: apex.clone(), keys: vec![key], lifetimes }];
+        let src: IpAddr = "192.0.2.99".parse().unwrap();
+        let db = std::sync::Arc::new(crate::geoip::GeoIpDb::open(config.geoip.as_ref().unwrap()).unwrap());
+        for down in sites_down {
+            let inputs = Inputs { sites_down: down.iter().copied().collect(), ..Inputs::default() };
+            // Without rank tables (their build is slow unoptimized): answers by `resolve`.
+            let table = crate::routing::build(&config, db.clone(), inputs, 1);
+            // Without DO: the bytes of the table before it was signed.
+            let unsigned: Vec<Vec<u8>> = names
+                .iter()
+                .flat_map(|&(name, qtype)| subnets.iter().map(move |&subnet| (name, qtype, subnet)))
+                .map(|(name, qtype, subnet)| {
+                    let packet = query(name, qtype, Some(1232), subnet.map(|s| (s.parse().unwrap(), 24)));
+                    let mut text = NameBuf::new();
+                    let mut out = Vec::new();
+                    answer_with(
+                        table.table(),
+                        &parse(&packet, &mut text).unwrap(),
+                        src,
+                        Transport::Udp,
+                        &mut out,
+                        true,
+                    );
+                    out
+                })
+                .collect();
+            let (sigs, _) = sign_table(table.table(), &zones, 1_800_000_000, None);
+            table.table().set_signed(std::sync::Arc::new(sigs));
+            let mut i = 0;
+            {
+                for (name, qtype) in names {
+                    for subnet in subnets {
+                        let subnet = subnet.map(|s| (s.parse::<IpAddr>().unwrap(), 24));
+                        // Without DO: the same bytes.
+                        let packet = query(name, qtype, Some(1232), subnet);
+                        let mut text = NameBuf::new();
+                        let q = parse(&packet, &mut text).unwrap();
+                        let mut b = Vec::new();
+                        answer_with(table.table(), &q, src, Transport::Udp, &mut b, true);
+                        assert_eq!(unsigned[i], b, "{name} {qtype} {subnet:?} without DO, sites down {down:?}");
+                        i += 1;
+                        // With DO: every RRset signed, negatives proven, within 1232 bytes.
+                        let mut with_do = TestQuery::new(0xbeef, name, qtype).flags(0x0100).edns(1232).dnssec_ok();
+                        if let Some((addr, prefix)) = subnet {
+                            with_do = with_do.subnet(addr, prefix);
+                        }
+                        let packet = with_do.bytes();
+                        let q = parse(&packet, &mut text).unwrap();
+                        assert!(q.edns.unwrap().dnssec_ok);
+                        answer_with(table.table(), &q, src, Transport::Udp, &mut b, true);
+                        assert!(b.len() <= 1232, "{name} {qtype}: {} bytes", b.len());
+                        let m = Message::from_vec(&b).unwrap();
+                        assert!(!m.metadata.truncation, "{name} {qtype} truncated");
+                        let sections = [&m.answers, &m.authorities, &m.additionals];
+                        for section in sections {
+                            for r in section
+                                .iter()
+                                .filter(|r| !matches!(r.record_type(), RecordType::RRSIG | RecordType::OPT))
+                            {
+                                let covered = section.iter().any(|s| match &s.data {
+                                    HRData::Unknown { code: RecordType::RRSIG, rdata } => {
+                                        let covered = rdata.anything.get(..2).map(|b| u16::from_be_bytes([b[0], b[1]]));
+                                        s.name == r.name && covered == Some(u16::from(r.record_type()))
+                                    }
+                                    _ => false,
+                                });
+                                assert!(covered, "{name} {qtype} {subnet:?} down {down:?}: no RRSIG for {r:?}");
+                                signed_rrsets += 1;
+                            }
+                        }
+                        let negative = m.answers.is_empty()
+                            || m.metadata.response_code == hickory_proto::op::ResponseCode::NXDomain;
+                        if negative && !matches!(m.metadata.response_code, hickory_proto::op::ResponseCode::ServFail) {
+                            assert!(
+                                m.authorities.iter().any(|r| r.record_type() == RecordType::NSEC),
+                                "{name} {qtype} {subnet:?} down {down:?}: no NSEC in {m:?}"
+                            );
+                            // NODATA: the name's own NSEC, its type bitmap without the type.
+                            if m.metadata.response_code == hickory_proto::op::ResponseCode::NoError && qtype != 255 {
+                                let own = m.authorities.iter().find_map(|r| match &r.data {
+                                    HRData::Unknown { code: RecordType::NSEC, rdata }
+                                        if r.name.to_ascii().eq_ignore_ascii_case(name) =>
+                                    {
+                                        Some(rdata.anything.clone())
+                                    }
+                                    _ => None,
+                                });
+                                let own = own.unwrap_or_else(|| panic!("{name} {qtype} down {down:?}: no own NSEC"));
+                                assert!(!bitmap_has(&own, qtype), "{name} {qtype} down {down:?}: NSEC lists the type");
+                                nodata_proofs += 1;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert!(signed_rrsets > 500, "{signed_rrsets} RRsets checked");
+        assert!(nodata_proofs > 20, "{nodata_proofs} NODATA proofs checked");
+    }
+
+    /// Whether an NSEC's RDATA (next name uncompressed, then the type bitmap) lists `rtype`.
+    fn bitmap_has(rdata: &[u8], rtype: u16) -> bool {
+        let mut i = 0;
+        while rdata[i] != 0 {
+            i += 1 + usize::from(rdata[i]);
+        }
+        i += 1;
+        while i + 2 <= rdata.len() {
+            let (window, len) = (rdata[i], usize::from(rdata[i + 1]));
+            let bits = &rdata[i + 2..i + 2 + len];
+            if u16::from(window) == rtype >> 8 {
+                let bit = usize::from(rtype & 0xff);
+                return bits.get(bit / 8).is_some_and(|b| b & (0x80 >> (bit % 8)) != 0);
+            }
+            i += 2 + len;
+        }
+        false
     }
 }

@@ -9,6 +9,7 @@
 //! - [`response`]: the responses written without hickory and without allocating (the question
 //!   copied from the query, names compressed against it, the counts patched in last), and the
 //!   header-only FORMERR.
+//! - [`signed`]: responses with DNSSEC records copied from the table's precomputed signatures.
 //! - [`rcode`]: response codes on the wire, in hickory's terms and as metric labels.
 //! - [`ecs`]: RFC 7871 Client Subnet validation; [`wire`]: walks of raw bytes for what hickory's
 //!   decoded message no longer shows.
@@ -21,6 +22,7 @@ pub mod ecs;
 pub mod query;
 pub mod rcode;
 pub mod response;
+pub mod signed;
 pub mod wire;
 
 #[cfg(test)]

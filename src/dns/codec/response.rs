@@ -17,7 +17,7 @@ use crate::routing::{Answer, QuickGeo, QuickNegative, Rcode};
 pub const MAX_UDP_PAYLOAD: u16 = 1232;
 
 /// Writes the header (counts zero, patched by the caller) and the question.
-fn header(q: &FastQuery<'_>, rcode: Rcode, out: &mut Vec<u8>) {
+pub(super) fn header(q: &FastQuery<'_>, rcode: Rcode, out: &mut Vec<u8>) {
     out.clear();
     let authoritative = rcode != Rcode::Refused;
     out.extend_from_slice(&q.id.to_be_bytes());
@@ -29,13 +29,13 @@ fn header(q: &FastQuery<'_>, rcode: Rcode, out: &mut Vec<u8>) {
 }
 
 /// Length of the OPT record [`opt`] writes.
-fn opt_len(q: &FastQuery<'_>, ecs: Option<&Ecs>) -> usize {
+pub(super) fn opt_len(q: &FastQuery<'_>, ecs: Option<&Ecs>) -> usize {
     q.edns.map_or(0, |_| 11 + ecs.map_or(0, |e| 8 + e_octets(e)))
 }
 
 /// Writes the OPT record when the query had one (echoing ECS, unless the answer is REFUSED);
 /// returns how many records it wrote.
-fn opt(q: &FastQuery<'_>, ecs: Option<&Ecs>, rcode: Rcode, scope: u8, out: &mut Vec<u8>) -> u16 {
+pub(super) fn opt(q: &FastQuery<'_>, ecs: Option<&Ecs>, rcode: Rcode, scope: u8, out: &mut Vec<u8>) -> u16 {
     let Some(edns) = q.edns else { return 0 };
     out.push(0);
     out.extend_from_slice(&41u16.to_be_bytes());
@@ -60,7 +60,7 @@ fn opt(q: &FastQuery<'_>, ecs: Option<&Ecs>, rcode: Rcode, scope: u8, out: &mut 
     1
 }
 
-fn set_counts(out: &mut [u8], counts: [u16; 3]) {
+pub(super) fn set_counts(out: &mut [u8], counts: [u16; 3]) {
     out[6..8].copy_from_slice(&counts[0].to_be_bytes());
     out[8..10].copy_from_slice(&counts[1].to_be_bytes());
     out[10..12].copy_from_slice(&counts[2].to_be_bytes());
@@ -160,10 +160,10 @@ fn e_octets(e: &Ecs) -> usize {
 
 /// Writes records, compressing names against the question name (the only name every response
 /// carries at a known place: offset 12).
-struct Writer<'a> {
+pub(super) struct Writer<'a> {
     /// The question name, canonical text.
-    qname: &'a str,
-    question: &'a [u8],
+    pub qname: &'a str,
+    pub question: &'a [u8],
 }
 
 impl Writer<'_> {
@@ -208,8 +208,18 @@ impl Writer<'_> {
         (text == skip).then_some(wire)
     }
 
+    /// Writes one record whose data is given in wire form (with no compressible names).
+    pub(super) fn raw(&self, owner: &str, rtype: u16, ttl: u32, data: &[u8], out: &mut Vec<u8>) {
+        self.name(owner, out);
+        out.extend_from_slice(&rtype.to_be_bytes());
+        out.extend_from_slice(&1u16.to_be_bytes());
+        out.extend_from_slice(&ttl.to_be_bytes());
+        out.extend_from_slice(&(data.len() as u16).to_be_bytes());
+        out.extend_from_slice(data);
+    }
+
     /// Writes one record; false when its data cannot be written (nothing is written then).
-    fn record(&self, owner: &str, ttl: u32, data: &RData, out: &mut Vec<u8>) -> bool {
+    pub(super) fn record(&self, owner: &str, ttl: u32, data: &RData, out: &mut Vec<u8>) -> bool {
         self.name(owner, out);
         let rtype = data.rtype().code();
         out.extend_from_slice(&rtype.to_be_bytes());

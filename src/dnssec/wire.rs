@@ -1,0 +1,105 @@
+//! Canonical wire forms (RFC 4034, section 6.2): names uncompressed and in lower case (the
+//! model keeps them lower case), record data as the fast path's encoder writes it.
+
+use crate::model::RData;
+
+/// `name` (canonical text) in wire form.
+pub fn name(name: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(name.len() + 1);
+    push_name(name, &mut out);
+    out
+}
+
+pub fn push_name(name: &str, out: &mut Vec<u8>) {
+    for label in name.split('.').filter(|l| !l.is_empty()) {
+        out.push(label.len() as u8);
+        out.extend_from_slice(label.as_bytes());
+    }
+    out.push(0);
+}
+
+/// The number of labels of `name`, the root not counted (an RRSIG's labels field).
+pub fn labels(name: &str) -> u8 {
+    name.split('.').filter(|l| !l.is_empty()).count() as u8
+}
+
+/// The canonical RDATA of `data`.
+pub fn rdata(data: &RData) -> Vec<u8> {
+    let mut out = Vec::new();
+    match data {
+        RData::A(a) => out.extend_from_slice(&a.octets()),
+        RData::Aaaa(a) => out.extend_from_slice(&a.octets()),
+        RData::Cname(n) | RData::Ns(n) => push_name(n.as_str(), &mut out),
+        RData::Soa(s) => {
+            push_name(s.mname.as_str(), &mut out);
+            push_name(s.rname.as_str(), &mut out);
+            for v in [s.serial, s.refresh, s.retry, s.expire, s.minimum] {
+                out.extend_from_slice(&v.to_be_bytes());
+            }
+        }
+        RData::Txt(t) => {
+            // As the encoders split it: strings of at most 255 bytes.
+            let mut bytes = t.as_bytes();
+            loop {
+                let n = bytes.len().min(255);
+                out.push(n as u8);
+                out.extend_from_slice(&bytes[..n]);
+                bytes = &bytes[n..];
+                if bytes.is_empty() {
+                    break;
+                }
+            }
+        }
+        RData::Mx(m) => {
+            out.extend_from_slice(&m.preference.to_be_bytes());
+            push_name(m.exchange.as_str(), &mut out);
+        }
+        RData::Srv(s) => {
+            for v in [s.priority, s.weight, s.port] {
+                out.extend_from_slice(&v.to_be_bytes());
+            }
+            push_name(s.target.as_str(), &mut out);
+        }
+        RData::Caa(c) => {
+            out.push(if c.critical { 0x80 } else { 0 });
+            out.push(c.tag.len() as u8);
+            out.extend_from_slice(c.tag.as_bytes());
+            out.extend_from_slice(c.value.as_bytes());
+        }
+    }
+    out
+}
+
+/// An NSEC type bitmap (RFC 4034, section 4.1.2) of `types`, ascending.
+pub fn type_bitmap(types: impl IntoIterator<Item = u16>) -> Vec<u8> {
+    let mut windows: Vec<(u8, [u8; 32])> = Vec::new();
+    for t in types {
+        let (w, bit) = ((t >> 8) as u8, (t & 0xff) as usize);
+        if windows.last().is_none_or(|(lw, _)| *lw != w) {
+            windows.push((w, [0; 32]));
+        }
+        let bits = &mut windows.last_mut().expect("just pushed").1;
+        bits[bit / 8] |= 0x80 >> (bit % 8);
+    }
+    let mut out = Vec::new();
+    for (w, bits) in windows {
+        let len = bits.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1);
+        out.push(w);
+        out.push(len as u8);
+        out.extend_from_slice(&bits[..len]);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn type_bitmaps_are_rfc_4034s() {
+        // RFC 4034, section 4.3: A MX RRSIG NSEC TYPE1234.
+        let bitmap = super::type_bitmap([1, 15, 46, 47, 1234]);
+        let mut want = vec![0x00, 0x06, 0x40, 0x01, 0x00, 0x00, 0x00, 0x03, 0x04, 0x1b];
+        want.extend_from_slice(&[0; 26]);
+        want.push(0x20);
+        assert_eq!(bitmap, want);
+    }
+}
