@@ -25,7 +25,7 @@ use tracing::{debug, error};
 
 use super::rrl::{self, Rrl};
 use super::warm;
-use crate::dns::answer::{Handler, Metrics, Outcome, Transport, answer, full};
+use crate::dns::answer::{Handler, Metrics, Outcome, Transport, answer};
 use crate::dns::codec::query::{self, NameBuf, Parsed};
 use crate::dns::codec::response::MAX_UDP_PAYLOAD;
 use crate::dns::sys::{BATCH, Datagrams};
@@ -230,7 +230,7 @@ fn full_blocking(
     src: SocketAddr,
     runtime: &Handle,
 ) {
-    let Some(mut response) = runtime.block_on(full::respond(handler, packet, src, Transport::Udp)) else { return };
+    let Some(mut response) = runtime.block_on(handler.respond_full(packet, src, Transport::Udp)) else { return };
     if rrl::apply(rrl, src.ip(), &mut response, Instant::now())
         && let Err(error) = socket.send_to(&response, src)
     {
