@@ -433,3 +433,19 @@ for n in range(400):
     // At most the one update in flight when the server died is there unacknowledged.
     assert!(records.len() <= 2 * (acked.len() + 1), "{records:?}");
 }
+
+#[test]
+fn a_missing_journal_directory_or_secret_file_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let text =
+        CONFIG.replace("{dns}", "127.0.0.1:0").replace("journal: geo.example.journal", "journal: nowhere/geo.journal");
+    let config = geodns::config::parse(&text, dir.path()).expect("valid");
+    let error = geodns::app::open(config.clone()).err().expect("no secret file").to_string();
+    assert!(error.contains("tsig_keys.dns512.secret_file") && error.contains("dns512.key"), "{error}");
+    std::fs::write(dir.path().join("dns512.key"), "not base64!").unwrap();
+    let error = geodns::app::open(config.clone()).err().expect("bad secret file").to_string();
+    assert!(error.contains("tsig_keys.dns512.secret_file") && error.contains("not base64"), "{error}");
+    std::fs::write(dir.path().join("dns512.key"), SECRET512).unwrap();
+    let error = geodns::app::open(config).err().expect("no journal directory").to_string();
+    assert!(error.contains("zones.\"geo.example.\".updates.journal") && error.contains("nowhere"), "{error}");
+}

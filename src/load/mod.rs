@@ -32,6 +32,9 @@ pub enum LoadError {
     /// A `tsig_keys.<name>.secret_file` that cannot be read or is not a base64 secret.
     #[error("tsig_keys.{key}.secret_file: {path:?}: {message}")]
     TsigSecret { key: String, path: std::path::PathBuf, message: String },
+    /// A `zones.<zone>.updates.journal` whose directory does not exist.
+    #[error("zones.{zone:?}.updates.journal: the directory {dir:?} does not exist")]
+    JournalDir { zone: String, dir: std::path::PathBuf },
 }
 
 /// A validated config with its GeoIP database open: everything a routing table is built from.
@@ -217,6 +220,14 @@ fn read_tsig_secrets(config: &mut Config) -> Result<(), LoadError> {
 /// Opens the GeoIP database a validated config names.
 pub fn open(mut config: Config) -> Result<Loaded, LoadError> {
     read_tsig_secrets(&mut config)?;
+    for zone in &config.zones {
+        if let Some(updates) = &zone.updates {
+            let dir = updates.journal.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            if !dir.is_dir() {
+                return Err(LoadError::JournalDir { zone: zone.apex.to_string(), dir: dir.to_owned() });
+            }
+        }
+    }
     let geoip = match &config.geoip {
         Some(path) => Some(Arc::new(GeoIpDb::open(path)?)),
         None => None,
