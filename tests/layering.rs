@@ -22,6 +22,16 @@ fn src(layer: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("src").join(layer)
 }
 
+/// Whether `code` holds `needle`; a module of ours (`crate::dns`) as a whole path segment:
+/// it is in `crate::dns::x` and `crate::dns;`, not in `crate::dnssec`.
+fn contains_path(code: &str, needle: &str) -> bool {
+    if !needle.starts_with("crate::") {
+        return code.contains(needle);
+    }
+    let ident = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    code.match_indices(needle).any(|(at, _)| !code[at + needle.len()..].starts_with(ident))
+}
+
 /// Every (file, line number, line) of `layer` outside comments that contains one of `needles`.
 fn offending(layer: &str, needles: &[&str]) -> Vec<String> {
     let dir = src(layer);
@@ -32,7 +42,7 @@ fn offending(layer: &str, needles: &[&str]) -> Vec<String> {
         for (n, line) in text.lines().enumerate() {
             let code = line.split("//").next().unwrap_or_default();
             for needle in needles {
-                if code.contains(needle) {
+                if contains_path(code, needle) {
                     let at = file.strip_prefix(env!("CARGO_MANIFEST_DIR")).unwrap_or(&file).display().to_string();
                     out.push(format!("{at}:{}: `{needle}` in {}", n + 1, line.trim()));
                 }
@@ -143,5 +153,10 @@ fn each_layer_imports_only_what_it_may() {
     }
     found.extend(offending("load", &["crate::app", "crate::check", "crate::dns", "crate::sources", "crate::admin"]));
     found.extend(offending("admin", &["crate::sources", "crate::dns", "crate::app", "crate::check", "crate::load"]));
+    // Signing reads tables and config; the query path and the composition roots are not its.
+    found.extend(offending(
+        "dnssec",
+        &["crate::dns", "crate::sources", "crate::admin", "crate::app", "crate::check", "crate::load", "crate::geoip"],
+    ));
     assert!(found.is_empty(), "layering broken:\n{}", found.join("\n"));
 }

@@ -12,8 +12,6 @@ pub mod sign;
 pub mod tool;
 pub mod wire;
 
-use std::path::PathBuf;
-
 use crate::config::Config;
 use crate::model::Name;
 use crate::routing::{RoutingTable, Signed};
@@ -57,11 +55,6 @@ pub fn read_keys(config: &Config) -> Result<Vec<ZoneKeys>, Vec<KeyFileError>> {
         zones.push(ZoneKeys { apex: z.apex.clone(), keys, lifetimes });
     }
     if errors.is_empty() { Ok(zones) } else { Err(errors) }
-}
-
-/// The key files of a zone, for messages.
-pub fn key_files(config: &Config, apex: &Name) -> Vec<PathBuf> {
-    config.zones.iter().find(|z| z.apex == *apex).and_then(|z| z.dnssec.as_ref()).map_or(Vec::new(), |d| d.keys.clone())
 }
 
 /// Signs every signed zone of `table` at `now` (seconds since the epoch), reusing the

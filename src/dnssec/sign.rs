@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::keys::SigningKey;
 use super::wire;
-use crate::model::{Name, RData};
+use crate::model::Name;
 use std::sync::Arc;
 
 use crate::routing::{GeoSigs, RawSet, SetKey, SignedZone, Sigs, ZoneContent};
@@ -189,7 +189,51 @@ pub fn sign_zone(
         ctx.raw_set(apex, CDNSKEY, ttl, dnskey_rdata, prev_apex(CDNSKEY)),
     ];
 
-    // The NSEC chain over every name that exists, the last pointing back to the apex.
+    // The NSEC chain over every name that exists, the last pointing back to the apex: the
+    // previous one whole when made from the same names and types (a flip changes neither).
+    let chain_hash = {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::hash::DefaultHasher::new();
+        (content.negative_ttl, &content.names).hash(&mut h);
+        h.finish()
+    };
+    let (nsec, chain_expires) =
+        match previous.filter(|p| p.chain_hash == chain_hash && u64::from(p.chain_expires) > ctx.keep_until) {
+            Some(p) => {
+                ctx.stats.reused += p.nsec.len();
+                (p.nsec.clone(), p.chain_expires)
+            }
+            None => {
+                let chain = nsec_chain(&mut ctx, content, previous);
+                let expires = chain.iter().map(|(_, s)| s.sigs.expires).min().unwrap_or(ctx.expiration);
+                (Arc::new(chain), expires)
+            }
+        };
+
+    let expires = fixed
+        .values()
+        .map(|s| s.expires)
+        .chain(geo.values().map(|g| g.expires))
+        .chain(apex_sets.iter().map(|s| s.sigs.expires))
+        .chain([chain_expires])
+        .min()
+        .unwrap_or(ctx.expiration);
+    let zone = SignedZone {
+        apex: content.apex.clone(),
+        keys: dnskeys,
+        fixed,
+        geo,
+        apex_sets,
+        nsec,
+        chain_hash,
+        chain_expires,
+        expires,
+    };
+    (zone, ctx.stats)
+}
+
+/// The NSEC records of `content`'s names, each signed (or its previous signatures reused).
+fn nsec_chain(ctx: &mut Ctx<'_>, content: &ZoneContent, previous: Option<&SignedZone>) -> Vec<(Name, RawSet)> {
     let prev_nsec: HashMap<&Name, &RawSet> =
         previous.map(|p| p.nsec.iter().map(|(n, s)| (n, s)).collect()).unwrap_or_default();
     let mut nsec = Vec::with_capacity(content.names.len());
@@ -205,23 +249,7 @@ pub fn sign_zone(
         let set = ctx.raw_set(name.as_str(), NSEC, content.negative_ttl, vec![rdata], prev_nsec.get(name).copied());
         nsec.push((name.clone(), set));
     }
-
-    let expires = fixed
-        .values()
-        .map(|s| s.expires)
-        .chain(geo.values().map(|g| g.expires))
-        .chain(apex_sets.iter().map(|s| s.sigs.expires))
-        .chain(nsec.iter().map(|(_, s)| s.sigs.expires))
-        .min()
-        .unwrap_or(ctx.expiration);
-    let zone = SignedZone { apex: content.apex.clone(), keys: dnskeys, fixed, geo, apex_sets, nsec, expires };
-    (zone, ctx.stats)
-}
-
-/// The records of a [`crate::routing::PlainSet`] or geo answer in canonical form, for tests
-/// and tools that check a signature.
-pub fn canonical(data: &[RData]) -> Vec<Vec<u8>> {
-    data.iter().map(wire::rdata).collect()
+    nsec
 }
 
 #[cfg(test)]
@@ -304,8 +332,9 @@ zones:
 
         // A day later, nothing changed: everything reused (geo names wholesale).
         let second = table(CONFIG, Inputs::default());
-        let (_, stats) = sign(&second, &keys, NOW + DAY, Some(&first));
+        let (zone2, stats) = sign(&second, &keys, NOW + DAY, Some(&first));
         assert_eq!(stats.signed, 0);
+        assert!(Arc::ptr_eq(&zone2.nsec, &zone.nsec), "the NSEC chain is shared whole");
         assert!(stats.reused >= signed - 2, "{stats:?}");
 
         // Every site of `two` down (all_down: nodata): its NSEC changes (no A any more); the

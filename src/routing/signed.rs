@@ -92,8 +92,13 @@ pub struct SignedZone {
     pub geo: HashMap<(Name, u16), Arc<GeoSigs>>,
     /// DNSKEY, CDS and CDNSKEY at the apex.
     pub apex_sets: Vec<RawSet>,
-    /// The NSEC chain, in canonical order of owner names.
-    pub nsec: Vec<(Name, RawSet)>,
+    /// The NSEC chain, in canonical order of owner names (shared with the next table's when
+    /// the names and their types do not change).
+    pub nsec: Arc<Vec<(Name, RawSet)>>,
+    /// A hash of the names and types the chain was made from, and the chain's earliest
+    /// expiration: a later signing reuses the whole chain when both allow.
+    pub chain_hash: u64,
+    pub chain_expires: u32,
     /// The earliest expiration of the zone's signatures.
     pub expires: u32,
 }
