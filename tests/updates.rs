@@ -449,3 +449,81 @@ fn a_missing_journal_directory_or_secret_file_is_named() {
     let error = geodns::app::open(config).err().expect("no journal directory").to_string();
     assert!(error.contains("zones.\"geo.example.\".updates.journal") && error.contains("nowhere"), "{error}");
 }
+
+/// Runs the geodns binary; its stdout.
+fn geodns_cli(args: &[&str]) -> String {
+    let (out, err, ok) = run(Command::new(env!("CARGO_BIN_EXE_geodns")).args(args));
+    assert!(ok, "geodns {args:?}: {err}");
+    out
+}
+
+/// delv's whole output for `name`/`rtype` at `server`, trusting `anchor`.
+fn delv(server: SocketAddr, anchor: &Path, name: &str, rtype: &str) -> String {
+    let (out, err, _) = run(Command::new("timeout").args([
+        "20",
+        "delv",
+        &format!("@{}", server.ip()),
+        "-p",
+        &server.port().to_string(),
+        "-a",
+        &anchor.to_string_lossy(),
+        "+root=geo.example",
+        name,
+        rtype,
+    ]));
+    format!("{out}{err}")
+}
+
+/// In a signed zone, an added TXT is served signed (delv validates it) and, once deleted, its
+/// absence is proven by the NSEC chain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn updated_records_in_a_signed_zone_validate_and_their_deletion_is_proven() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("zone.key");
+    geodns_cli(&["dnssec", "keygen", &key.to_string_lossy(), "--algorithm", "ecdsap256sha256"]);
+    write_config(dir.path(), "127.0.0.1:0");
+    let text = CONFIG
+        .replace("{dns}", "127.0.0.1:0")
+        .replace("    updates:\n", "    dnssec: { keys: [zone.key] }\n    updates:\n");
+    let config_path = dir.path().join("signed.yaml");
+    std::fs::write(&config_path, &text).unwrap();
+    let ds = geodns_cli(&["dnssec", "ds", "--config", &config_path.to_string_lossy(), "geo.example."]);
+    let f: Vec<&str> = ds.split_whitespace().collect();
+    assert_eq!(f.len(), 8, "one DS record: {ds}");
+    let anchor = dir.path().join("anchor");
+    std::fs::write(
+        &anchor,
+        format!("trust-anchors {{\n  {} static-ds {} {} {} \"{}\";\n}};\n", f[0], f[4], f[5], f[6], f[7]),
+    )
+    .unwrap();
+
+    let running = start(&text, dir.path()).await;
+    let server = v4(&running);
+    let (out, ok) = tokio::task::spawn_blocking(move || {
+        nsupdate(
+            server,
+            &format!("hmac-sha256:acme:{SECRET256}"),
+            false,
+            &format!("update add {CHALLENGE} 60 TXT \"signed\""),
+        )
+    })
+    .await
+    .unwrap();
+    assert!(ok, "nsupdate: {out}");
+    let a = anchor.clone();
+    let out = tokio::task::spawn_blocking(move || delv(server, &a, CHALLENGE, "TXT")).await.unwrap();
+    assert!(out.contains("; fully validated") && out.contains("\"signed\""), "{out}");
+    let out = tokio::task::spawn_blocking(move || delv(server, &anchor.clone(), "geo.example.", "SOA")).await.unwrap();
+    assert!(out.contains("; fully validated") && out.contains(" 101 "), "the new serial, signed: {out}");
+
+    let (out, ok) = tokio::task::spawn_blocking(move || {
+        nsupdate(server, &format!("hmac-sha256:acme:{SECRET256}"), true, &format!("update delete {CHALLENGE}"))
+    })
+    .await
+    .unwrap();
+    assert!(ok, "nsupdate delete: {out}");
+    let a = dir.path().join("anchor");
+    let out = tokio::task::spawn_blocking(move || delv(server, &a, CHALLENGE, "TXT")).await.unwrap();
+    assert!(out.contains("; negative response, fully validated") && out.contains(";-$NXDOMAIN"), "{out}");
+    running.stop().await;
+}

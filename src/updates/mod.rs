@@ -116,6 +116,11 @@ fn check_change(zone: &ZoneConfig, dynamic: &DynamicZone, key: &Name, change: &C
         return Err(refuse(UpdateRcode::NotZone, format!("{name} is outside the zone {}", zone.apex)));
     }
     let rtype = change.rtype();
+    if name.as_str().split('.').any(|l| l == "*") {
+        // Served as written, not as a wildcard: a validator would read one in a signed zone's
+        // NSEC chain as a wildcard and expect it expanded.
+        return Err(refuse(UpdateRcode::Refused, format!("{name}: a \"*\" label is not a wildcard here")));
+    }
     if *name == zone.apex {
         return Err(refuse(
             UpdateRcode::Refused,

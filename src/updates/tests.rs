@@ -65,6 +65,10 @@ fn policy_refusals() {
     let a = Change::Add { name: n(CHALLENGE), rtype: RType::A, ttl: 60, data: Some(RData::A([192, 0, 2, 9].into())) };
     assert_eq!(refused(req("acme", vec![], vec![add_txt(CHALLENGE, "ok"), a])), UpdateRcode::Refused);
     assert_eq!(refused(req("acme", vec![], vec![add_txt("other.example.", "x")])), UpdateRcode::NotZone);
+    assert_eq!(
+        refused(req("acme", vec![], vec![add_txt("_acme-challenge.*.geo.example.", "x")])),
+        UpdateRcode::Refused
+    );
 }
 
 #[test]
