@@ -230,6 +230,25 @@ fn full_blocking(
     src: SocketAddr,
     runtime: &Handle,
 ) {
+    if crate::dns::update::is_update(packet) {
+        // An UPDATE waits for its journal's fsync and for the table serving it: answered from
+        // a task, so this loop goes on answering queries meanwhile. Its response is no larger
+        // than the request plus a TSIG record (no amplification): not rate limited.
+        let (handler, packet) = (handler.clone(), packet.to_vec());
+        match socket.try_clone() {
+            Ok(socket) => {
+                runtime.spawn(async move {
+                    if let Some(response) = handler.respond_full(&packet, src, Transport::Udp).await
+                        && let Err(error) = socket.send_to(&response, src)
+                    {
+                        debug!(%error, dst = %src, "UDP send error");
+                    }
+                });
+            }
+            Err(error) => debug!(%error, "cannot clone the UDP socket for an UPDATE response"),
+        }
+        return;
+    }
     let Some(mut response) = runtime.block_on(handler.respond_full(packet, src, Transport::Udp)) else { return };
     if rrl::apply(rrl, src.ip(), &mut response, Instant::now())
         && let Err(error) = socket.send_to(&response, src)
