@@ -301,6 +301,15 @@ async fn a_restart_keeps_applied_updates_and_their_serial() {
     let serial_after = serial(server);
     running.stop().await;
 
+    // `geodns check` lists the dynamic records and their journal, and explains them as served.
+    let config = dir.path().join("geodns.yaml").to_string_lossy().into_owned();
+    let out = geodns_cli(&["check", "--config", &config]);
+    let journal = dir.path().join("geo.example.journal").to_string_lossy().into_owned();
+    assert!(out.contains(&format!("1 dynamic records, serial {serial_after}, from journal {journal}")), "{out}");
+    assert!(out.contains(&format!("dynamic  {CHALLENGE} 60 TXT")) && out.contains("kept"), "{out}");
+    let out = geodns_cli(&["check", "--config", &config, CHALLENGE, "TXT", "--client", "192.0.2.1"]);
+    assert!(out.contains("kept"), "{out}");
+
     let running = start(&text, dir.path()).await;
     let server = v4(&running);
     assert_eq!(dig(server, CHALLENGE, "TXT"), ["\"kept\""]);

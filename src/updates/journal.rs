@@ -93,6 +93,16 @@ impl Journal {
     }
 }
 
+/// The state a journal holds, read without changing it (`geodns check`): `None` when the
+/// file does not exist yet or holds no complete record.
+pub fn read(path: &Path) -> Result<Option<DynamicZone>, JournalError> {
+    match std::fs::read(path) {
+        Ok(bytes) => Ok(last_record(&bytes).0),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(JournalError { path: path.to_owned(), source }),
+    }
+}
+
 fn checksum(payload: &[u8]) -> [u8; 8] {
     let digest = ring::digest::digest(&ring::digest::SHA256, payload);
     digest.as_ref()[..8].try_into().expect("SHA-256 is 32 bytes")
