@@ -50,6 +50,9 @@ pub const KUBE_SYNCED: &str = "geodns_kube_synced";
 /// Counter. UDP responses held back by response rate limiting, by `action` (slip: sent
 /// truncated with TC=1; drop: not sent).
 pub const RRL_LIMITED: &str = "geodns_rrl_limited_total";
+/// Counter. UPDATE messages (RFC 2136) answered, by `result`: the response code (NOERROR,
+/// REFUSED, NXRRSET, ...), or the TSIG error of a NOTAUTH (BADKEY, BADSIG, BADTIME).
+pub const UPDATES: &str = "geodns_updates_total";
 /// Gauge, always 1, labelled with `version`.
 pub const BUILD_INFO: &str = "geodns_build_info";
 

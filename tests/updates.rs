@@ -283,6 +283,10 @@ u = update(); u.add("_acme-challenge.app", 60, "TXT", "cm-token"); print(send(u)
     assert_eq!(out.trim(), "NOERROR");
     assert!(dig(server, CHALLENGE, "TXT").is_empty());
     assert_eq!(serial(server), serial_before + 1);
+    let metrics = geodns::metrics::install().render();
+    for result in ["NOERROR", "REFUSED", "YXDOMAIN", "BADKEY", "BADSIG", "BADTIME"] {
+        assert!(metrics.contains(&format!("geodns_updates_total{{result=\"{result}\"}}")), "{result}:\n{metrics}");
+    }
     running.stop().await;
 }
 

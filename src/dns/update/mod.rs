@@ -15,10 +15,12 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use ::metrics::counter;
 use ring::hmac;
 use tracing::{info, warn};
 
 use crate::config::{TsigAlgorithm, TsigKeyConfig, TsigSecret};
+use crate::metrics;
 use crate::model::{Name, UpdateRcode, UpdateRequest};
 use wire::{CLASS_ANY, Malformed, Message, TYPE_TSIG, Tsig, name_wire};
 
@@ -89,6 +91,7 @@ pub async fn respond(service: Option<&dyn UpdateService>, packet: &[u8], src: So
     let (msg, rcode, sign) = match wire::read(packet) {
         Err(Malformed(why)) => {
             info!(client = %src, reason = why, "malformed UPDATE answered FORMERR");
+            counter!(metrics::UPDATES, "result" => UpdateRcode::FormErr.as_str()).increment(1);
             return response(packet, None, UpdateRcode::FormErr, Sign::No);
         }
         Ok(msg) => {
@@ -96,6 +99,13 @@ pub async fn respond(service: Option<&dyn UpdateService>, packet: &[u8], src: So
             (msg, rcode, sign)
         }
     };
+    let result = match &sign {
+        Sign::Error(_, BADKEY) | Sign::With(_, _, BADKEY) => "BADKEY",
+        Sign::Error(_, BADSIG) | Sign::With(_, _, BADSIG) => "BADSIG",
+        Sign::Error(_, BADTIME) | Sign::With(_, _, BADTIME) => "BADTIME",
+        _ => rcode.as_str(),
+    };
+    counter!(metrics::UPDATES, "result" => result).increment(1);
     response(packet, Some(&msg), rcode, sign)
 }
 
