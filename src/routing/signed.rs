@@ -179,6 +179,19 @@ pub fn canonical_cmp(a: &str, b: &str) -> Ordering {
     labels(a).cmp(labels(b))
 }
 
+/// A byte string that sorts as [`canonical_cmp`] orders names: the labels from the right, each
+/// followed by a 0 byte (which no label of ours holds, and which sorts before every byte a label
+/// can hold, so a label sorts before the longer labels it begins, and a name before its
+/// descendants).
+pub fn canonical_key(name: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(name.len() + 1);
+    for label in name.split('.').filter(|l| !l.is_empty()).rev() {
+        out.extend_from_slice(label.as_bytes());
+        out.push(0);
+    }
+    out
+}
+
 /// Sorts records of one type by their canonical form (for addresses, by their octets).
 fn sort_rdata(data: &mut [RData]) {
     data.sort_by(|a, b| match (a, b) {
@@ -359,9 +372,8 @@ impl RoutingTable {
             }
         }
         names.push((apex.clone(), apex_types));
-        names.sort_by(|a, b| canonical_cmp(a.0.as_str(), b.0.as_str()));
-        plain.sort_by(|a, b| canonical_cmp(a.owner.as_str(), b.owner.as_str()).then(a.rtype.cmp(&b.rtype)));
-        geo.sort_by(|a, b| canonical_cmp(a.owner.as_str(), b.owner.as_str()).then(a.rtype.cmp(&b.rtype)));
+        // Keys made once per name: a sort comparing names label by label costs several times more.
+        names.sort_by_cached_key(|(n, _)| canonical_key(n.as_str()));
         Some(ZoneContent { apex: apex.clone(), negative_ttl: zone.negative_ttl, plain, geo, names })
     }
 }
@@ -396,6 +408,16 @@ mod tests {
             names,
             ["example.", "a.example.", "yljkjljk.a.example.", "z.a.example.", "zabc.a.example.", "z.example."]
         );
+        let mut by_key = names.clone();
+        by_key.reverse();
+        by_key.sort_by_cached_key(|n| canonical_key(n));
+        assert_eq!(by_key, names);
+        // Labels that begin others, digits, '-' and '_', a name and its descendants.
+        let mut more = vec!["a-b.x.", "a.x.", "a0.x.", "a_.x.", "ab.x.", "b.a.x.", "x.", "*.a.x.", "a.a.x.", "aa.x."];
+        let mut by_cmp = more.clone();
+        by_cmp.sort_by(|a, b| canonical_cmp(a, b));
+        more.sort_by_cached_key(|n| canonical_key(n));
+        assert_eq!(more, by_cmp);
     }
 
     fn route(sites: &[&[u8]], max_answers: Option<usize>) -> GeoRoute {
