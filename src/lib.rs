@@ -7,6 +7,7 @@
 //! - [`sources`]: run-time inputs on watch channels: health probes, the Kubernetes API.
 //! - [`routing`]: pure core; builds immutable `RoutingTable` snapshots and answers queries.
 //! - [`dnssec`]: keys and signing ahead of time: a table's signed zones -> RRSIGs and NSEC.
+//! - [`updates`]: dynamic updates (RFC 2136): policy, prerequisites, changes, the journal.
 //! - [`load`]: the load step `serve` and `check` share: config + GeoIP -> routing tables.
 //! - [`dns`]: the hickory boundary; sockets -> wire queries -> routing answers -> sockets, ECS
 //!   (RFC 7871), response rate limiting.
@@ -28,3 +29,4 @@ pub mod model;
 pub mod routing;
 pub mod sources;
 pub mod telemetry;
+pub mod updates;

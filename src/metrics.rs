@@ -72,6 +72,9 @@ pub const KUBE_SYNCED: &str = "geodns_kube_synced";
 /// Counter. UDP responses held back by response rate limiting, by `action` (slip: sent
 /// truncated with TC=1; drop: not sent).
 pub const RRL_LIMITED: &str = "geodns_rrl_limited_total";
+/// Counter. UPDATE messages (RFC 2136) answered, by `result`: the response code (NOERROR,
+/// REFUSED, NXRRSET, ...), or the TSIG error of a NOTAUTH (BADKEY, BADSIG, BADTIME).
+pub const UPDATES: &str = "geodns_updates_total";
 /// Gauge, always 1, labelled with `version`.
 pub const BUILD_INFO: &str = "geodns_build_info";
 
@@ -116,6 +119,7 @@ pub const FAMILIES: &[(&str, Kind, &str)] = &[
     (GENERATION, Kind::Gauge, "Generation of the routing table being served."),
     (DNSSEC_EXPIRY, Kind::Gauge, "Unix time the earliest signature of the served table expires."),
     (RELOADS, Kind::Counter, "Config and GeoIP database reloads by result."),
+    (UPDATES, Kind::Counter, "Dynamic updates (RFC 2136) by result."),
     (RELOAD_OK, Kind::Gauge, "1 if the last config load or reload succeeded, 0 if the last reload was rejected."),
     (RELOAD_OK_AT, Kind::Gauge, "Unix time the config being served was loaded."),
     (KUBE_WATCH_ERRORS, Kind::Counter, "Kubernetes list and watch errors by cluster."),

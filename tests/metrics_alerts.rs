@@ -289,10 +289,16 @@ async fn a_full_scrape_describes_every_family_and_has_every_series_the_alerts_us
     // Traffic and a reload, so that every family has a sample.
     let q = common::dns::query("app.geo.example.", hickory_proto::rr::RecordType::A);
     common::dns::udp(common::server::v4(&s), &q).await;
+    // An unsigned UPDATE (opcode 5, the zone as its one question): answered, and counted.
+    let update = common::wire::WireQuery::new(7, "geo.example.", 6).flags(5 << 11).bytes();
+    let reply = common::dns::udp_raw(common::server::v4(&s), &update).await.expect("an UPDATE is answered");
+    assert_eq!(reply[..2], [0, 7]);
     write_atomically(&path, &text.replace("ttl: 60", "ttl: 61"));
     s.reload().await;
     let text = scrape_until(admin, "a reload counted and a probe", |t| {
-        t.contains("geodns_config_reloads_total{") && t.contains("geodns_probes_total{")
+        t.contains("geodns_config_reloads_total{")
+            && t.contains("geodns_probes_total{")
+            && t.contains("geodns_updates_total{")
     })
     .await;
     let parsed = parse(&text);
@@ -310,7 +316,7 @@ async fn a_full_scrape_describes_every_family_and_has_every_series_the_alerts_us
     let listed: BTreeSet<String> = geodns::metrics::FAMILIES.iter().map(|(n, _, _)| n.to_string()).collect();
     assert_eq!(
         exported, listed,
-        "a scrape of a server with probes, a cluster, a signed zone, traffic and a reload has every family"
+        "a scrape of a server with probes, a cluster, a signed zone, traffic, an update and a reload has every family"
     );
     assert!(!text.contains("geodns_kube_last_sync_age_seconds"), "the age gauge is gone");
 

@@ -22,12 +22,12 @@ use super::{AppError, Loaded, status};
 use crate::admin::{ReloadStatus, Status};
 use crate::config::{self, AdminState, Forced, KubernetesConfig};
 use crate::metrics;
-use crate::model::Name;
+use crate::model::{Dynamic, Name};
 use crate::routing::{Built, Inputs, RoutingTable};
 use crate::sources::kube::{self, KubeSnapshot};
 
 /// What the builder is told, besides input changes it watches itself.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub enum Event {
     /// Reload the config file and GeoIP database; the reason is logged.
     Reload(&'static str),
@@ -35,6 +35,9 @@ pub enum Event {
     AdminState,
     /// Shutdown started: report not ready so traffic moves away.
     Draining,
+    /// A dynamic update was applied (and journaled): build and publish a table with these
+    /// dynamic records, then say so (the update is answered once it is served).
+    Dynamic(Arc<Dynamic>, tokio::sync::oneshot::Sender<()>),
 }
 
 /// How often the status document is refreshed when nothing else happens (probe counters and
@@ -100,6 +103,8 @@ pub(super) struct Builder {
     /// Names fed by Kubernetes without a health check, already warned about since the last
     /// (re)load: each is warned about once.
     unchecked_warned: HashSet<Name>,
+    /// The records of applied dynamic updates: replaced by `Event::Dynamic` only.
+    dynamic: Arc<Dynamic>,
     shutdown: CancellationToken,
 }
 
@@ -128,6 +133,7 @@ impl Builder {
         loaded: Loaded,
         config_path: Option<PathBuf>,
         watched: watch::Sender<super::watch::Watched>,
+        dynamic: Arc<Dynamic>,
         shutdown: CancellationToken,
     ) -> Result<Builder, AppError> {
         let probes = start_probes(&loaded.config, &shutdown)?;
@@ -158,6 +164,7 @@ impl Builder {
             draining: false,
             watched,
             unchecked_warned: HashSet::new(),
+            dynamic,
             shutdown,
         };
         b.update_watched();
@@ -210,6 +217,11 @@ impl Builder {
                         self.read_admin_state();
                         self.publish().await;
                     }
+                    Some(Event::Dynamic(dynamic, done)) => {
+                        self.dynamic = dynamic;
+                        self.publish().await;
+                        let _ = done.send(());
+                    }
                     Some(Event::Draining) => {
                         self.draining = true;
                         self.publish_status();
@@ -252,6 +264,7 @@ impl Builder {
             sites_up: sites(Forced::Up),
             discovered: kube.as_ref().map(|k| k.discovered.clone()).unwrap_or_default(),
             client_networks: kube.as_ref().map(|k| k.client_networks.clone()).unwrap_or_default(),
+            dynamic: self.dynamic.clone(),
         }
     }
 

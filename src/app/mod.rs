@@ -9,6 +9,7 @@ mod builder;
 mod probes;
 mod rankings;
 mod status;
+mod updates;
 mod watch;
 
 use std::io;
@@ -49,6 +50,8 @@ pub enum AppError {
     BuildThreads(io::Error),
     #[error("cannot wait for signals: {0}")]
     Signals(io::Error),
+    #[error("cannot open the updates journal: {0}")]
+    Journal(#[from] crate::updates::journal::JournalError),
 }
 
 /// A running server.
@@ -121,15 +124,24 @@ pub async fn start_with(loaded: Loaded, config_path: Option<PathBuf>) -> Result<
 
     let (events_tx, events_rx) = mpsc::channel(16);
     let (watched_tx, watched_rx) = tokio::sync::watch::channel(watch::Watched::default());
-    let built = builder::Builder::start(loaded.clone(), config_path.clone(), watched_tx, shutdown.clone())?;
+    let updates = updates::open(&loaded.config)?;
+    let dynamic = updates.as_ref().map(|o| o.dynamic.clone()).unwrap_or_default();
+    let built = builder::Builder::start(loaded.clone(), config_path.clone(), watched_tx, dynamic, shutdown.clone())?;
     let table = built.table.clone();
     let status = built.status.clone();
     tasks.spawn(built.run(events_rx));
 
     let server = &loaded.config.server;
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let dns = DnsServer::start(Handler::new(table.clone()), &server.dns_listen, &server.tcp, &server.rrl, workers)
-        .map_err(AppError::Listen)?;
+    let handler = match updates {
+        Some(updates::Opened { handle, task, .. }) => {
+            tasks.spawn(task.run(events_tx.clone(), shutdown.clone()));
+            Handler::with_updates(table.clone(), handle)
+        }
+        None => Handler::new(table.clone()),
+    };
+    let dns =
+        DnsServer::start(handler, &server.dns_listen, &server.tcp, &server.rrl, workers).map_err(AppError::Listen)?;
 
     let admin_addr = match server.admin_listen {
         Some(addr) => {

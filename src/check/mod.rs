@@ -126,7 +126,7 @@ fn json<T: Serialize>(value: &T) -> String {
 
 /// Run-time inputs with the named sites forced down.
 fn inputs_for(loaded: &Loaded, down: &[String]) -> Result<Inputs, String> {
-    let mut inputs = Inputs::default();
+    let mut inputs = Inputs { dynamic: std::sync::Arc::new(dynamic_records(loaded)), ..Inputs::default() };
     for site in down {
         let id = loaded.config.site_id(site).ok_or_else(|| {
             let known: Vec<&str> = loaded.config.sites.iter().map(|s| s.name.as_str()).collect();
@@ -135,6 +135,16 @@ fn inputs_for(loaded: &Loaded, down: &[String]) -> Result<Inputs, String> {
         inputs.sites_down.insert(id);
     }
     Ok(inputs)
+}
+
+/// The dynamic records in the zones' journals (read, never written), so that explaining a
+/// name answers as the server does.
+fn dynamic_records(loaded: &Loaded) -> crate::model::Dynamic {
+    let zones = loaded.config.zones.iter().filter_map(|z| {
+        let state = crate::updates::journal::read(&z.updates.as_ref()?.journal).ok()??;
+        Some((z.apex.clone(), state))
+    });
+    crate::model::Dynamic { zones: zones.collect() }
 }
 
 fn run_cases(loaded: &Loaded, cases: &[Case]) -> Vec<Outcome> {

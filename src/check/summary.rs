@@ -22,6 +22,41 @@ pub struct ZoneSummary {
     pub apex: String,
     pub static_names: usize,
     pub geo_names: Vec<GeoNameSummary>,
+    /// Records applied by dynamic updates, when the zone takes updates.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dynamic: Option<DynamicSummary>,
+}
+
+/// A zone's dynamic records and where they come from (its journal).
+#[derive(Debug, Serialize)]
+pub struct DynamicSummary {
+    pub journal: String,
+    /// The SOA serial served with them.
+    pub serial: u32,
+    /// `NAME TTL TYPE DATA`, one per record.
+    pub records: Vec<String>,
+    /// Why the journal could not be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+fn dynamic(zone: &crate::config::ZoneConfig) -> Option<DynamicSummary> {
+    let updates = zone.updates.as_ref()?;
+    let (state, error) = match crate::updates::journal::read(&updates.journal) {
+        Ok(state) => (state.unwrap_or_default(), None),
+        Err(e) => (Default::default(), Some(e.to_string())),
+    };
+    let records = state
+        .names
+        .iter()
+        .flat_map(|(name, node)| node.rdata.iter().map(move |d| format!("{name} {} {} {d}", node.ttl, d.rtype())))
+        .collect();
+    Some(DynamicSummary {
+        journal: updates.journal.display().to_string(),
+        serial: crate::updates::served_serial(zone, &state),
+        records,
+        error,
+    })
 }
 
 #[derive(Debug, Serialize)]
@@ -58,6 +93,7 @@ pub fn summarise(loaded: &Loaded, path: &Path) -> Summary {
             .map(|z| ZoneSummary {
                 apex: z.apex.to_string(),
                 static_names: z.records.len(),
+                dynamic: dynamic(z),
                 geo_names: z
                     .geo
                     .iter()
@@ -109,6 +145,18 @@ pub fn render(s: &Summary) -> String {
                 g.all_down,
                 g.health_check.as_ref().map_or(String::new(), |h| format!(", health check {h}"))
             ));
+        }
+        if let Some(d) = &z.dynamic {
+            out.push_str(&format!(
+                "  updates  {} dynamic records, serial {}, from journal {}{}\n",
+                d.records.len(),
+                d.serial,
+                d.journal,
+                d.error.as_ref().map_or(String::new(), |e| format!(" (unreadable: {e})"))
+            ));
+            for r in &d.records {
+                out.push_str(&format!("  dynamic  {r}\n"));
+            }
         }
     }
     let sites: Vec<String> = s.sites.iter().map(|x| format!("{} ({}, {})", x.name, x.latitude, x.longitude)).collect();

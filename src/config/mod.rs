@@ -18,7 +18,7 @@ pub use duration::parse as parse_duration;
 pub use model::*;
 pub use validate::{
     DEFAULT_DNS_LISTEN, DEFAULT_FALL, DEFAULT_INTERVAL, DEFAULT_KUBE_SYNC_TIMEOUT, DEFAULT_RISE,
-    DEFAULT_SHUTDOWN_GRACE, DEFAULT_TCP_TIMEOUT, DEFAULT_TIMEOUT, DEFAULT_ZONE_TTL,
+    DEFAULT_SHUTDOWN_GRACE, DEFAULT_TCP_TIMEOUT, DEFAULT_TIMEOUT, DEFAULT_ZONE_TTL, decode_secret,
 };
 
 /// One problem in a config file, with the path of the key it is about.

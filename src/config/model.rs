@@ -23,6 +23,8 @@ pub struct Config {
     pub health_checks: IndexMap<String, HealthCheck>,
     pub zones: Vec<ZoneConfig>,
     pub kubernetes: KubernetesConfig,
+    /// TSIG keys, in the order written (docs/updates.md).
+    pub tsig_keys: Vec<TsigKeyConfig>,
 }
 
 impl Config {
@@ -135,6 +137,87 @@ pub struct ZoneConfig {
     pub geo: Vec<GeoNameConfig>,
     /// Signing, when the zone is signed (docs/dnssec.md).
     pub dnssec: Option<DnssecConfig>,
+    /// Dynamic updates, when the zone accepts them (docs/updates.md).
+    pub updates: Option<UpdatesConfig>,
+}
+
+/// A TSIG key (RFC 8945).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TsigKeyConfig {
+    /// The key's name as clients send it (`acme` is the DNS name `acme.`).
+    pub name: Name,
+    pub algorithm: TsigAlgorithm,
+    pub secret: TsigSecret,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TsigAlgorithm {
+    HmacSha256,
+    HmacSha512,
+}
+
+impl TsigAlgorithm {
+    pub const NAMES: [(&'static str, TsigAlgorithm); 2] =
+        [("hmac-sha256", TsigAlgorithm::HmacSha256), ("hmac-sha512", TsigAlgorithm::HmacSha512)];
+
+    /// The algorithm's name in the config and, with a trailing dot, on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TsigAlgorithm::HmacSha256 => "hmac-sha256",
+            TsigAlgorithm::HmacSha512 => "hmac-sha512",
+        }
+    }
+}
+
+/// A key's secret: decoded from the config, or a file the load step reads (base64 text).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TsigSecret {
+    Inline(Vec<u8>),
+    File(PathBuf),
+}
+
+/// A zone's dynamic updates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpdatesConfig {
+    /// The journal file (relative paths joined to the config file's directory).
+    pub journal: PathBuf,
+    pub allow: Vec<UpdateRule>,
+}
+
+/// What one key may change: owner names matching one of `names`, of one of `types`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpdateRule {
+    pub key: Name,
+    /// Globs, lower case: `*` matches any run of characters (dots too). A glob is matched
+    /// against the owner relative to the zone and against the absolute owner without its dot.
+    pub names: Vec<String>,
+    pub types: Vec<crate::model::RType>,
+}
+
+impl UpdateRule {
+    /// True when the rule allows `rtype` at `name` in the zone `apex`.
+    pub fn allows(&self, apex: &Name, name: &Name, rtype: crate::model::RType) -> bool {
+        self.types.contains(&rtype) && self.matches_name(apex, name)
+    }
+
+    /// True when one of the rule's globs matches `name` in the zone `apex`.
+    pub fn matches_name(&self, apex: &Name, name: &Name) -> bool {
+        let absolute = name.as_str().trim_end_matches('.');
+        let relative = name.relative_to(apex);
+        self.names.iter().any(|g| glob(g, &relative) || glob(g, absolute))
+    }
+}
+
+/// `*` matches any run of characters; everything else matches itself (ASCII case-insensitively:
+/// globs and names are both lower case).
+pub fn glob(pattern: &str, text: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == text,
+        Some((head, rest)) => {
+            let Some(tail) = text.strip_prefix(head) else { return false };
+            (0..=tail.len()).any(|i| tail.is_char_boundary(i) && glob(rest, &tail[i..]))
+        }
+    }
 }
 
 /// A signed zone's keys and signature lifetimes.

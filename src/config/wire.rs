@@ -60,6 +60,39 @@ pub struct File {
     pub zones: IndexMap<String, Zone>,
     #[serde(default)]
     pub kubernetes: Option<Kubernetes>,
+    /// TSIG keys that may send dynamic updates (docs/updates.md).
+    #[serde(default)]
+    pub tsig_keys: IndexMap<String, TsigKey>,
+}
+
+/// `tsig_keys.<name>`: an HMAC key, its secret inline (base64) or in a file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TsigKey {
+    pub algorithm: String,
+    #[serde(default)]
+    pub secret: Option<String>,
+    #[serde(default)]
+    pub secret_file: Option<String>,
+}
+
+/// `zones.<zone>.updates`: where applied updates are journaled and who may send them.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Updates {
+    #[serde(default)]
+    pub journal: Option<String>,
+    #[serde(default)]
+    pub allow: Vec<UpdateRule>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateRule {
+    pub key: String,
+    pub names: Vec<String>,
+    #[serde(default)]
+    pub types: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -204,6 +237,8 @@ pub struct Zone {
     pub geo: IndexMap<String, GeoName>,
     #[serde(default)]
     pub dnssec: Option<Dnssec>,
+    #[serde(default)]
+    pub updates: Option<Updates>,
 }
 
 /// `zones.<zone>.dnssec`: signing keys and signature lifetimes (docs/dnssec.md).

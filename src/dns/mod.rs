@@ -18,6 +18,9 @@
 //! Every call into the C library (and the CPU hint, and the parser's unchecked `str`) is in
 //! `sys.rs`, behind a safe API: the only file here with `unsafe` code.
 //!
+//! - `update/`: UPDATE messages (RFC 2136) from the full path: TSIG checked on their bytes,
+//!   applied by the app's [`UpdateService`], answered signed.
+//!
 //! Beside the path: [`client`], the DNS client of `geodns check --server`.
 
 mod answer;
@@ -27,6 +30,7 @@ mod sys;
 #[cfg(test)]
 mod testing;
 mod transport;
+mod update;
 
 pub use answer::{Handler, Outcome, Transport, answer};
 pub use codec::capture::Capture;
@@ -35,3 +39,4 @@ pub use codec::query::{NameBuf, Parsed, parse};
 pub use codec::response::MAX_UDP_PAYLOAD;
 pub use transport::listen::DnsServer;
 pub use transport::{rrl, tcp};
+pub use update::UpdateService;

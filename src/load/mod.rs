@@ -29,6 +29,12 @@ pub enum LoadError {
     GeoIp(#[from] GeoIpError),
     #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
     Keys(Vec<KeyFileError>),
+    /// A `tsig_keys.<name>.secret_file` that cannot be read or is not a base64 secret.
+    #[error("tsig_keys.{key}.secret_file: {path:?}: {message}")]
+    TsigSecret { key: String, path: std::path::PathBuf, message: String },
+    /// A `zones.<zone>.updates.journal` whose directory does not exist.
+    #[error("zones.{zone:?}.updates.journal: the directory {dir:?} does not exist")]
+    JournalDir { zone: String, dir: std::path::PathBuf },
 }
 
 /// A validated config with its GeoIP database open: everything a routing table is built from.
@@ -194,8 +200,34 @@ pub fn load(path: &Path) -> Result<Loaded, LoadError> {
 /// GeoIP databases up to this size get their site rankings before serving (see `open`).
 const FOREGROUND_RANKING_MAX_BYTES: u64 = 16 << 20;
 
+/// Reads the TSIG secrets the config keeps in files (base64 text, as `tsig-keygen` prints it
+/// and as a Kubernetes Secret mounts it).
+fn read_tsig_secrets(config: &mut Config) -> Result<(), LoadError> {
+    for key in &mut config.tsig_keys {
+        if let config::TsigSecret::File(path) = &key.secret {
+            let err = |message: String| LoadError::TsigSecret {
+                key: key.name.as_str().trim_end_matches('.').to_owned(),
+                path: path.clone(),
+                message,
+            };
+            let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+            key.secret = config::TsigSecret::Inline(config::decode_secret(&text).map_err(err)?);
+        }
+    }
+    Ok(())
+}
+
 /// Opens the GeoIP database a validated config names.
-pub fn open(config: Config) -> Result<Loaded, LoadError> {
+pub fn open(mut config: Config) -> Result<Loaded, LoadError> {
+    read_tsig_secrets(&mut config)?;
+    for zone in &config.zones {
+        if let Some(updates) = &zone.updates {
+            let dir = updates.journal.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            if !dir.is_dir() {
+                return Err(LoadError::JournalDir { zone: zone.apex.to_string(), dir: dir.to_owned() });
+            }
+        }
+    }
     let geoip = match &config.geoip {
         Some(path) => Some(Arc::new(GeoIpDb::open(path)?)),
         None => None,

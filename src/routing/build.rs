@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::config::{ClientNetwork, Config};
-use crate::model::{Discovered, Locator, Name, NetSet, RData, SiteId, UnitVector};
+use crate::model::{Discovered, Dynamic, Locator, Name, NetSet, RData, SiteId, Soa, UnitVector, serial_after};
 
 use super::incremental::AddressIndex;
 use super::placement::ClientNetworks;
@@ -32,6 +32,9 @@ pub struct Inputs {
     /// Client networks discovered at run time (node pod CIDRs and addresses). The config's
     /// entries win over discovered ones of the same prefix.
     pub client_networks: Vec<ClientNetwork>,
+    /// Records applied by dynamic updates, per zone, with the serial each zone's SOA has
+    /// after them (docs/updates.md). Served as static records are (and signed with them).
+    pub dynamic: Arc<Dynamic>,
 }
 
 /// A table as built, with what the next build from the same config can reuse. The builder
@@ -127,6 +130,16 @@ pub fn build_with(
         .iter()
         .map(|zc| {
             let mut nodes = HashMap::with_hasher(foldhash::fast::RandomState::default());
+            let dynamic = inputs.dynamic.zones.get(&zc.apex);
+            // Dynamic names never collide with configured ones (updates to those are refused);
+            // should a reload add a configured name that holds dynamic records, it wins.
+            for (name, node) in dynamic.map(|d| &d.names).into_iter().flatten() {
+                if name.is_in(&zc.apex) && *name != zc.apex && !node.rdata.is_empty() {
+                    let mut rdata = node.rdata.clone();
+                    rdata.sort_by_key(RData::rtype);
+                    nodes.insert(Key::new(name), Node::Static { ttl: node.ttl, rdata });
+                }
+            }
             for node in &zc.records {
                 let mut rdata = node.rdata.clone();
                 rdata.sort_by_key(RData::rtype);
@@ -157,8 +170,14 @@ pub fn build_with(
             }
             // Every ancestor between a node and the apex exists, empty unless it has records.
             // A walk stops at a name already there: its own ancestors are (or will be) walked.
-            let names: Vec<Name> =
-                zc.records.iter().map(|n| &n.name).chain(zc.geo.iter().map(|g| &g.name)).cloned().collect();
+            let names: Vec<Name> = zc
+                .records
+                .iter()
+                .map(|n| &n.name)
+                .chain(zc.geo.iter().map(|g| &g.name))
+                .chain(dynamic.map(|d| d.names.keys()).into_iter().flatten())
+                .cloned()
+                .collect();
             for name in names {
                 let mut cur = name.parent();
                 while let Some(p) = cur {
@@ -171,7 +190,13 @@ pub fn build_with(
             }
             Zone {
                 apex: zc.apex.clone(),
-                soa: RData::Soa(Box::new(zc.soa.clone())),
+                soa: RData::Soa(Box::new(Soa {
+                    serial: match dynamic.and_then(|d| d.serial) {
+                        Some(s) if serial_after(s, zc.soa.serial) => s,
+                        _ => zc.soa.serial,
+                    },
+                    ..zc.soa.clone()
+                })),
                 soa_ttl: zc.ttl,
                 negative_ttl: zc.ttl.min(zc.soa.minimum),
                 ns: zc.ns.iter().cloned().map(RData::Ns).collect(),

@@ -116,7 +116,8 @@ impl Changed<'_> {
 
 fn changed<'a>(index: &AddressIndex, old: &'a Inputs, new: &'a Inputs) -> Option<Changed<'a>> {
     // Forcing a site reaches every name served from it: rare (an operator's action), so rebuild.
-    if old.sites_down != new.sites_down || old.sites_up != new.sites_up {
+    // A dynamic update changes static nodes and the SOA serial: rare too.
+    if old.sites_down != new.sites_down || old.sites_up != new.sites_up || old.dynamic != new.dynamic {
         return None;
     }
     let mut out = Changed { ordinals: HashSet::default(), names: HashSet::default() };

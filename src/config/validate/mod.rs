@@ -17,6 +17,7 @@ use super::{Problem, duration};
 mod health;
 mod kubernetes;
 mod server;
+mod updates;
 mod zone;
 
 use crate::model::{Caa, Location, Mx, Name, RData, SiteId, Soa, Srv};
@@ -25,6 +26,7 @@ use health::health_check;
 use health::parse_status_range;
 use kubernetes::kubernetes;
 use server::server;
+pub use updates::decode_secret;
 use zone::zones;
 
 /// Defaults, documented in docs/configuration.md.
@@ -161,6 +163,7 @@ pub fn validate(file: wire::File, base: &Path) -> Result<Config, Vec<Problem>> {
             health_checks.insert(name.clone(), check);
         }
     }
+    let tsig_keys = updates::tsig_keys(&mut v, &root.key("tsig_keys"), &file.tsig_keys, base);
     let zones = zones(&mut v, &root.key("zones"), &file, &site_ids, base);
     let kubernetes = match &file.kubernetes {
         Some(k) => kubernetes(&mut v, &root.key("kubernetes"), k, &site_ids, base),
@@ -170,7 +173,7 @@ pub fn validate(file: wire::File, base: &Path) -> Result<Config, Vec<Problem>> {
     if !v.problems.is_empty() {
         return Err(v.problems);
     }
-    Ok(Config { server, geoip, sites, client_networks, health_checks, zones, kubernetes })
+    Ok(Config { server, geoip, sites, client_networks, health_checks, zones, kubernetes, tsig_keys })
 }
 
 /// The `sites` section: names and locations, in the order written (a site's id).

@@ -39,6 +39,9 @@ pub(super) fn zones(
                 v.err(&path.key("dnssec"), format!("{name}: a \"*\" label cannot be served in a signed zone"));
             }
         }
+        if let Some(u) = &z.updates {
+            zone.updates = super::updates::updates(v, &path.key("updates"), u, &file.tsig_keys, base);
+        }
         zones.push(zone);
     }
     if zones.is_empty() && v.problems.is_empty() {
@@ -184,7 +187,7 @@ fn zone(
         });
     }
 
-    ZoneConfig { apex, soa, ns, ttl, records, geo, dnssec: None }
+    ZoneConfig { apex, soa, ns, ttl, records, geo, dnssec: None, updates: None }
 }
 
 /// Default signature validity and refresh margin (docs/dnssec.md).

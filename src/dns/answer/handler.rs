@@ -3,6 +3,7 @@
 //! routing table, and builds hickory's response; counts every query it answers. [`Handler`]
 //! also hands the fast path the table being served.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -18,10 +19,12 @@ use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseI
 use hickory_server::zone_handler::{MessageResponseBuilder, Queries};
 use tracing::{debug, warn};
 
+use super::Transport;
 use super::metrics::answer_counter;
 use crate::dns::codec::ecs::Ecs;
 use crate::dns::codec::response::MAX_UDP_PAYLOAD;
 use crate::dns::codec::{convert, rcode, wire};
+use crate::dns::update::{self, UpdateService};
 use crate::metrics;
 use crate::model::Name;
 use crate::routing::{Answer, Query, Rcode, RoutingTable};
@@ -32,11 +35,27 @@ pub struct Handler {
     /// Written only by the app's builder task (one `store` per new snapshot); read here with one
     /// `load` per query. ArcSwap because reads must never block or wait for a rebuild.
     table: Arc<ArcSwap<RoutingTable>>,
+    /// Where authenticated UPDATE messages go (`None`: every update is refused).
+    updates: Option<Arc<dyn UpdateService>>,
 }
 
 impl Handler {
     pub fn new(table: Arc<ArcSwap<RoutingTable>>) -> Self {
-        Handler { table }
+        Handler { table, updates: None }
+    }
+
+    /// A handler that hands UPDATE messages to `updates`.
+    pub fn with_updates(table: Arc<ArcSwap<RoutingTable>>, updates: Arc<dyn UpdateService>) -> Self {
+        Handler { table, updates: Some(updates) }
+    }
+
+    /// The full path of this server: UPDATE messages to the update service (with TSIG, on
+    /// their own bytes), everything else to [`full::respond`](super::full::respond).
+    pub async fn respond_full(&self, packet: &[u8], src: SocketAddr, transport: Transport) -> Option<Vec<u8>> {
+        if update::is_update(packet) {
+            return Some(update::respond(self.updates.as_deref(), packet, src).await);
+        }
+        super::full::respond(self, packet, src, transport).await
     }
 
     /// The table being served (one atomic load; do not hold it across an await).

@@ -25,7 +25,7 @@ use tracing::{debug, error};
 
 use super::rrl::{self, Rrl};
 use super::warm;
-use crate::dns::answer::{Handler, Metrics, Outcome, Transport, answer, full};
+use crate::dns::answer::{Handler, Metrics, Outcome, Transport, answer};
 use crate::dns::codec::query::{self, NameBuf, Parsed};
 use crate::dns::codec::response::MAX_UDP_PAYLOAD;
 use crate::dns::sys::{BATCH, Datagrams};
@@ -230,7 +230,26 @@ fn full_blocking(
     src: SocketAddr,
     runtime: &Handle,
 ) {
-    let Some(mut response) = runtime.block_on(full::respond(handler, packet, src, Transport::Udp)) else { return };
+    if crate::dns::update::is_update(packet) {
+        // An UPDATE waits for its journal's fsync and for the table serving it: answered from
+        // a task, so this loop goes on answering queries meanwhile. Its response is no larger
+        // than the request plus a TSIG record (no amplification): not rate limited.
+        let (handler, packet) = (handler.clone(), packet.to_vec());
+        match socket.try_clone() {
+            Ok(socket) => {
+                runtime.spawn(async move {
+                    if let Some(response) = handler.respond_full(&packet, src, Transport::Udp).await
+                        && let Err(error) = socket.send_to(&response, src)
+                    {
+                        debug!(%error, dst = %src, "UDP send error");
+                    }
+                });
+            }
+            Err(error) => debug!(%error, "cannot clone the UDP socket for an UPDATE response"),
+        }
+        return;
+    }
+    let Some(mut response) = runtime.block_on(handler.respond_full(packet, src, Transport::Udp)) else { return };
     let send = rrl::apply(rrl, handler.table().rrl_exempt(), src.ip(), &mut response, Instant::now());
     if send && let Err(error) = socket.send_to(&response, src) {
         debug!(%error, dst = %src, "UDP send error");

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use super::rrl::{self, Rrl};
-use crate::dns::answer::{Handler, Metrics, Outcome, Transport, answer, full};
+use crate::dns::answer::{Handler, Metrics, Outcome, Transport, answer};
 use crate::dns::codec::query::{self, NameBuf};
 use crate::dns::codec::response::MAX_UDP_PAYLOAD;
 
@@ -48,7 +48,7 @@ pub async fn serve(socket: UdpSocket, handler: Handler, rrl: Option<Arc<Rrl>>, s
         match outcome {
             Outcome::Answered(_) => send(&socket, &handler, rrl, &mut out, src).await,
             Outcome::Full => {
-                if let Some(mut response) = full::respond(&handler, packet, src, Transport::Udp).await {
+                if let Some(mut response) = handler.respond_full(packet, src, Transport::Udp).await {
                     send(&socket, &handler, rrl, &mut response, src).await;
                 }
             }

@@ -98,7 +98,7 @@ impl Responder for Handler {
     }
 
     fn full(&self, message: &[u8], peer: SocketAddr) -> impl Future<Output = Option<Vec<u8>>> + Send {
-        full::respond(self, message, peer, Transport::Tcp)
+        self.respond_full(message, peer, Transport::Tcp)
     }
 }
 
