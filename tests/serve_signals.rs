@@ -33,18 +33,6 @@ zones:
       app: { ttl: 60, sites: { london: [192.0.2.1], frankfurt: [192.0.2.2] } }
 "#;
 
-/// A port free for both UDP and TCP on 127.0.0.1 (bound, then released).
-fn free_dns_port() -> u16 {
-    for _ in 0..50 {
-        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let port = udp.local_addr().unwrap().port();
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no port free for both UDP and TCP on 127.0.0.1");
-}
-
 fn free_tcp_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -134,7 +122,7 @@ fn ip(s: &str) -> IpAddr {
 /// retrying with other ports if one was taken in between; returns once it answers DNS.
 async fn start(path: &Path, config: &str) -> Server {
     for _ in 0..5 {
-        let (dns, admin) = (free_dns_port(), free_tcp_port());
+        let (dns, admin) = (common::server::free_dns_port(), free_tcp_port());
         std::fs::write(path, config.replace("{dns}", &dns.to_string()).replace("{admin}", &admin.to_string())).unwrap();
         let (child, stderr) = spawn(path);
         let mut server = Server {

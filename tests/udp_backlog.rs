@@ -6,7 +6,7 @@
 //! (about 208 KiB) most of such a burst was dropped: benches/reload lost about 0.9% of a
 //! 20,000 qps stream to it while the config was reloaded every 200 ms.
 
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -33,18 +33,6 @@ zones:
     geo:
       app: { ttl: 60, sites: { london: [192.0.2.1] } }
 "#;
-
-/// A port free for both UDP and TCP on 127.0.0.1 (bound, then released).
-fn free_dns_port() -> u16 {
-    for _ in 0..50 {
-        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let port = udp.local_addr().unwrap().port();
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no port free for both UDP and TCP on 127.0.0.1");
-}
 
 /// `app.geo.example. A` with this ID, recursion desired (as stub resolvers send it).
 fn query(id: u16) -> Vec<u8> {
@@ -114,7 +102,7 @@ impl Server {
 /// Starts `geodns serve` on a free port; returns once it answers (bounded).
 fn start(dir: &Path, client: &UdpSocket) -> (Server, SocketAddr) {
     for _ in 0..5 {
-        let port = free_dns_port();
+        let port = common::server::free_dns_port();
         let config = dir.join("config.yaml");
         std::fs::write(&config, CONFIG.replace("{dns}", &port.to_string())).unwrap();
         let log = dir.join("geodns.stderr");

@@ -8,7 +8,7 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -321,18 +321,6 @@ async fn a_restart_keeps_applied_updates_and_their_serial() {
     running.stop().await;
 }
 
-/// A port free for both UDP and TCP on 127.0.0.1 (bound, then released).
-fn free_dns_port() -> u16 {
-    for _ in 0..50 {
-        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let port = udp.local_addr().unwrap().port();
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no port free for both UDP and TCP on 127.0.0.1");
-}
-
 /// A `geodns serve` process, killed (by its PID) when dropped.
 struct Serve(Child);
 
@@ -346,7 +334,7 @@ impl Drop for Serve {
 /// Starts `geodns serve` on a free port; returns once it answers.
 fn serve(dir: &Path) -> (Serve, SocketAddr) {
     for _ in 0..5 {
-        let server: SocketAddr = format!("127.0.0.1:{}", free_dns_port()).parse().unwrap();
+        let server: SocketAddr = format!("127.0.0.1:{}", common::server::free_dns_port()).parse().unwrap();
         write_config(dir, &server.to_string());
         let log = std::fs::File::create(dir.join("serve.log")).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_geodns"))

@@ -10,63 +10,17 @@ pub fn name(name: &str) -> Vec<u8> {
     out
 }
 
-pub fn push_name(name: &str, out: &mut Vec<u8>) {
-    for label in name.split('.').filter(|l| !l.is_empty()) {
-        out.push(label.len() as u8);
-        out.extend_from_slice(label.as_bytes());
-    }
-    out.push(0);
-}
+pub use crate::model::write_name as push_name;
 
 /// The number of labels of `name`, the root not counted (an RRSIG's labels field).
 pub fn labels(name: &str) -> u8 {
     name.split('.').filter(|l| !l.is_empty()).count() as u8
 }
 
-/// The canonical RDATA of `data`.
+/// The canonical RDATA of `data`: as the encoders write it, with no name compressed.
 pub fn rdata(data: &RData) -> Vec<u8> {
     let mut out = Vec::new();
-    match data {
-        RData::A(a) => out.extend_from_slice(&a.octets()),
-        RData::Aaaa(a) => out.extend_from_slice(&a.octets()),
-        RData::Cname(n) | RData::Ns(n) => push_name(n.as_str(), &mut out),
-        RData::Soa(s) => {
-            push_name(s.mname.as_str(), &mut out);
-            push_name(s.rname.as_str(), &mut out);
-            for v in [s.serial, s.refresh, s.retry, s.expire, s.minimum] {
-                out.extend_from_slice(&v.to_be_bytes());
-            }
-        }
-        RData::Txt(t) => {
-            // As the encoders split it: strings of at most 255 bytes.
-            let mut bytes = t.as_bytes();
-            loop {
-                let n = bytes.len().min(255);
-                out.push(n as u8);
-                out.extend_from_slice(&bytes[..n]);
-                bytes = &bytes[n..];
-                if bytes.is_empty() {
-                    break;
-                }
-            }
-        }
-        RData::Mx(m) => {
-            out.extend_from_slice(&m.preference.to_be_bytes());
-            push_name(m.exchange.as_str(), &mut out);
-        }
-        RData::Srv(s) => {
-            for v in [s.priority, s.weight, s.port] {
-                out.extend_from_slice(&v.to_be_bytes());
-            }
-            push_name(s.target.as_str(), &mut out);
-        }
-        RData::Caa(c) => {
-            out.push(if c.critical { 0x80 } else { 0 });
-            out.push(c.tag.len() as u8);
-            out.extend_from_slice(c.tag.as_bytes());
-            out.extend_from_slice(c.value.as_bytes());
-        }
-    }
+    data.write(&mut out, push_name);
     out
 }
 

@@ -13,7 +13,7 @@ mod update;
 pub use geo::{GeoHit, Location, Locator, NoLocator, RangeLocation, UnitVector};
 pub use name::{Name, NameError};
 pub use netset::NetSet;
-pub use record::{Caa, Mx, RData, RType, Soa, Srv};
+pub use record::{Caa, Mx, RData, RType, Soa, Srv, write_name};
 pub use update::{Change, Dynamic, DynamicNode, DynamicZone, Prereq, UpdateRcode, UpdateRequest, serial_after};
 
 /// Index of a site in the configuration's site list (and in every routing table built from it).

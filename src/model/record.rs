@@ -172,6 +172,64 @@ impl RData {
     }
 }
 
+impl RData {
+    /// Appends the record data in wire form. The names that may be compressed (CNAME, NS, SOA,
+    /// MX targets) are written by `name`, so that a message writer can compress them and the
+    /// canonical form (RFC 4034) can write them whole; an SRV target is never compressed
+    /// (RFC 2782). TXT text goes in strings of at most 255 bytes.
+    pub fn write(&self, out: &mut Vec<u8>, mut name: impl FnMut(&str, &mut Vec<u8>)) {
+        match self {
+            RData::A(a) => out.extend_from_slice(&a.octets()),
+            RData::Aaaa(a) => out.extend_from_slice(&a.octets()),
+            RData::Cname(n) | RData::Ns(n) => name(n.as_str(), out),
+            RData::Soa(s) => {
+                name(s.mname.as_str(), out);
+                name(s.rname.as_str(), out);
+                for v in [s.serial, s.refresh, s.retry, s.expire, s.minimum] {
+                    out.extend_from_slice(&v.to_be_bytes());
+                }
+            }
+            RData::Txt(t) => {
+                let mut bytes = t.as_bytes();
+                loop {
+                    let n = bytes.len().min(255);
+                    out.push(n as u8);
+                    out.extend_from_slice(&bytes[..n]);
+                    bytes = &bytes[n..];
+                    if bytes.is_empty() {
+                        break;
+                    }
+                }
+            }
+            RData::Mx(m) => {
+                out.extend_from_slice(&m.preference.to_be_bytes());
+                name(m.exchange.as_str(), out);
+            }
+            RData::Srv(s) => {
+                for v in [s.priority, s.weight, s.port] {
+                    out.extend_from_slice(&v.to_be_bytes());
+                }
+                write_name(s.target.as_str(), out);
+            }
+            RData::Caa(c) => {
+                out.push(if c.critical { 0x80 } else { 0 });
+                out.push(c.tag.len() as u8);
+                out.extend_from_slice(c.tag.as_bytes());
+                out.extend_from_slice(c.value.as_bytes());
+            }
+        }
+    }
+}
+
+/// Appends `name` (text, the root as "." or "") in wire form, uncompressed.
+pub fn write_name(name: &str, out: &mut Vec<u8>) {
+    for label in name.split('.').filter(|l| !l.is_empty()) {
+        out.push(label.len() as u8);
+        out.extend_from_slice(label.as_bytes());
+    }
+    out.push(0);
+}
+
 impl fmt::Display for RData {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

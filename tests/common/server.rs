@@ -1,7 +1,7 @@
 //! Starting geodns in-process for the tests: a config text, DNS on 127.0.0.1:0 and [::1]:0.
 #![allow(dead_code)]
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::Path;
 
 use geodns::app::{self, Running};
@@ -76,4 +76,17 @@ pub fn v4(running: &Running) -> SocketAddr {
 
 pub fn v6(running: &Running) -> SocketAddr {
     *running.dns_addrs.iter().find(|a| a.is_ipv6()).expect("an IPv6 listener")
+}
+
+/// A port free for both UDP and TCP on 127.0.0.1 (bound, then released), for a `geodns serve`
+/// process that must be told its port before it starts.
+pub fn free_dns_port() -> u16 {
+    for _ in 0..50 {
+        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = udp.local_addr().unwrap().port();
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no port free for both UDP and TCP on 127.0.0.1");
 }

@@ -227,59 +227,11 @@ impl Writer<'_> {
         out.extend_from_slice(&ttl.to_be_bytes());
         let len_at = out.len();
         out.extend_from_slice(&[0, 0]);
-        match data {
-            RData::A(a) => out.extend_from_slice(&a.octets()),
-            RData::Aaaa(a) => out.extend_from_slice(&a.octets()),
-            RData::Cname(n) | RData::Ns(n) => self.name(n.as_str(), out),
-            RData::Soa(s) => {
-                self.name(s.mname.as_str(), out);
-                self.name(s.rname.as_str(), out);
-                for v in [s.serial, s.refresh, s.retry, s.expire, s.minimum] {
-                    out.extend_from_slice(&v.to_be_bytes());
-                }
-            }
-            RData::Txt(t) => {
-                let mut bytes = t.as_bytes();
-                loop {
-                    let n = bytes.len().min(255);
-                    out.push(n as u8);
-                    out.extend_from_slice(&bytes[..n]);
-                    bytes = &bytes[n..];
-                    if bytes.is_empty() {
-                        break;
-                    }
-                }
-            }
-            RData::Mx(m) => {
-                out.extend_from_slice(&m.preference.to_be_bytes());
-                self.name(m.exchange.as_str(), out);
-            }
-            RData::Srv(s) => {
-                for v in [s.priority, s.weight, s.port] {
-                    out.extend_from_slice(&v.to_be_bytes());
-                }
-                // RFC 2782: the target is not compressed.
-                plain_name(s.target.as_str(), out);
-            }
-            RData::Caa(c) => {
-                out.push(if c.critical { 0x80 } else { 0 });
-                out.push(c.tag.len() as u8);
-                out.extend_from_slice(c.tag.as_bytes());
-                out.extend_from_slice(c.value.as_bytes());
-            }
-        }
+        data.write(out, |name, out| self.name(name, out));
         let rdlen = (out.len() - len_at - 2) as u16;
         out[len_at..len_at + 2].copy_from_slice(&rdlen.to_be_bytes());
         true
     }
-}
-
-fn plain_name(name: &str, out: &mut Vec<u8>) {
-    for label in name.split('.').filter(|l| !l.is_empty()) {
-        out.push(label.len() as u8);
-        out.extend_from_slice(label.as_bytes());
-    }
-    out.push(0);
 }
 
 /// FORMERR for a message whose header can be read but whose body cannot be decoded: the
