@@ -17,7 +17,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use ::metrics::counter;
 use ring::hmac;
-use tracing::{info, warn};
+use tracing::{debug, warn};
 
 use crate::config::{TsigAlgorithm, TsigKeyConfig, TsigSecret};
 use crate::metrics;
@@ -90,7 +90,7 @@ enum Sign {
 pub async fn respond(service: Option<&dyn UpdateService>, packet: &[u8], src: SocketAddr) -> Vec<u8> {
     let (msg, rcode, sign) = match wire::read(packet) {
         Err(Malformed(why)) => {
-            info!(client = %src, reason = why, "malformed UPDATE answered FORMERR");
+            debug!(client = %src, reason = why, "malformed UPDATE answered FORMERR");
             counter!(metrics::UPDATES, "result" => UpdateRcode::FormErr.as_str()).increment(1);
             return response(packet, None, UpdateRcode::FormErr, Sign::No);
         }
@@ -109,6 +109,10 @@ pub async fn respond(service: Option<&dyn UpdateService>, packet: &[u8], src: So
     response(packet, Some(&msg), rcode, sign)
 }
 
+/// Refusals that anyone can cause with a forged source (no service, unsigned, unknown key, bad
+/// MAC, malformed) are logged at debug only, so a flood of them cannot flood the logs; every
+/// one is counted in `geodns_updates_total`. Refusals of validly signed updates (policy,
+/// BADTIME) are logged at warn.
 async fn handle(
     service: Option<&dyn UpdateService>,
     packet: &[u8],
@@ -116,16 +120,16 @@ async fn handle(
     src: SocketAddr,
 ) -> (UpdateRcode, Sign) {
     let Some(service) = service else {
-        info!(client = %src, zone = %msg.zone, reason = "this server takes no updates", "UPDATE refused");
+        debug!(client = %src, zone = %msg.zone, reason = "this server takes no updates", "UPDATE refused");
         return (UpdateRcode::Refused, Sign::No);
     };
     let Some(t) = &msg.tsig else {
-        info!(client = %src, zone = %msg.zone, reason = "not signed with a TSIG key", "UPDATE refused");
+        debug!(client = %src, zone = %msg.zone, reason = "not signed with a TSIG key", "UPDATE refused");
         return (UpdateRcode::Refused, Sign::No);
     };
     let key = service.key(&t.key).filter(|k| t.algorithm.as_str().trim_end_matches('.') == k.algorithm.as_str());
     let Some(key) = key else {
-        warn!(client = %src, zone = %msg.zone, key = %t.key, algorithm = %t.algorithm, reason = "unknown key or algorithm (BADKEY)", "UPDATE refused");
+        debug!(client = %src, zone = %msg.zone, key = %t.key, algorithm = %t.algorithm, reason = "unknown key or algorithm (BADKEY)", "UPDATE refused");
         return (UpdateRcode::NotAuth, Sign::Error(t.clone(), BADKEY));
     };
     let TsigSecret::Inline(secret) = &key.secret else {
@@ -135,7 +139,7 @@ async fn handle(
     let hkey = hmac::Key::new(algorithm(key.algorithm), secret);
     let full_len = algorithm(key.algorithm).digest_algorithm().output_len();
     if t.mac.len() != full_len || hmac::verify(&hkey, &request_digest_input(packet, t), &t.mac).is_err() {
-        warn!(client = %src, zone = %msg.zone, key = %t.key, reason = "wrong MAC (BADSIG)", "UPDATE refused");
+        debug!(client = %src, zone = %msg.zone, key = %t.key, reason = "wrong MAC (BADSIG)", "UPDATE refused");
         return (UpdateRcode::NotAuth, Sign::Error(t.clone(), BADSIG));
     }
     let now = now();
