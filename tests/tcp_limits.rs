@@ -16,7 +16,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::dns::{query, read_framed};
+use common::dns::{connect_from, query, read_framed};
 use common::wire::WireQuery;
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::RecordType;
@@ -24,7 +24,7 @@ use hickory_server::net::runtime::Time;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use tcp::{TcpLimits, spawn_tcp};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 fn limits() -> TcpLimits {
@@ -53,16 +53,6 @@ async fn serve_with<H: RequestHandler>(handler: H, limits: TcpLimits) -> Server 
 
 async fn serve(limits: TcpLimits) -> Server {
     serve_with(inproc::example_handler(), limits).await
-}
-
-/// Connects from a chosen loopback source address (127.0.0.0/8 is all loopback on Linux).
-async fn connect_from(server: SocketAddr, src: &str) -> TcpStream {
-    let socket = TcpSocket::new_v4().unwrap();
-    socket.bind(format!("{src}:0").parse().unwrap()).expect("bind a loopback source");
-    tokio::time::timeout(Duration::from_secs(3), socket.connect(server))
-        .await
-        .expect("connect in time")
-        .expect("connect")
 }
 
 fn framed(m: &Message) -> Vec<u8> {

@@ -11,12 +11,12 @@ mod inproc;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::dns::{query, read_framed};
+use common::dns::{connect_from, query, read_framed};
 use geodns::dns::tcp::{TcpLimits, spawn_tcp};
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::RecordType;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 /// The bound: a new query is answered within this while the connections are held
@@ -58,16 +58,6 @@ impl Loop {
         self.shutdown.cancel();
         tokio::time::timeout(Duration::from_secs(5), self.task).await.expect("the listener stops").unwrap();
     }
-}
-
-/// Connects from a chosen loopback source address (127.0.0.0/8 is all loopback on Linux).
-async fn connect_from(server: SocketAddr, src: &str) -> TcpStream {
-    let socket = TcpSocket::new_v4().unwrap();
-    socket.bind(format!("{src}:0").parse().unwrap()).expect("bind a loopback source");
-    tokio::time::timeout(Duration::from_secs(5), socket.connect(server))
-        .await
-        .expect("connect in time")
-        .expect("connect")
 }
 
 /// A query with TCP's two-byte length prefix.

@@ -76,12 +76,7 @@ impl Drop for Server {
 
 impl Server {
     fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{name}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .unwrap_or_else(|e| panic!("cannot run `kill` to send SIG{name} (install procps): {e}"));
-        assert!(status.success(), "kill -{name} {}: {status}", self.child.id());
+        common::server::signal(self.child.id(), name);
     }
 
     /// True when every thread of the process is stopped.

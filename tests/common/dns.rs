@@ -127,3 +127,14 @@ pub fn rcode(m: &Message) -> ResponseCode {
 pub fn is_soa(data: &RData) -> bool {
     matches!(data, RData::SOA(_))
 }
+
+/// A TCP connection to `server` from a chosen loopback source address (127.0.0.0/8 is all
+/// loopback on Linux), connected within 5 s.
+pub async fn connect_from(server: SocketAddr, src: &str) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{src}:0").parse().unwrap()).expect("bind a loopback source");
+    tokio::time::timeout(Duration::from_secs(5), socket.connect(server))
+        .await
+        .expect("connect in time")
+        .expect("connect")
+}

@@ -90,3 +90,13 @@ pub fn free_dns_port() -> u16 {
     }
     panic!("no port free for both UDP and TCP on 127.0.0.1");
 }
+
+/// Sends SIG`name` (e.g. "HUP", "STOP") to the process `pid`, which the test started.
+pub fn signal(pid: u32, name: &str) {
+    let status = std::process::Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run `kill` to send SIG{name} (install procps): {e}"));
+    assert!(status.success(), "kill -{name} {pid}: {status}");
+}
