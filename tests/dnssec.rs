@@ -289,7 +289,13 @@ fn free_port() -> u16 {
 /// Starts unbound as a validating resolver on a loopback port: geo.example. is a stub zone
 /// served by `geodns`, its trust anchor the DS `ds`; it forwards clients' ECS (up to /24).
 fn unbound(dir: &Path, geodns: SocketAddr, ds: &str, port: u16) -> Unbound {
-    let conf = dir.join("unbound.conf");
+    unbound_at(dir, geodns, ds, port, None)
+}
+
+/// [`unbound`], its validator's clock set to `date` (RRSIG form, YYYYMMDDHHMMSS) when given:
+/// signatures are checked against that time instead of now (unbound's `val-override-date`).
+fn unbound_at(dir: &Path, geodns: SocketAddr, ds: &str, port: u16, date: Option<&str>) -> Unbound {
+    let conf = dir.join(format!("unbound-{port}.conf"));
     let fields: Vec<&str> = ds.split_whitespace().collect();
     let anchor = format!("{} DS {} {} {} {}", fields[0], fields[4], fields[5], fields[6], fields[7]);
     std::fs::write(
@@ -315,6 +321,7 @@ fn unbound(dir: &Path, geodns: SocketAddr, ds: &str, port: u16) -> Unbound {
   trust-anchor: "{anchor}"
   qname-minimisation: no
   harden-referral-path: no
+  val-override-date: "{date}"
 stub-zone:
   name: "geo.example."
   stub-addr: {ip}@{gport}
@@ -322,6 +329,7 @@ stub-zone:
             dir = dir.display(),
             ip = geodns.ip(),
             gport = geodns.port(),
+            date = date.unwrap_or("0"),
         ),
     )
     .unwrap();
@@ -429,4 +437,60 @@ async fn key_files_that_cannot_be_used_are_named_by_their_config_path() {
         assert!(error.contains(r#"zones."geo.example.".dnssec.keys[0]"#), "{error}");
         assert!(error.contains(key) && error.contains(want), "{error}");
     }
+}
+
+/// The first reply of the resolver on `port` to a DO query for `name`/`rtype` (bounded: unbound
+/// starts in well under a second; a resolver that never answers fails the test).
+async fn first_reply(port: u16, name: &str, rtype: RecordType) -> Message {
+    let resolver: SocketAddr = ([127, 0, 0, 1], port).into();
+    let bytes = do_query(name, rtype, None).to_vec().unwrap();
+    until_async(
+        Duration::from_secs(15),
+        "unbound to answer",
+        || async {
+            let reply = common::dns::udp_raw_wait(resolver, &bytes, Duration::from_millis(500)).await?;
+            Message::from_vec(&reply).ok()
+        },
+        Option::is_some,
+    )
+    .await
+    .unwrap()
+}
+
+/// A signature past its expiry, and one before its inception, are bogus: unbound, with its
+/// clock set past the end of the signatures' validity (14 days by default) or before their
+/// inception (an hour before signing), answers SERVFAIL; with today's clock it validates the
+/// same answers (AD). Unbound forgives a clock skew of a tenth of the validity, at most a
+/// day, so its clock is set three days beyond either end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signatures_past_their_expiry_or_before_their_inception_are_bogus() {
+    let s = setup();
+    let running = serve(&s, "keys/good.key").await;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let date = |secs: u64| {
+        let out = Command::new("date").args(["-u", "-d", &format!("@{secs}"), "+%Y%m%d%H%M%S"]).output().unwrap();
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    let day = 24 * 3600;
+    for (clock, secure) in [(None, true), (Some(date(now + 17 * day)), false), (Some(date(now - 3 * day)), false)] {
+        let port = free_port();
+        let _unbound = unbound_at(s.dir.path(), v4(&running), &s.ds, port, clock.as_deref());
+        for (name, rtype) in [
+            ("app.geo.example.", RecordType::A),
+            ("static.geo.example.", RecordType::A),
+            ("nope.geo.example.", RecordType::A),
+        ] {
+            let reply = first_reply(port, name, rtype).await;
+            if secure {
+                assert!(reply.metadata.authentic_data, "{name} {rtype} is secure today: {reply:?}");
+            } else {
+                assert_eq!(
+                    reply.metadata.response_code,
+                    ResponseCode::ServFail,
+                    "{name} {rtype} with the validator's clock at {clock:?} is bogus: {reply:?}"
+                );
+            }
+        }
+    }
+    running.stop().await;
 }
