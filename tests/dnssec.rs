@@ -25,8 +25,11 @@ const GEO: &[(&str, f64, f64, &str)] =
 
 /// The zone: geo names (one with max_answers), static names, a CNAME to a geo name and an
 /// empty non-terminal (`ent`). Clients 127.0.0.2 and 127.0.0.3 are placed in London and
-/// Frankfurt by client networks, so delv (which sends no ECS) reaches both sites.
+/// Frankfurt by client networks, so delv (which sends no ECS) reaches both sites. `key` is the
+/// combined keys' list (`keys/good.key, keys/other.key`), or the whole of the zone's `dnssec`
+/// keys (`ksk: [...], zsk: [...]`).
 fn config(db: &Path, key: &str, dir: &Path) -> String {
+    let keys = if key.contains(':') { key.to_owned() } else { format!("keys: [{key}]") };
     format!(
         r#"
 server:
@@ -46,7 +49,7 @@ zones:
     soa: {{ mname: ns1.geo.example., rname: hostmaster.geo.example., serial: 1, minimum: 120 }}
     ns: [ns1.geo.example.]
     ttl: 300
-    dnssec: {{ keys: [{key}] }}
+    dnssec: {{ {keys} }}
     records:
       "@":      {{ TXT: ["geo.example GeoDNS zone"] }}
       ns1:      {{ A: [127.0.0.1] }}
@@ -262,6 +265,35 @@ async fn a_rollover_publishes_both_keys_and_either_ds_validates() {
         secure(dns, anchor, "127.0.0.2", "pool.geo.example", "A", &["192.0.2.11"]).await;
         secure_negative(dns, anchor, "static.geo.example", "AAAA", "NXRRSET").await;
     }
+    running.stop().await;
+}
+
+/// A KSK/ZSK split: `geodns dnssec ds` prints the KSK's DS alone, the DNSKEY set holds both
+/// keys (flags 257 and 256), CDS and CDNSKEY the KSK alone, and delv validates geo, static
+/// and negative answers (signed by the ZSK) from the KSK's DS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ksk_zsk_split_validates_from_the_ksks_ds() {
+    let s = setup();
+    let split = "ksk: [keys/good.key], zsk: [keys/other.key]";
+    let config_path = s.dir.path().join("split.yaml");
+    std::fs::write(&config_path, config(&s.dir.path().join("city.mmdb"), split, s.dir.path())).unwrap();
+    let ds = geodns(&["dnssec", "ds", "--config", &config_path.to_string_lossy()]);
+    assert_eq!(ds.trim(), s.ds, "the KSK's DS alone (good.key's)");
+    let running = serve(&s, split).await;
+    let (dns, a) = (v4(&running), &s.anchor);
+    let keys = delv(dns, a, "127.0.0.1", "geo.example", "DNSKEY").await;
+    assert!(keys.contains("; fully validated"), "{keys}");
+    assert_eq!(keys.matches("IN\tDNSKEY\t257 3 13").count(), 1, "{keys}");
+    assert_eq!(keys.matches("IN\tDNSKEY\t256 3 13").count(), 1, "{keys}");
+    let cdnskey = delv(dns, a, "127.0.0.1", "geo.example", "CDNSKEY").await;
+    assert!(cdnskey.contains("; fully validated") && cdnskey.contains("CDNSKEY\t257 3 13"), "{cdnskey}");
+    assert!(!cdnskey.contains("CDNSKEY\t256"), "no ZSK in CDNSKEY: {cdnskey}");
+    secure(dns, a, "127.0.0.1", "geo.example", "CDS", &[]).await;
+    secure(dns, a, "127.0.0.2", "app.geo.example", "A", &["IN\tA\t192.0.2.1"]).await;
+    secure(dns, a, "127.0.0.3", "pool.geo.example", "A", &["192.0.2.21"]).await;
+    secure(dns, a, "127.0.0.1", "static.geo.example", "A", &["192.0.2.53"]).await;
+    secure_negative(dns, a, "nope.geo.example", "A", "NXDOMAIN").await;
+    secure_negative(dns, a, "static.geo.example", "AAAA", "NXRRSET").await;
     running.stop().await;
 }
 

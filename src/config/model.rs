@@ -226,6 +226,10 @@ pub struct DnssecConfig {
     /// PKCS#8 PEM key files (relative paths already joined to the config file's directory);
     /// a key alone is a combined signing key (CSK). Read by the load step, not here.
     pub keys: Vec<std::path::PathBuf>,
+    /// Key-signing keys of a KSK/ZSK split: they sign the DNSKEY, CDS and CDNSKEY sets.
+    pub ksk: Vec<std::path::PathBuf>,
+    /// Zone-signing keys of a KSK/ZSK split: they sign every other RRset.
+    pub zsk: Vec<std::path::PathBuf>,
     /// How long a signature is valid from its inception (which is backdated by an hour).
     pub validity: std::time::Duration,
     /// A signature with less than this left is made again at the next build.

@@ -245,7 +245,12 @@ pub struct Zone {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Dnssec {
+    #[serde(default)]
     pub keys: Vec<String>,
+    #[serde(default)]
+    pub ksk: Vec<String>,
+    #[serde(default)]
+    pub zsk: Vec<String>,
     #[serde(default)]
     pub validity: Option<String>,
     #[serde(default)]

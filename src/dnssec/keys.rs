@@ -55,11 +55,45 @@ enum Pair {
     Ed25519(Ed25519KeyPair),
 }
 
+/// What a key signs (docs/dnssec.md, "A KSK/ZSK split").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// A combined signing key (CSK): every RRset; its DS goes to the parent.
+    Combined,
+    /// A key-signing key (KSK): the DNSKEY, CDS and CDNSKEY sets; its DS goes to the parent.
+    KeySigning,
+    /// A zone-signing key (ZSK): every other RRset; no DS.
+    ZoneSigning,
+}
+
+impl Role {
+    /// DNSKEY flags: 257 (zone key, secure entry point) for a key the parent's DS names, 256
+    /// (zone key) for a ZSK.
+    pub fn flags(self) -> u16 {
+        match self {
+            Role::Combined | Role::KeySigning => 257,
+            Role::ZoneSigning => 256,
+        }
+    }
+
+    /// True for a key that signs the DNSKEY, CDS and CDNSKEY sets (a secure entry point).
+    pub fn signs_keys(self) -> bool {
+        self != Role::ZoneSigning
+    }
+
+    /// True for a key that signs the zone's other RRsets.
+    pub fn signs_zone(self) -> bool {
+        self != Role::KeySigning
+    }
+}
+
 /// A private key ready to sign, with its public DNSKEY.
 pub struct SigningKey {
     pub algorithm: Algorithm,
     pair: Pair,
-    /// DNSKEY flags: 257 (zone key, secure entry point), as a combined signing key is.
+    /// What the key signs, which sets its DNSKEY flags.
+    pub role: Role,
+    /// DNSKEY flags ([`Role::flags`]).
     pub flags: u16,
     /// The DNSKEY public key field.
     pub public: Vec<u8>,
@@ -68,7 +102,11 @@ pub struct SigningKey {
 
 impl std::fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SigningKey").field("algorithm", &self.algorithm).field("tag", &self.key_tag()).finish()
+        f.debug_struct("SigningKey")
+            .field("algorithm", &self.algorithm)
+            .field("role", &self.role)
+            .field("tag", &self.key_tag())
+            .finish()
     }
 }
 
@@ -99,7 +137,12 @@ impl SigningKey {
             } else {
                 return None;
             };
-        Some(SigningKey { algorithm, pair, flags: 257, public, rng })
+        Some(SigningKey { algorithm, pair, role: Role::Combined, flags: Role::Combined.flags(), public, rng })
+    }
+
+    /// This key in `role`.
+    pub fn with_role(self, role: Role) -> SigningKey {
+        SigningKey { role, flags: role.flags(), ..self }
     }
 
     /// The DNSKEY RDATA: flags, protocol 3, algorithm, public key.

@@ -16,7 +16,7 @@ use crate::config::Config;
 use crate::model::Name;
 use crate::routing::{RoutingTable, Signed};
 
-pub use keys::{Algorithm, KeyError, SigningKey};
+pub use keys::{Algorithm, KeyError, Role, SigningKey};
 pub use sign::{Lifetimes, Stats};
 
 /// A signed zone's keys and lifetimes, read from its config.
@@ -30,7 +30,7 @@ pub struct ZoneKeys {
 #[derive(Debug, thiserror::Error)]
 #[error("{path}: {source}")]
 pub struct KeyFileError {
-    /// The config path (`zones."geo.example.".dnssec.keys[0]`).
+    /// The config path (`zones."geo.example.".dnssec.keys[0]`, or `ksk[0]`, `zsk[0]`).
     pub path: String,
     pub source: KeyError,
 }
@@ -43,11 +43,14 @@ pub fn read_keys(config: &Config) -> Result<Vec<ZoneKeys>, Vec<KeyFileError>> {
     for z in &config.zones {
         let Some(d) = &z.dnssec else { continue };
         let mut keys = Vec::new();
-        for (i, file) in d.keys.iter().enumerate() {
-            match SigningKey::read(file) {
-                Ok(k) => keys.push(k),
-                Err(source) => {
-                    errors.push(KeyFileError { path: format!("zones.{:?}.dnssec.keys[{i}]", z.apex.as_str()), source })
+        for (list, files, role) in
+            [("keys", &d.keys, Role::Combined), ("ksk", &d.ksk, Role::KeySigning), ("zsk", &d.zsk, Role::ZoneSigning)]
+        {
+            for (i, file) in files.iter().enumerate() {
+                match SigningKey::read(file) {
+                    Ok(k) => keys.push(k.with_role(role)),
+                    Err(source) => errors
+                        .push(KeyFileError { path: format!("zones.{:?}.dnssec.{list}[{i}]", z.apex.as_str()), source }),
                 }
             }
         }

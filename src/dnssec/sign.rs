@@ -71,7 +71,11 @@ impl Ctx<'_> {
         self.stats.signed += 1;
         rdatas.sort();
         rdatas.dedup();
-        let rrsigs = self.keys.iter().map(|k| self.rrsig(k, owner, rtype, ttl, rdatas)).collect();
+        // The key sets are signed by the keys the parent's DS names (KSKs, CSKs); the rest by
+        // the zone-signing keys (ZSKs, CSKs).
+        let keys = matches!(rtype, DNSKEY | CDS | CDNSKEY);
+        let signers = self.keys.iter().filter(|k| if keys { k.role.signs_keys() } else { k.role.signs_zone() });
+        let rrsigs = signers.map(|k| self.rrsig(k, owner, rtype, ttl, rdatas)).collect();
         Sigs { original_ttl: ttl, key, expires: self.expiration, rrsigs }
     }
 
@@ -182,11 +186,14 @@ pub fn sign_zone(
     let ttl = content.plain.iter().find(|p| p.owner == content.apex && p.rtype == 2).map_or(3600, |p| p.ttl);
     let prev_apex = |rtype| previous.and_then(|p| p.apex_sets.iter().find(|s| s.rtype == rtype));
     let dnskey_rdata: Vec<Vec<u8>> = keys.iter().map(SigningKey::dnskey).collect();
-    let cds_rdata: Vec<Vec<u8>> = keys.iter().map(|k| k.ds(&content.apex)).collect();
+    // CDS and CDNSKEY: what the parent's DS should name, the secure entry points alone.
+    let entry_points = || keys.iter().filter(|k| k.role.signs_keys());
+    let cds_rdata: Vec<Vec<u8>> = entry_points().map(|k| k.ds(&content.apex)).collect();
+    let cdnskey_rdata: Vec<Vec<u8>> = entry_points().map(SigningKey::dnskey).collect();
     let apex_sets = vec![
-        ctx.raw_set(apex, DNSKEY, ttl, dnskey_rdata.clone(), prev_apex(DNSKEY)),
+        ctx.raw_set(apex, DNSKEY, ttl, dnskey_rdata, prev_apex(DNSKEY)),
         ctx.raw_set(apex, CDS, ttl, cds_rdata, prev_apex(CDS)),
-        ctx.raw_set(apex, CDNSKEY, ttl, dnskey_rdata, prev_apex(CDNSKEY)),
+        ctx.raw_set(apex, CDNSKEY, ttl, cdnskey_rdata, prev_apex(CDNSKEY)),
     ];
 
     // The NSEC chain over every name that exists, the last pointing back to the apex: the
@@ -359,5 +366,54 @@ zones:
         let (_, stats) = sign(&table(&changed, Inputs::default()), &keys, NOW + 8 * DAY, Some(&fourth));
         // app A: c's set and the union are new; the other two reused.
         assert_eq!(stats.signed, 2, "{stats:?}");
+    }
+
+    /// The key tag of an RRSIG's RDATA.
+    fn signer(rrsig: &[u8]) -> u16 {
+        u16::from_be_bytes([rrsig[16], rrsig[17]])
+    }
+
+    #[test]
+    fn a_split_signs_the_key_sets_with_the_ksk_and_the_rest_with_the_zsk() {
+        use crate::dnssec::Role;
+        let key =
+            |role| SigningKey::from_pem(&keys::generate(Algorithm::EcdsaP256Sha256).unwrap()).unwrap().with_role(role);
+        let (ksk, zsk) = (key(Role::KeySigning), key(Role::ZoneSigning));
+        let (ksk_tag, zsk_tag) = (ksk.key_tag(), zsk.key_tag());
+        assert_eq!((ksk.flags, zsk.flags), (257, 256));
+        let (zone, _) = sign(&table(CONFIG, Inputs::default()), &[ksk, zsk], NOW, None);
+        let apex = |rtype| zone.apex_set(rtype).unwrap();
+        // DNSKEY: both keys, signed by the KSK alone; CDS and CDNSKEY: the KSK alone.
+        assert_eq!(apex(DNSKEY).rdata.len(), 2);
+        for rtype in [DNSKEY, CDS, CDNSKEY] {
+            let tags: Vec<u16> = apex(rtype).sigs.rrsigs.iter().map(|r| signer(r)).collect();
+            assert_eq!(tags, [ksk_tag], "{rtype} signed by the KSK");
+        }
+        assert_eq!(apex(CDS).rdata.len(), 1);
+        assert_eq!(u16::from_be_bytes([apex(CDS).rdata[0][0], apex(CDS).rdata[0][1]]), ksk_tag, "the KSK's DS");
+        assert_eq!(apex(CDNSKEY).rdata.len(), 1);
+        assert_eq!(&apex(CDNSKEY).rdata[0][..2], &257u16.to_be_bytes());
+        // Everything else: the ZSK alone.
+        let others = zone
+            .fixed
+            .values()
+            .chain(zone.geo.values().flat_map(|g| g.sets.values()))
+            .chain(zone.nsec.iter().map(|(_, s)| &s.sigs));
+        let mut count = 0;
+        for sigs in others {
+            let tags: Vec<u16> = sigs.rrsigs.iter().map(|r| signer(r)).collect();
+            assert_eq!(tags, [zsk_tag]);
+            count += 1;
+        }
+        assert!(count > 10, "{count} RRsets");
+        // A CSK next to the split (a migration): it signs everything, and is a secure entry point.
+        let csk = key(Role::Combined);
+        let csk_tag = csk.key_tag();
+        let (zone, _) =
+            sign(&table(CONFIG, Inputs::default()), &[key(Role::KeySigning), key(Role::ZoneSigning), csk], NOW, None);
+        assert_eq!(zone.apex_set(CDS).unwrap().rdata.len(), 2);
+        let soa = &zone.fixed[&(Name::parse_absolute("geo.example.").unwrap(), 6)];
+        assert_eq!(soa.rrsigs.len(), 2);
+        assert!(soa.rrsigs.iter().any(|r| signer(r) == csk_tag));
     }
 }

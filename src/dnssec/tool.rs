@@ -58,7 +58,7 @@ pub fn ds(path: &Path, zone: Option<&str>) -> Result<String, ToolError> {
         .map_err(|errors| ToolError::Keys(errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")))?;
     let mut out = String::new();
     for z in zones.iter().filter(|z| wanted.as_ref().is_none_or(|w| *w == z.apex)) {
-        for key in &z.keys {
+        for key in z.keys.iter().filter(|k| k.role.signs_keys()) {
             out.push_str(&key.ds_text(&z.apex, PRINTED_TTL));
             out.push('\n');
         }

@@ -201,8 +201,14 @@ pub const MAX_SIGNED_ANSWER_SETS: u64 = 4096;
 /// `zones.<zone>.dnssec`: the key files (read by the load step, not here), the lifetimes, and
 /// that every geo name has few enough distinct answers to sign them all ahead of time.
 fn dnssec(v: &mut V, path: &P, d: &wire::Dnssec, base: &Path) -> Option<DnssecConfig> {
-    if d.keys.is_empty() {
+    // Every RRset needs a signer: a CSK (`keys`), or a KSK for the key sets and a ZSK for the
+    // rest. Both kinds together are a migration between the two.
+    if d.keys.is_empty() && d.ksk.is_empty() && d.zsk.is_empty() {
         v.err(&path.key("keys"), "at least one key file is required (make one with `geodns dnssec keygen FILE`)");
+    } else if d.keys.is_empty() && d.ksk.is_empty() {
+        v.err(&path.key("ksk"), "zone-signing keys (zsk) need a key-signing key (ksk) or a combined key (keys)");
+    } else if d.keys.is_empty() && d.zsk.is_empty() {
+        v.err(&path.key("zsk"), "key-signing keys (ksk) need a zone-signing key (zsk) or a combined key (keys)");
     }
     let validity = v.duration(&path.key("validity"), d.validity.as_deref(), DEFAULT_VALIDITY);
     let refresh = v.duration(&path.key("refresh"), d.refresh.as_deref(), DEFAULT_REFRESH);
@@ -211,7 +217,8 @@ fn dnssec(v: &mut V, path: &P, d: &wire::Dnssec, base: &Path) -> Option<DnssecCo
     } else if refresh >= validity || refresh < Duration::from_secs(3600) {
         v.err(&path.key("refresh"), "must be at least 1h and less than the validity");
     }
-    Some(DnssecConfig { keys: d.keys.iter().map(|k| base.join(k)).collect(), validity, refresh })
+    let files = |list: &[String]| list.iter().map(|k| base.join(k)).collect();
+    Some(DnssecConfig { keys: files(&d.keys), ksk: files(&d.ksk), zsk: files(&d.zsk), validity, refresh })
 }
 
 /// An upper bound on the distinct address sets a geo name of `sites` sites can answer with
