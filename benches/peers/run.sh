@@ -366,7 +366,8 @@ EOF
 # country.iso_code, ECS or source address) to the site nearest the country's centroid
 # (geoip/country-centroids.csv; `peers.py country-sites`), London when the database does not
 # place the client. With DNSSEC=1 every query carries DO (a copy of the query file with the bit
-# set, `peers.py set-do`, so dnsperf and geodns-load send the same bytes), geodns serves its
+# set, `peers.py set-do`, so dnsperf and geodns-load send the same bytes; dnsperf's -D is
+# refused with -B), geodns serves its
 # config signed with a P-256 key made by `geodns dnssec keygen` (signed ahead, when the table is
 # built), Knot signs the zone automatically (P-256 CSK policy) and its geoip module signs its
 # alternative RRsets when it loads, and PowerDNS signs live (pdnsutil secure-zone, P-256 CSK;
