@@ -3,7 +3,7 @@
 # geodns, and the script fails if either reports a DNSSEC error. See docs/dnssec.md, "Checked by
 # dnsviz and zonemaster".
 #
-#   bash scripts/dnssec-lint.sh            # about a minute once the packages are installed
+#   bash scripts/dnssec-lint.sh            # 50-100 s once the packages are installed
 #
 # Everything runs in a private network namespace (`unshare -n`, or `unshare -rn` when not root):
 # its own loopback interface, with the documentation addresses 192.0.2.53 and 198.51.100.53 on

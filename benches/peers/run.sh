@@ -527,6 +527,18 @@ EOF
   fi
 }
 
+peers_title() { # "gdnsd and NSD", "gdnsd, NSD, Knot DNS and PowerDNS", ... for the report's title
+  local s names=()
+  for s in $SERVERS; do
+    case $s in gdnsd) names+=(gdnsd) ;; nsd) names+=(NSD) ;; knot) names+=("Knot DNS") ;; pdns) names+=(PowerDNS) ;; esac
+  done
+  case ${#names[@]} in
+    0) echo "itself" ;;
+    1) echo "${names[0]}" ;;
+    *) local last=${names[-1]}; unset 'names[-1]'; local IFS=,; echo "${names[*]} and $last" | sed 's/,/, /g' ;;
+  esac
+}
+
 check_signed() { # UNIT: with DNSSEC=1, the signed servers must answer a DO query with an RRSIG
   [[ $DNSSEC == 1 ]] || return 0
   case ${1%%.*} in geodns | knot | pdns) ;; *) return 0 ;; esac
@@ -761,7 +773,7 @@ print("; ".join("%s %s%% of %s, scope median /%s" % (c, s["pct"], s["asked"], s[
 
   local md=$W/results.md
   {
-    echo "# geodns against $(units_display | sed 's/geodns\.[a-z0-9]* *//g; s/ /, /g') ($(date -u +%Y-%m-%d), geodns commit $COMMIT$( ((DIRTY > 0)) && echo " + $DIRTY uncommitted files in src/"))"
+    echo "# geodns against $(peers_title) ($(date -u +%Y-%m-%d), geodns commit $COMMIT$( ((DIRTY > 0)) && echo " + $DIRTY uncommitted files in src/"))"
     echo
     echo "Machine: $(nproc) CPUs, $(uname -r); $(dpkg-query -W -f '${Package} ${Version}; ' gdnsd nsd dnsperf knot knot-module-geoip pdns-server 2>/dev/null | sed 's/; $//')."
     if [[ $DNSSEC == 1 ]]; then
