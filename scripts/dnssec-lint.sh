@@ -5,7 +5,8 @@
 #
 #   bash scripts/dnssec-lint.sh            # 50-100 s once the packages are installed
 #
-# Everything runs in a private network namespace (`unshare -n`, or `unshare -rn` when not root):
+# Everything runs in a private network namespace (`unshare -n`, or `unshare -rn` when not root;
+# and a PID namespace, so nothing it starts outlives it):
 # its own loopback interface, with the documentation addresses 192.0.2.53 and 198.51.100.53 on
 # it for the zone's two name servers, and no route out. Both tools ask name servers on port 53
 # and have no option for another port, so geodns listens on port 53 there: that port is the
@@ -90,7 +91,9 @@ if [[ ${1:-} != --inside ]]; then
   export GEODNS_BIN
   rm -rf "$OUT"
   mkdir -p "$OUT"
-  if ((EUID == 0)); then ns=(unshare -n); else ns=(unshare -rn); fi
+  # A PID namespace too (-p -f --kill-child): when the script ends, however it ends, the kernel stops
+  # everything it started there, the named that dnsviz starts in the background included.
+  if ((EUID == 0)); then ns=(unshare -n -p -f --kill-child); else ns=(unshare -r -n -p -f --kill-child); fi
   exec timeout 600 "${ns[@]}" -- bash "${BASH_SOURCE[0]}" --inside
 fi
 
