@@ -12,6 +12,10 @@
   peers.py report --results results.tsv --startup startup.tsv --agreement agreement.jsonl
                   --dbinfo dbinfo.tsv --dbs "dbip geolite2" --units "geodns.plain gdnsd ..."
                   --loadgens "dnsperf geodns-load" --duration S
+  peers.py country-sites --centroids geoip/country-centroids.csv --knot geo.conf --pdns lua.txt
+                 # Knot's geoip config and PowerDNS's LUA records for app: each country to the
+                 # site nearest its centroid (neither server ranks sites by distance)
+  peers.py set-do --in queries.bin --out queries-do.bin   # the same queries with DO set
 
 Sites and addresses are those of config/example.yaml (geo name `app.geo.example`).
 
@@ -470,6 +474,8 @@ def _read_tsv(path):
 
 
 def unit_label(u):
+    if u in PEER_LABELS:
+        return PEER_LABELS[u]
     if u == "geodns.plain":
         return "geodns"
     if u.startswith("geodns."):
@@ -684,6 +690,75 @@ def _load_scopes(path):
     return res
 
 
+PEER_LABELS = {"knot": "Knot (geoip, by country)", "pdns": "PowerDNS (LUA, by country)"}
+SITE_V6 = {"london": "2001:db8::1", "frankfurt": "2001:db8::2", "seattle": "2001:db8::3",
+           "singapore": "2001:db8::4"}
+
+
+def _haversine(lat1, lon1, lat2, lon2):
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    dp, dl = p2 - p1, math.radians(lon2 - lon1)
+    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return 2 * math.asin(min(1.0, math.sqrt(a)))
+
+
+def cmd_country_sites(o):
+    """Knot's geoip module and PowerDNS's LUA records match countries, not distances: map each
+    country to the site nearest its centroid. Clients the database does not place (and, for
+    Knot, countries not listed) get the first site, London, as from geodns and gdnsd."""
+    import csv
+    nearest = {}
+    with open(o["--centroids"]) as f:
+        for row in csv.DictReader(f):
+            lat, lon = float(row["latitude"]), float(row["longitude"])
+            nearest[row["iso_code"]] = min(SITES, key=lambda s: _haversine(lat, lon, s[1], s[2]))
+    with open(o["--knot"], "w") as f:
+        f.write("app.%s:\n" % ZONE.rstrip("."))
+        for cc in sorted(nearest):
+            name, _, _, v4 = nearest[cc]
+            f.write('  - geo: "%s"\n    A: %s\n    AAAA: %s\n' % (cc, v4, SITE_V6[name]))
+    # One Lua table, country code (lower case, as countryCode() gives it) -> site index; London
+    # (index 1) is the default, so only the other sites' countries are listed.
+    idx = {s[0]: i + 1 for i, s in enumerate(SITES)}
+    table = ",".join("['%s']=%d" % (cc.lower(), idx[nearest[cc][0]])
+                     for cc in sorted(nearest) if nearest[cc][0] != SITES[0][0])
+    with open(o["--pdns"], "w") as f:
+        for rtype, addrs in (("A", [s[3] for s in SITES]), ("AAAA", [SITE_V6[s[0]] for s in SITES])):
+            f.write('app 60 IN LUA %s ";local m={%s} return ({%s})[m[countryCode()] or 1]"\n' % (
+                rtype, table, ",".join("'%s'" % a for a in addrs)))
+    print("%d countries: %s" % (len(nearest), ", ".join(
+        "%s %d" % (s[0], sum(1 for v in nearest.values() if v[0] == s[0])) for s in SITES)))
+
+
+def cmd_set_do(o):
+    """Copy a -B query file (2-byte length, message) with the DO bit set in every OPT record."""
+    data = open(o["--in"], "rb").read()
+    out, i, n = bytearray(), 0, 0
+    while i < len(data):
+        ln = struct.unpack("!H", data[i:i + 2])[0]
+        msg = bytearray(data[i + 2:i + 2 + ln])
+        i += 2 + ln
+        qd, an, ns, ar = struct.unpack("!4H", msg[4:12])
+        pos = 12
+        for _ in range(qd):
+            while msg[pos]:
+                pos += msg[pos] + 1
+            pos += 5
+        for k in range(an + ns + ar):
+            while msg[pos] and msg[pos] < 0xC0:
+                pos += msg[pos] + 1
+            pos += 2 if msg[pos] >= 0xC0 else 1
+            rtype = struct.unpack("!H", msg[pos:pos + 2])[0]
+            if rtype == 41:
+                msg[pos + 6] |= 0x80  # TTL = ext-rcode, version, flags: DO is the top flag bit
+                n += 1
+            rdlen = struct.unpack("!H", msg[pos + 8:pos + 10])[0]
+            pos += 10 + rdlen
+        out += struct.pack("!H", len(msg)) + msg
+    open(o["--out"], "wb").write(out)
+    print("DO set in %d queries" % n)
+
+
 def main():
     argv = sys.argv[1:]
     if not argv:
@@ -702,6 +777,10 @@ def main():
         cmd_tree_rss(int(rest[0]))
     elif cmd == "report":
         cmd_report(opts)
+    elif cmd == "country-sites":
+        cmd_country_sites(opts)
+    elif cmd == "set-do":
+        cmd_set_do(opts)
     else:
         sys.exit(__doc__)
 

@@ -18,7 +18,9 @@
 #     the rest /48); NO_ECS_SHARE [0.1]: share without ECS (the server sees 127.0.0.1); the rest
 #     carry an IPv4 ECS /24. Every query kind (85% app A, 10% NXDOMAIN, 5% SOA) gets the same mix;
 #   DURATION (s per load run) [10], REPS [3], MODES ["pinned unpinned"],
-#   SERVERS ["geodns gdnsd nsd"], LOADGENS ["dnsperf geodns-load"],
+#   SERVERS ["geodns gdnsd nsd"; also knot (Knot DNS, geoip module) and pdns (PowerDNS, LUA
+#     records), section 5b], LOADGENS ["dnsperf geodns-load"],
+#   DNSSEC [0]: 1 = every query with DO, geodns, Knot and PowerDNS signed (section 5b),
 #   QUERIES (query file size, per database) [100000], AGREE (subnets checked for agreement per
 #     client class: IPv4 /24, IPv6 /56, IPv6 /48) [10000],
 #   BUDGET (seconds for the whole script; reps that would not fit are skipped and the header
@@ -45,6 +47,7 @@ GEO_VARIANTS=${GEO_VARIANTS:-"plain max1"}
 IPV6_SHARE=${IPV6_SHARE:-0.3}
 V6_56_SHARE=${V6_56_SHARE:-0.5}
 NO_ECS_SHARE=${NO_ECS_SHARE:-0.1}
+DNSSEC=${DNSSEC:-0}
 SEED=8
 LOADGEN_CPU=1
 SERVER_CPU=0
@@ -357,6 +360,198 @@ app 60 IN AAAA 2001:db8::1
 EOF
 }
 
+# ---------------------------------------------------------------------------------------------
+# 5b. Knot DNS and PowerDNS (SERVERS "knot", "pdns"), and the DNSSEC mode (DNSSEC=1). Neither
+# peer ranks sites by distance: both map the client's country (the City database's
+# country.iso_code, ECS or source address) to the site nearest the country's centroid
+# (geoip/country-centroids.csv; `peers.py country-sites`), London when the database does not
+# place the client. With DNSSEC=1 every query carries DO (a copy of the query file with the bit
+# set, `peers.py set-do`, so dnsperf and geodns-load send the same bytes; dnsperf's -D is
+# refused with -B), geodns serves its
+# config signed with a P-256 key made by `geodns dnssec keygen` (signed ahead, when the table is
+# built), Knot signs the zone automatically (P-256 CSK policy) and its geoip module signs its
+# alternative RRsets when it loads, and PowerDNS signs live (pdnsutil secure-zone, P-256 CSK;
+# its signature cache keeps a signature for reuse). gdnsd and NSD stay unsigned.
+install_more_peers() {
+  local missing=()
+  if [[ " $SERVERS " == *" knot "* ]]; then
+    command -v knotd >/dev/null || missing+=(knot)
+    ls /usr/lib/*/knot/modules-*/geoip.so >/dev/null 2>&1 || missing+=(knot-module-geoip)
+  fi
+  [[ $DNSSEC == 1 ]] && { command -v dig >/dev/null || missing+=(bind9-dnsutils); }
+  if [[ " $SERVERS " == *" pdns "* ]]; then
+    command -v pdns_server >/dev/null || missing+=(pdns-server)
+    ls /usr/lib/*/pdns/libbindbackend.so >/dev/null 2>&1 || missing+=(pdns-backend-bind)
+    # The LUA functions' GeoIP lookups (countryCode()) go through the GeoIP backend.
+    ls /usr/lib/*/pdns/libgeoipbackend.so >/dev/null 2>&1 || missing+=(pdns-backend-geoip)
+  fi
+  [[ ${#missing[@]} -eq 0 ]] && return 0
+  log "installing ${missing[*]}"
+  if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+    POLICY_RC_CREATED=1
+  fi
+  timeout 300 apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive timeout 600 apt-get install -y -qq "${missing[@]}" >>"$W/logs/apt.log"
+  if [[ -n $POLICY_RC_CREATED ]]; then rm -f /usr/sbin/policy-rc.d; POLICY_RC_CREATED=""; fi
+}
+
+prepare_more_peers() { # the country maps, and for DNSSEC=1 the key and the DO query files
+  if [[ " $SERVERS " == *" knot "* || " $SERVERS " == *" pdns "* ]]; then
+    $PY country-sites --centroids "$ROOT/geoip/country-centroids.csv" --knot "$W/knot-geo.conf" \
+      --pdns "$W/pdns-lua.txt" >"$W/logs/country-sites.log"
+    log "country map for Knot and PowerDNS: $(cat "$W/logs/country-sites.log")"
+  fi
+  [[ $DNSSEC == 1 ]] || return 0
+  DNSSEC_KEY=$W/dnssec/geo.example.key
+  if [[ ! -f $DNSSEC_KEY ]]; then
+    mkdir -p "$W/dnssec"
+    "$GEODNS_BIN" dnssec keygen "$DNSSEC_KEY" >/dev/null
+  fi
+  local db
+  for db in $DBS; do
+    local do_file=${QFILE[$db]%.bin}.do.bin
+    if [[ ! -s $do_file || $do_file -ot ${QFILE[$db]} ]]; then
+      $PY set-do --in "${QFILE[$db]}" --out "$do_file.tmp" >"$W/logs/set-do-$db.log" && mv "$do_file.tmp" "$do_file"
+    fi
+    QFILE[$db]=$do_file
+  done
+}
+
+geodns_sign_config() { # DNSSEC=1: the zone of write_geodns's config, signed
+  [[ $DNSSEC == 1 ]] || return 0
+  sed -i "s|^    ttl: 300$|    ttl: 300\n    dnssec: { keys: [$DNSSEC_KEY] }|" "$W/geodns/config.yaml"
+  grep -q "dnssec: { keys:" "$W/geodns/config.yaml" || die "could not add dnssec to $W/geodns/config.yaml"
+}
+
+write_knot() { # port udp_workers city_db
+  local dir=$W/knot signing=off
+  [[ $DNSSEC == 1 ]] && signing=on
+  # db/ keeps the key database (kasp) from one start to the next; the rest is written anew.
+  rm -rf "$dir/run" "$dir/db/journal" "$dir/db/timers"
+  mkdir -p "$dir/run" "$dir/db"
+  cp "$W/knot-geo.conf" "$dir/geo.conf"
+  cat >"$dir/knot.conf" <<EOF
+server:
+  listen: 127.0.0.1@$1
+  rundir: $dir/run
+  udp-workers: $2
+  tcp-workers: 1
+  background-workers: 1
+  # The geoip module reads ECS only with this on.
+  edns-client-subnet: on
+database:
+  storage: $dir/db
+log:
+  - target: stderr
+    any: warning
+policy:
+  - id: csk
+    algorithm: ecdsap256sha256
+    single-type-signing: on
+mod-geoip:
+  - id: geo
+    config-file: $dir/geo.conf
+    ttl: 60
+    mode: geodb
+    geodb-file: $3
+    geodb-key: [ country/iso_code ]
+zone:
+  - domain: geo.example
+    file: $dir/geo.example.zone
+    zonefile-sync: -1
+    zonefile-load: whole
+    journal-content: none
+    dnssec-signing: $signing
+    dnssec-policy: csk
+    module: mod-geoip/geo
+EOF
+  # The geoip module loads the signing key when it loads, before the zone is first signed: a
+  # key made then is too late for it (it serves the zone's default RRset, unsigned, with an
+  # error "failed to load DNSSEC keys"). So the CSK is made here, before the first start.
+  if [[ $signing == on ]] && ! timeout 30 keymgr -c "$dir/knot.conf" geo.example. list 2>/dev/null | grep -q CSK; then
+    timeout 60 keymgr -c "$dir/knot.conf" geo.example. generate algorithm=ecdsap256sha256 ksk=yes zsk=yes \
+      >"$W/logs/knot-keymgr.log" 2>&1 || die "keymgr failed: $(tail -3 "$W/logs/knot-keymgr.log")"
+  fi
+  # The module needs a default RRset in the zone for each name it answers: London's.
+  cat >"$dir/geo.example.zone" <<EOF
+\$TTL 300
+$SOA_LINE
+@ 300 IN NS ns1.geo.example.
+ns1 300 IN A 127.0.0.1
+static 300 IN A 192.0.2.53
+app 60 IN A 192.0.2.1
+app 60 IN AAAA 2001:db8::1
+EOF
+}
+
+write_pdns() { # port receiver_threads city_db
+  local dir=$W/pdns
+  rm -rf "$dir"
+  mkdir -p "$dir"
+  cat >"$dir/geo.example.zone" <<EOF
+\$TTL 300
+$SOA_LINE
+@ 300 IN NS ns1.geo.example.
+ns1 300 IN A 127.0.0.1
+static 300 IN A 192.0.2.53
+$(cat "$W/pdns-lua.txt")
+EOF
+  echo "zone \"geo.example\" { type master; file \"$dir/geo.example.zone\"; };" >"$dir/named.conf"
+  echo "domains: []" >"$dir/geoip-zones.yaml"
+  cat >"$dir/pdns.conf" <<EOF
+launch=bind,geoip
+bind-config=$dir/named.conf
+bind-dnssec-db=$dir/dnssec.sqlite3
+geoip-database-files=mmdb:$3
+geoip-zones-file=$dir/geoip-zones.yaml
+enable-lua-records=yes
+edns-subnet-processing=yes
+local-address=127.0.0.1
+local-port=$1
+receiver-threads=$2
+socket-dir=$dir
+guardian=no
+daemon=no
+disable-syslog=yes
+webserver=no
+api=no
+loglevel=3
+setuid=
+setgid=
+EOF
+  timeout 60 pdnsutil --config-dir="$dir" create-bind-db "$dir/dnssec.sqlite3" >"$dir/pdnsutil.log" 2>&1
+  if [[ $DNSSEC == 1 ]]; then
+    timeout 60 pdnsutil --config-dir="$dir" secure-zone geo.example >>"$dir/pdnsutil.log" 2>&1 \
+      || die "pdnsutil secure-zone failed: $(tail -3 "$dir/pdnsutil.log")"
+  fi
+}
+
+peers_title() { # "gdnsd and NSD", "gdnsd, NSD, Knot DNS and PowerDNS", ... for the report's title
+  local s names=()
+  for s in $SERVERS; do
+    case $s in gdnsd) names+=(gdnsd) ;; nsd) names+=(NSD) ;; knot) names+=("Knot DNS") ;; pdns) names+=(PowerDNS) ;; esac
+  done
+  case ${#names[@]} in
+    0) echo "itself" ;;
+    1) echo "${names[0]}" ;;
+    *) local last=${names[-1]}; unset 'names[-1]'; local IFS=,; echo "${names[*]} and $last" | sed 's/,/, /g' ;;
+  esac
+}
+
+check_signed() { # UNIT: with DNSSEC=1, the signed servers must answer a DO query with an RRSIG
+  [[ $DNSSEC == 1 ]] || return 0
+  case ${1%%.*} in geodns | knot | pdns) ;; *) return 0 ;; esac
+  local n
+  n=$(timeout 10 dig @127.0.0.1 -p "$PORT" +dnssec +norec +time=2 +tries=2 app.geo.example A +subnet=81.2.69.0/24 \
+    | awk '$4 == "RRSIG" && $5 == "A"' | wc -l)
+  if ((n == 0)); then
+    log "  $1 answered a DO query for app without an RRSIG: not measured"
+    return 1
+  fi
+  log "  signed: a DO query for app gets $n RRSIG"
+}
+
 proc_ticks() { # utime+stime of one process (all its threads)
   local st
   st=$(cat "/proc/$1/stat" 2>/dev/null) || { echo 0; return; }
@@ -374,9 +569,11 @@ start_server() {
   if [[ $mode == pinned ]]; then workers=1; pin=(taskset -c "$SERVER_CPU"); else workers=2; fi
   local logf=$W/logs/$unit-$db-$mode.log
   case $name in
-    geodns) write_geodns "$PORT" "${CITY[$db]}" "${unit#geodns.}" ;;
+    geodns) write_geodns "$PORT" "${CITY[$db]}" "${unit#geodns.}"; geodns_sign_config ;;
     gdnsd) write_gdnsd "$PORT" "$workers" "${CITY[$db]}" ;;
     nsd) write_nsd "$PORT" "$workers"; rm -f "$W/nsd/nsd.pid" ;;
+    knot) write_knot "$PORT" "$workers" "${CITY[$db]}" ;;
+    pdns) write_pdns "$PORT" "$workers" "${CITY[$db]}" ;;
   esac
   t0=$(date +%s%N)
   case $name in
@@ -385,6 +582,8 @@ start_server() {
     geodns) "${pin[@]}" "$GEODNS_BIN" serve --config "$W/geodns/config.yaml" >"$logf" 2>&1 & ;;
     gdnsd) "${pin[@]}" gdnsd -c "$W/gdnsd" start >"$logf" 2>&1 & ;;
     nsd) "${pin[@]}" nsd -d -c "$W/nsd/nsd.conf" >"$logf" 2>&1 & ;;
+    knot) "${pin[@]}" knotd -c "$W/knot/knot.conf" >"$logf" 2>&1 & ;;
+    pdns) "${pin[@]}" pdns_server --config-dir="$W/pdns" >"$logf" 2>&1 & ;;
   esac
   SPID=$!
   PIDS+=("$SPID")
@@ -503,6 +702,10 @@ check_params() {
   for v in $GEO_VARIANTS; do
     [[ $v == plain || $v == max1 ]] || die "unknown geodns variant '$v' in GEO_VARIANTS (known: plain max1)"
   done
+  for v in $SERVERS; do
+    [[ " geodns gdnsd nsd knot pdns " == *" $v "* ]] || die "unknown server '$v' in SERVERS (known: geodns gdnsd nsd knot pdns)"
+  done
+  [[ $DNSSEC == 0 || $DNSSEC == 1 ]] || die "DNSSEC must be 0 or 1"
   awk -v a="$IPV6_SHARE" -v b="$NO_ECS_SHARE" -v c="$V6_56_SHARE" \
     'BEGIN{exit !(a >= 0 && b >= 0 && a + b <= 1 && c >= 0 && c <= 1)}' \
     || die "need IPV6_SHARE, NO_ECS_SHARE >= 0 with a sum <= 1, and 0 <= V6_56_SHARE <= 1"
@@ -513,6 +716,7 @@ main() {
   local rep mode unit gen db rep_secs=0 t_rep
   check_params
   install_packages
+  install_more_peers
   python_env
   : >"$W/dbinfo.tsv"
   printf 'db\tlabel\tversion\tlicence\tnetworks\n' >"$W/dbinfo.tsv"
@@ -522,6 +726,7 @@ main() {
     return 0
   fi
   build_geodns
+  prepare_more_peers
 
   RESULTS=$W/results.tsv
   AGREEMENT=$W/agreement.jsonl
@@ -545,6 +750,7 @@ main() {
           log "rep $rep, $db, $mode, $unit (load average $(cut -d' ' -f1 /proc/loadavg))"
           cut -d' ' -f1 /proc/loadavg >>"$W/loadavg.txt"
           start_server "$unit" "$mode" "$db" || continue
+          check_signed "$unit" || { stop_pid "$SPID"; continue; }
           printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$db" "$unit" "$mode" "$rep" "$STARTUP_MS" "$RANK_MS" "$RANK_KIB" >>"$STARTUP"
           log "  first answer after $STARTUP_MS ms (PID $SPID, port $PORT)"
           for gen in $LOADGENS; do load_run "$unit" "$mode" "$rep" "$gen" "$db"; done
@@ -567,9 +773,15 @@ print("; ".join("%s %s%% of %s, scope median /%s" % (c, s["pct"], s["asked"], s[
 
   local md=$W/results.md
   {
-    echo "# geodns against gdnsd and NSD ($(date -u +%Y-%m-%d), geodns commit $COMMIT$( ((DIRTY > 0)) && echo " + $DIRTY uncommitted files in src/"))"
+    echo "# geodns against $(peers_title) ($(date -u +%Y-%m-%d), geodns commit $COMMIT$( ((DIRTY > 0)) && echo " + $DIRTY uncommitted files in src/"))"
     echo
-    echo "Machine: $(nproc) CPUs, $(uname -r); $(dpkg-query -W -f '${Package} ${Version}; ' gdnsd nsd dnsperf 2>/dev/null | sed 's/; $//')."
+    echo "Machine: $(nproc) CPUs, $(uname -r); $(dpkg-query -W -f '${Package} ${Version}; ' gdnsd nsd dnsperf knot knot-module-geoip pdns-server 2>/dev/null | sed 's/; $//')."
+    if [[ $DNSSEC == 1 ]]; then
+      echo "DNSSEC=1: every query with DO. geodns signed ahead (P-256 CSK, every answer RRset signed when its table is built); Knot: automatic signing (P-256 CSK policy), the geoip module's RRsets signed when the module loads; PowerDNS: pdnsutil secure-zone (P-256 CSK), answers signed live, kept in its signature cache; gdnsd and NSD unsigned."
+    fi
+    if [[ " $SERVERS " == *" knot "* || " $SERVERS " == *" pdns "* ]]; then
+      echo "Knot and PowerDNS answer app by the client's country (the site nearest the country's centroid: $(cat "$W/logs/country-sites.log")), not by the nearest site to the client's coordinates; their agreement figures measure that difference."
+    fi
     echo "1-minute load average when each server started: $(sort -n "$W/loadavg.txt" | head -1)-$(sort -n "$W/loadavg.txt" | tail -1) (other work on the machine takes CPU from the servers and the load generators: compare kq per server CPU-second more than qps)."
     echo "Queries: $QUERIES pre-built per database (85% app.geo.example A, 10% NXDOMAIN, 5% SOA), all with EDNS; clients: $IPV6_SHARE IPv6 ECS ($V6_56_SHARE of them /56, the rest /48), $NO_ECS_SHARE without ECS (the server sees 127.0.0.1, which no database places), the rest IPv4 ECS /24; every ECS prefix different and placed by the database (IPv6 prefixes drawn inside the database's own IPv6 networks, uniformly over networks)."
     for db in $DBS; do
