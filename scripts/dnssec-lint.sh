@@ -21,7 +21,8 @@
 # --ds TAG,ALG,TYPE,DIGEST`. dnsviz's trust anchor (`grok -t`) is the zone's DNSKEY RRset.
 #
 # Checked, for each key setup (VARIANTS: p256 = one ECDSA P-256 CSK, ed25519 = one Ed25519 CSK,
-# rollover = two P-256 keys published and signing, both DS at the parent):
+# rollover = two P-256 keys published and signing, both DS at the parent; split = a P-256 KSK
+# and a P-256 ZSK, the KSK's DS at the parent):
 #   - dnsviz probe of the apex, geo names (with and without max_answers), a CNAME to a geo name,
 #     static A and AAAA, a name under an empty non-terminal and the empty non-terminal itself
 #     (dnsviz adds NXDOMAIN and NODATA queries of its own), once without ECS and, for the first
@@ -36,14 +37,14 @@
 #     report a DNSSEC error (dnsviz NO_SEP, zonemaster DNSSEC02), or the script fails.
 #
 # Environment: GEODNS_BIN (default: target/release/geodns, built if missing), VARIANTS
-# ["p256 ed25519 rollover"], ECS_PREFIXES ["81.2.69.0/24 103.6.148.0/24 2a01:4f8::/32 8.8.8.0/24"].
+# ["p256 ed25519 rollover split"], ECS_PREFIXES ["81.2.69.0/24 103.6.148.0/24 2a01:4f8::/32 8.8.8.0/24"].
 # Output in target/dnssec-lint/: per variant the probe, grok and zonemaster output and the
 # servers' logs; summary.txt.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 OUT=$ROOT/target/dnssec-lint
-VARIANTS=${VARIANTS:-"p256 ed25519 rollover"}
+VARIANTS=${VARIANTS:-"p256 ed25519 rollover split"}
 ECS_PREFIXES=${ECS_PREFIXES:-"81.2.69.0/24 103.6.148.0/24 2a01:4f8::/32 8.8.8.0/24"}
 NS1=192.0.2.53
 NS2=198.51.100.53
@@ -275,12 +276,17 @@ for variant in $VARIANTS; do
       "$GEODNS_BIN" dnssec keygen "$dir/a.key" >/dev/null
       "$GEODNS_BIN" dnssec keygen "$dir/b.key" >/dev/null
       write_config "$dir" a.key b.key ;;
-    *) die "unknown variant '$variant' (known: p256 ed25519 rollover)" ;;
+    split)
+      "$GEODNS_BIN" dnssec keygen "$dir/a.key" >/dev/null
+      "$GEODNS_BIN" dnssec keygen "$dir/z.key" >/dev/null
+      write_config "$dir" a.key
+      sed -i "s|^\( *\)keys: \[a.key\]|\1ksk: [a.key]\n\1zsk: [z.key]|" "$dir/config.yaml" ;;
+    *) die "unknown variant '$variant' (known: p256 ed25519 rollover split)" ;;
   esac
   "$GEODNS_BIN" dnssec ds --config "$dir/config.yaml" >"$dir/ds.txt"
   # The DS of a key the zone does not have: both tools must call it an error.
   "$GEODNS_BIN" dnssec keygen "$dir/other.key" >/dev/null
-  sed "s|keys: \[.*\]|keys: [other.key]|" "$dir/config.yaml" >"$dir/other.yaml"
+  sed "s|keys: \[.*\]|keys: [other.key]|; s|ksk: \[[^]]*\]|ksk: [other.key]|" "$dir/config.yaml" >"$dir/other.yaml"
   "$GEODNS_BIN" dnssec ds --config "$dir/other.yaml" >"$dir/wrong-ds.txt"
   start_geodns "$dir"
   log "$variant: geodns up (PID $GPID), $(grep -c ' DS ' "$dir/ds.txt") DS"
