@@ -319,6 +319,20 @@ app 60 DYNA geoip!app
 EOF
 }
 
+# The zone as a static file (NSD's, and Knot's default RRsets): app answers with the first
+# site's addresses (London).
+static_zone() { # file
+  cat >"$1" <<EOF
+\$TTL 300
+$SOA_LINE
+@ 300 IN NS ns1.geo.example.
+ns1 300 IN A 127.0.0.1
+static 300 IN A 192.0.2.53
+app 60 IN A 192.0.2.1
+app 60 IN AAAA 2001:db8::1
+EOF
+}
+
 write_nsd() { # port server_count
   local dir=$W/nsd
   mkdir -p "$dir"
@@ -349,15 +363,7 @@ zone:
   zonefile: geo.example.zone
 EOF
   # NSD has no geo: app is static, the first site's addresses (London).
-  cat >"$dir/geo.example.zone" <<EOF
-\$TTL 300
-$SOA_LINE
-@ 300 IN NS ns1.geo.example.
-ns1 300 IN A 127.0.0.1
-static 300 IN A 192.0.2.53
-app 60 IN A 192.0.2.1
-app 60 IN AAAA 2001:db8::1
-EOF
+  static_zone "$dir/geo.example.zone"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -474,15 +480,7 @@ EOF
       >"$W/logs/knot-keymgr.log" 2>&1 || die "keymgr failed: $(tail -3 "$W/logs/knot-keymgr.log")"
   fi
   # The module needs a default RRset in the zone for each name it answers: London's.
-  cat >"$dir/geo.example.zone" <<EOF
-\$TTL 300
-$SOA_LINE
-@ 300 IN NS ns1.geo.example.
-ns1 300 IN A 127.0.0.1
-static 300 IN A 192.0.2.53
-app 60 IN A 192.0.2.1
-app 60 IN AAAA 2001:db8::1
-EOF
+  static_zone "$dir/geo.example.zone"
 }
 
 write_pdns() { # port receiver_threads city_db
