@@ -219,9 +219,12 @@ async fn an_update_sent_to_one_replica_is_answered_by_the_other_and_so_is_a_dele
     assert_eq!(fake.get("ConfigMap", NAMESPACE, CONFIGMAP), None, "no ConfigMap before the first update");
 
     assert_eq!(challenge(a.addr, "from-a", false).await, "NOERROR");
+    let acknowledged = std::time::Instant::now();
     assert_eq!(txt(a.addr, CHALLENGE).await, ["from-a"], "the replica that took it serves it at once");
     until_async(CONVERGE, "replica b to answer the update sent to a", || txt(b.addr, CHALLENGE), |t| *t == ["from-a"])
         .await;
+    // A figure for the report, not an assertion: the deadline above is the bound.
+    eprintln!("replica b answered {:?} after a acknowledged", acknowledged.elapsed());
     assert_eq!(stored_txt(&fake, CHALLENGE), ["from-a"], "created in the ConfigMap");
     assert_eq!(stored(&fake).unwrap()["serial"], 101, "the serial is stored with the records");
     assert_eq!(soa_serial(b.addr).await, Some(101));
@@ -232,6 +235,42 @@ async fn an_update_sent_to_one_replica_is_answered_by_the_other_and_so_is_a_dele
     assert!(stored_txt(&fake, CHALLENGE).is_empty());
     until_async(CONVERGE, "replica a to serve serial 102", || soa_serial(a.addr), |s| *s == Some(102)).await;
     assert_eq!(fake.conflicts(), 0, "each replica wrote over the version it had seen");
+}
+
+/// A ConfigMap holds at most 1 MiB: the update that would pass it is SERVFAIL, nothing written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_that_would_pass_the_configmap_limit_is_servfail_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = fake_api(dir.path()).await;
+    let a = Serve::start(dir.path(), "a").await;
+    // Each update adds 200 TXT records of 250 characters (about 54 KB stored) at a new name,
+    // sent over TCP; the 20th or so passes 1 MiB. Stop at the first failure.
+    let out = python(
+        a.addr,
+        r#"
+for n in range(40):
+    u = update()
+    for i in range(200):
+        u.add("_acme-challenge.big%d" % n, 60, "TXT", "%03d" % i + "x" * 247)
+    r = send(u)
+    print(n, r)
+    if r != "NOERROR":
+        break
+"#,
+    )
+    .await;
+    let last = out.lines().last().unwrap().to_owned();
+    let (n, rcode) = last.split_once(' ').unwrap();
+    assert_eq!(rcode, "SERVFAIL", "{out}");
+    let n: u32 = n.parse().unwrap();
+    assert!(n > 10, "the limit is 1 MiB, not less: {out}");
+    let before = serde_json::to_string(&stored(&fake).unwrap()).unwrap();
+    assert!(before.len() < 1 << 20);
+    assert!(stored_txt(&fake, &format!("_acme-challenge.big{n}.geo.example.")).is_empty(), "not written");
+    assert!(txt(a.addr, &format!("_acme-challenge.big{n}.geo.example.")).await.is_empty(), "not served");
+    assert_eq!(txt(a.addr, "_acme-challenge.big0.geo.example.").await.len(), 200, "the earlier ones stay");
+    assert_eq!(soa_serial(a.addr).await, Some(100 + n), "one serial per stored update");
+    assert!(a.log().contains("over the ConfigMap limit of 1 MiB"), "{}", a.log());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -190,7 +190,7 @@ fn multi_region_overlays_differ_only_in_their_own_cluster() {
 }
 
 /// The updates example: each zone kept in Kubernetes names a ConfigMap that the overlay ships
-/// (empty), a Role grants exactly get/list/watch/update/patch on that one name and nothing
+/// (empty), a Role grants exactly get/list/watch/update on that one name (geodns replaces the object, never patches it) and nothing
 /// else (no create: it cannot be limited to a name), bound to the Deployment's ServiceAccount,
 /// and every TSIG secret_file is in the mounted Secret.
 #[test]
@@ -230,7 +230,7 @@ fn updates_overlay_grants_write_on_its_one_configmap_only() {
         assert_eq!(rule.resources.as_deref(), Some(&["configmaps".to_owned()][..]));
         assert_eq!(rule.resource_names.as_deref(), Some(&[store.name.clone()][..]), "that one ConfigMap");
         let verbs: BTreeSet<&str> = rule.verbs.iter().map(String::as_str).collect();
-        assert_eq!(verbs, BTreeSet::from(["get", "list", "watch", "update", "patch"]));
+        assert_eq!(verbs, BTreeSet::from(["get", "list", "watch", "update"]));
 
         let binding: RoleBinding =
             serde_yaml_ng::from_value(rendered(&docs, "RoleBinding", "geodns-updates").clone()).unwrap();
