@@ -33,10 +33,11 @@ const CONVERGE: Duration = Duration::from_secs(2);
 /// Bounds for things that wait on backoffs (a restarted API server) or process start-up.
 const SLOW: Duration = Duration::from_secs(30);
 
-/// `{dns}` is the listen address.
+/// `{dns}` and `{admin}` are the listen addresses.
 const CONFIG: &str = r#"
 server:
   dns_listen: ["{dns}"]
+  admin_listen: "{admin}"
   rrl: { enabled: false }
 sites:
   london:  { location: [51.51, -0.13] }
@@ -65,6 +66,7 @@ zones:
 struct Serve {
     child: Child,
     addr: SocketAddr,
+    admin: SocketAddr,
     log: PathBuf,
 }
 
@@ -74,8 +76,10 @@ impl Serve {
     async fn start(dir: &Path, name: &str) -> Serve {
         for _ in 0..5 {
             let addr: SocketAddr = format!("127.0.0.1:{}", common::server::free_dns_port()).parse().unwrap();
+            let admin = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
             let config = dir.join(format!("{name}.yaml"));
-            std::fs::write(&config, CONFIG.replace("{dns}", &addr.to_string())).unwrap();
+            std::fs::write(&config, CONFIG.replace("{dns}", &addr.to_string()).replace("{admin}", &admin.to_string()))
+                .unwrap();
             let log = dir.join(format!("{name}.log"));
             let child = Command::new(env!("CARGO_BIN_EXE_geodns"))
                 .args(["serve", "--config"])
@@ -84,7 +88,7 @@ impl Serve {
                 .stderr(std::fs::File::create(&log).unwrap())
                 .spawn()
                 .unwrap();
-            let mut serve = Serve { child, addr, log };
+            let mut serve = Serve { child, addr, admin, log };
             let deadline = tokio::time::Instant::now() + SLOW;
             while tokio::time::Instant::now() < deadline {
                 if serve.child.try_wait().unwrap().is_some() {
@@ -102,6 +106,15 @@ impl Serve {
 
     fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `/status`'s entry for the zone's update store.
+    async fn store_status(&self) -> Value {
+        geodns::sources::health::install_crypto_provider();
+        let client = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(5)).build().unwrap();
+        let r = client.get(format!("http://{}/status", self.admin)).send().await.expect("GET /status");
+        let status: Value = serde_json::from_str(&r.text().await.expect("/status body")).expect("/status is JSON");
+        status["updates"][0].clone()
     }
 }
 
@@ -367,6 +380,9 @@ async fn with_the_api_server_away_an_update_fails_and_nothing_changes_then_it_wo
     assert_eq!(challenge(a.addr, "kept", false).await, "NOERROR");
     until_async(CONVERGE, "replica b to answer the update", || txt(b.addr, CHALLENGE), |t| *t == ["kept"]).await;
     let stored_before = fake.get("ConfigMap", NAMESPACE, CONFIGMAP).unwrap();
+    let status = a.store_status().await;
+    assert_eq!(status["store"], format!("configmap {NAMESPACE}/{CONFIGMAP} in cluster home"), "{status}");
+    assert_eq!(status["stale"], false, "{status}");
 
     fake.stop().await;
     // Both replicas' watches notice; they keep serving what they had.
@@ -375,6 +391,10 @@ async fn with_the_api_server_away_an_update_fails_and_nothing_changes_then_it_wo
             replica.log().contains("ConfigMap unreachable; serving the last known dynamic records")
         })
         .await;
+    }
+    for replica in [&a, &b] {
+        until_async(SLOW, "/status to say the records may be stale", || replica.store_status(), |s| s["stale"] == true)
+            .await;
     }
     for server in [a.addr, b.addr] {
         assert_eq!(challenge(server, "lost", false).await, "SERVFAIL");
@@ -396,6 +416,7 @@ async fn with_the_api_server_away_an_update_fails_and_nothing_changes_then_it_wo
     )
     .await;
     assert_eq!(soa_serial(a.addr).await, Some(102));
+    until_async(SLOW, "/status to say the records are current", || a.store_status(), |s| s["stale"] == false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

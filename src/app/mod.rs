@@ -126,7 +126,11 @@ pub async fn start_with(loaded: Loaded, config_path: Option<PathBuf>) -> Result<
     let (watched_tx, watched_rx) = tokio::sync::watch::channel(watch::Watched::default());
     let updates = updates::open(&loaded.config).await?;
     let dynamic = updates.as_ref().map(|o| o.dynamic.clone()).unwrap_or_default();
-    let built = builder::Builder::start(loaded.clone(), config_path.clone(), watched_tx, dynamic, shutdown.clone())?;
+    let mut built =
+        builder::Builder::start(loaded.clone(), config_path.clone(), watched_tx, dynamic, shutdown.clone())?;
+    if let Some(u) = &updates {
+        built.set_updates_status(u.status.clone());
+    }
     let table = built.table.clone();
     let status = built.status.clone();
     tasks.spawn(built.run(events_rx));

@@ -17,11 +17,12 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use super::Event;
+use crate::admin::UpdateStoreStatus;
 use crate::config::{Config, TsigKeyConfig, UpdateStore, ZoneConfig};
 use crate::dns::UpdateService;
 use crate::model::{Dynamic, DynamicZone, Name, UpdateRcode, UpdateRequest};
@@ -85,6 +86,8 @@ pub struct UpdateTask {
     /// ConfigMap watch events, from one watch task per kube-backed zone.
     watched: mpsc::Receiver<Watched>,
     watched_tx: mpsc::Sender<Watched>,
+    /// To the builder, for /status: `watch` because only the latest state matters.
+    status: watch::Sender<Arc<Vec<UpdateStoreStatus>>>,
 }
 
 /// What [`open`] starts with: the handler's side, the task, and the records to serve first.
@@ -92,6 +95,8 @@ pub struct Opened {
     pub handle: Arc<UpdateHandle>,
     pub task: UpdateTask,
     pub dynamic: Arc<Dynamic>,
+    /// The stores' state for /status.
+    pub status: watch::Receiver<Arc<Vec<UpdateStoreStatus>>>,
 }
 
 /// Opens every updatable zone's store: replays each journal, reads each ConfigMap (bounded:
@@ -123,12 +128,42 @@ pub async fn open(config: &Config) -> Result<Option<Opened>, OpenError> {
     let (tx, rx) = mpsc::channel(64);
     let (watched_tx, watched) = mpsc::channel(16);
     let handle = Arc::new(UpdateHandle { keys: config.tsig_keys.clone(), tx });
-    let task = UpdateTask { zones, state, rx, watched, watched_tx };
+    let (status, status_rx) = watch::channel(Arc::new(Vec::new()));
+    let task = UpdateTask { zones, state, rx, watched, watched_tx, status };
+    task.publish_status();
     let dynamic = Arc::new(task.dynamic());
-    Ok(Some(Opened { handle, task, dynamic }))
+    Ok(Some(Opened { handle, task, dynamic, status: status_rx }))
 }
 
 impl UpdateTask {
+    fn publish_status(&self) {
+        let now: Vec<UpdateStoreStatus> = self
+            .state
+            .iter()
+            .map(|(apex, (_, store))| match store {
+                Store::Journal(_) => UpdateStoreStatus {
+                    zone: apex.to_string(),
+                    store: self
+                        .zones
+                        .iter()
+                        .find(|z| z.apex == *apex)
+                        .and_then(|z| z.updates.as_ref()?.store.journal())
+                        .map_or_else(String::new, |p| format!("journal {}", p.display())),
+                    stale: false,
+                    last_error: None,
+                },
+                Store::Kube(kz) => kz.status(apex),
+            })
+            .collect();
+        self.status.send_if_modified(|old| {
+            let changed = **old != now;
+            if changed {
+                *old = Arc::new(now);
+            }
+            changed
+        });
+    }
+
     fn dynamic(&self) -> Dynamic {
         Dynamic { zones: self.state.iter().map(|(apex, (dz, _))| (apex.clone(), dz.clone())).collect() }
     }
@@ -146,6 +181,7 @@ impl UpdateTask {
                     Some((request, reply)) => {
                         let rcode = self.handle(request, &events).await;
                         let _ = reply.send(rcode);
+                        self.publish_status();
                     }
                     None => return,
                 },
@@ -154,6 +190,7 @@ impl UpdateTask {
                     if kz.adopt_watched(current, watched) {
                         self.publish(&events, false).await;
                     }
+                    self.publish_status();
                 }
             }
         }

@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use super::{Outcome, apply_logged};
+use crate::admin::UpdateStoreStatus;
 use crate::config::{Config, ConfigMapRef, ZoneConfig};
 use crate::model::{DynamicZone, Name, UpdateRcode, UpdateRequest, serial_after};
 use crate::sources::kube::configmap::{self, ConfigMapStore, StoreError, Stored};
@@ -70,6 +71,8 @@ pub struct KubeZone {
     stale: bool,
     /// The version last reported malformed (reported once).
     malformed: Option<Option<String>>,
+    /// The last failure (of a request or the watch), for /status; cleared by an answer.
+    last_error: Option<String>,
 }
 
 fn timed_out() -> StoreError {
@@ -95,7 +98,15 @@ impl KubeZone {
             source,
         })?;
         let store = ConfigMapStore::new(client, at, zone.apex.clone());
-        let mut kz = KubeZone { store, at: at.clone(), version: None, loaded: false, stale: false, malformed: None };
+        let mut kz = KubeZone {
+            store,
+            at: at.clone(),
+            version: None,
+            loaded: false,
+            stale: false,
+            malformed: None,
+            last_error: None,
+        };
         let state = match tokio::time::timeout(INITIAL_READ, kz.store.read()).await.unwrap_or_else(|_| Err(timed_out()))
         {
             Ok(stored) => {
@@ -107,6 +118,7 @@ impl KubeZone {
             }
             Err(e) => {
                 kz.stale = true;
+                kz.last_error = Some(e.to_string());
                 warn!(zone = %zone.apex, configmap = %at, error = %e, kind = e.kind(),
                     "cannot read the dynamic records; serving none for this zone until the ConfigMap can be read");
                 DynamicZone::default()
@@ -146,13 +158,25 @@ impl KubeZone {
         }
     }
 
+    /// For /status.
+    pub fn status(&self, zone: &Name) -> UpdateStoreStatus {
+        UpdateStoreStatus {
+            zone: zone.to_string(),
+            store: format!("configmap {}/{} in cluster {}", self.at.namespace, self.at.name, self.at.cluster),
+            stale: self.stale,
+            last_error: self.last_error.clone(),
+        }
+    }
+
     fn reachable(&mut self, zone: &Name) {
+        self.last_error = None;
         if std::mem::take(&mut self.stale) {
             info!(zone = %zone, configmap = %self.at, "ConfigMap reachable again");
         }
     }
 
     fn unreachable(&mut self, zone: &Name, error: &str) {
+        self.last_error = Some(error.to_owned());
         if !std::mem::replace(&mut self.stale, true) {
             warn!(zone = %zone, configmap = %self.at, error,
                 "ConfigMap unreachable; serving the last known dynamic records (updates answer SERVFAIL)");
@@ -270,8 +294,10 @@ impl KubeZone {
                     need_read = true;
                 }
                 Err(e) => {
-                    if matches!(e, StoreError::Api(_)) {
+                    if e.kind() == "unreachable" {
                         self.unreachable(apex, &e.to_string());
+                    } else {
+                        self.last_error = Some(e.to_string());
                     }
                     error!(zone = %apex, configmap = %self.at, error = %e, kind = e.kind(),
                         "cannot store the update; UPDATE answered SERVFAIL, nothing changed");
