@@ -8,7 +8,9 @@
 //! - a write that conflicts is applied again to the fresh records, prerequisites included;
 //! - with the API server stopped, an update gets SERVFAIL and changes nothing, the records
 //!   already served stay served; once it is back, updates work again;
-//! - a restarted process serves the records from the ConfigMap from its first answer.
+//! - a restarted process serves the records from the ConfigMap from its first answer, and
+//!   `geodns check` names the ConfigMap as their source;
+//! - an update that would take the ConfigMap past 1 MiB gets SERVFAIL and changes nothing.
 
 mod common;
 
@@ -436,4 +438,17 @@ async fn a_restarted_replica_serves_the_records_from_the_configmap_from_its_firs
     assert_eq!(challenge(a.addr, "stored", true).await, "NOERROR");
     assert_eq!(soa_serial(a.addr).await, Some(102));
     assert!(stored_txt(&fake, CHALLENGE).is_empty());
+
+    // `geodns check` says where the zone's dynamic records come from (it does not contact the API).
+    let out = Command::new(env!("CARGO_BIN_EXE_geodns"))
+        .args(["check", "--config"])
+        .arg(dir.path().join("a.yaml"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains(&format!("updates  kept in the ConfigMap {NAMESPACE}/{CONFIGMAP} in cluster home")),
+        "{text}"
+    );
 }
