@@ -249,7 +249,9 @@ impl KubeZone {
         let read = tokio::time::timeout(REQUEST_TIMEOUT, self.store.read()).await.unwrap_or_else(|_| Err(timed_out()));
         match &read {
             Ok(_) => self.reachable(zone),
-            Err(e) => self.unreachable(zone, &e.to_string()),
+            Err(e) if e.kind() == "unreachable" => self.unreachable(zone, &e.to_string()),
+            // It answered: with an error status (403: RBAC), or an object that is not ours.
+            Err(e) => self.last_error = Some(e.to_string()),
         }
         read
     }
