@@ -4,7 +4,8 @@
 //! - [`model`]: plain types every layer speaks (sites, names, records, the `Locator` trait).
 //! - [`config`]: the YAML file -> validated [`config::Config`], every problem with its path.
 //! - [`geoip`]: MaxMind-format databases -> `model::GeoHit` (implements `model::Locator`).
-//! - [`sources`]: run-time inputs on watch channels: health probes, the Kubernetes API.
+//! - [`sources`]: run-time inputs on watch channels: health probes, the Kubernetes API (and
+//!   the ConfigMap that stores dynamic updates).
 //! - [`routing`]: pure core; builds immutable `RoutingTable` snapshots and answers queries.
 //! - [`dnssec`]: keys and signing ahead of time: a table's signed zones -> RRSIGs and NSEC.
 //! - [`updates`]: dynamic updates (RFC 2136): policy, prerequisites, changes, the journal.

@@ -25,6 +25,9 @@ pub struct Status {
     pub endpoints: Vec<EndpointStatus>,
     pub drained: Vec<String>,
     pub kubernetes: Vec<ClusterStatus>,
+    /// Each updatable zone's store (docs/updates.md); absent when no zone takes updates.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub updates: Vec<UpdateStoreStatus>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -167,6 +170,18 @@ pub struct ClusterStatus {
     pub connected: bool,
     pub last_sync: Option<f64>,
     pub watch_errors: u64,
+    pub last_error: Option<String>,
+}
+
+/// Where a zone's dynamic updates are kept, and whether what is served may be stale.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UpdateStoreStatus {
+    pub zone: String,
+    /// `journal PATH`, or `configmap NAMESPACE/NAME in cluster CLUSTER`.
+    pub store: String,
+    /// A ConfigMap that did not answer the last request or watch: the records served are the
+    /// last known ones, and updates get SERVFAIL. Always false for a journal.
+    pub stale: bool,
     pub last_error: Option<String>,
 }
 

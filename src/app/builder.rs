@@ -105,6 +105,8 @@ pub(super) struct Builder {
     unchecked_warned: HashSet<Name>,
     /// The records of applied dynamic updates: replaced by `Event::Dynamic` only.
     dynamic: Arc<Dynamic>,
+    /// The update stores' state for /status, written by the update task (latest value only).
+    updates_status: Option<watch::Receiver<Arc<Vec<crate::admin::UpdateStoreStatus>>>>,
     shutdown: CancellationToken,
 }
 
@@ -165,6 +167,7 @@ impl Builder {
             watched,
             unchecked_warned: HashSet::new(),
             dynamic,
+            updates_status: None,
             shutdown,
         };
         b.update_watched();
@@ -174,6 +177,11 @@ impl Builder {
         let built = b.loaded.build_after(&b.current, inputs, generation);
         b.install(Some(built), generation, started);
         Ok(b)
+    }
+
+    /// Where /status reads the update stores' state from.
+    pub fn set_updates_status(&mut self, rx: watch::Receiver<Arc<Vec<crate::admin::UpdateStoreStatus>>>) {
+        self.updates_status = Some(rx);
     }
 
     pub async fn run(mut self, mut events: mpsc::Receiver<Event>) {
@@ -359,6 +367,7 @@ impl Builder {
         let health = self.probes.rx.borrow().clone();
         let table = self.table.load_full();
         let kube = self.kube_snapshot();
+        let updates = self.updates_status.as_ref().map(|rx| rx.borrow().clone()).unwrap_or_default();
         let facts = status::Facts {
             config_path: self.config_path.as_deref(),
             loaded_at: self.loaded_at,
@@ -370,6 +379,7 @@ impl Builder {
             built_at: self.built_at,
             kube: kube.as_deref(),
             kube_waiting: !self.kube_wait_over(),
+            updates: &updates,
         };
         let old = self.status_tx.send_replace(Arc::new(status::build(&facts, &table, &health)));
         // The old document holds the table it described: if that was its last holder (the

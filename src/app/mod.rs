@@ -50,8 +50,8 @@ pub enum AppError {
     BuildThreads(io::Error),
     #[error("cannot wait for signals: {0}")]
     Signals(io::Error),
-    #[error("cannot open the updates journal: {0}")]
-    Journal(#[from] crate::updates::journal::JournalError),
+    #[error(transparent)]
+    Updates(#[from] updates::OpenError),
 }
 
 /// A running server.
@@ -124,9 +124,13 @@ pub async fn start_with(loaded: Loaded, config_path: Option<PathBuf>) -> Result<
 
     let (events_tx, events_rx) = mpsc::channel(16);
     let (watched_tx, watched_rx) = tokio::sync::watch::channel(watch::Watched::default());
-    let updates = updates::open(&loaded.config)?;
+    let updates = updates::open(&loaded.config).await?;
     let dynamic = updates.as_ref().map(|o| o.dynamic.clone()).unwrap_or_default();
-    let built = builder::Builder::start(loaded.clone(), config_path.clone(), watched_tx, dynamic, shutdown.clone())?;
+    let mut built =
+        builder::Builder::start(loaded.clone(), config_path.clone(), watched_tx, dynamic, shutdown.clone())?;
+    if let Some(u) = &updates {
+        built.set_updates_status(u.status.clone());
+    }
     let table = built.table.clone();
     let status = built.status.clone();
     tasks.spawn(built.run(events_rx));

@@ -5,7 +5,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use crate::admin::{ClusterStatus, ConfigStatus, EndpointStatus, GeoIpStatus, Names, ReloadStatus, SiteStatus, Status};
+use crate::admin::{
+    ClusterStatus, ConfigStatus, EndpointStatus, GeoIpStatus, Names, ReloadStatus, SiteStatus, Status,
+    UpdateStoreStatus,
+};
 use crate::config::{AdminState, Forced};
 use crate::geoip::GeoIpDb;
 use crate::routing::RoutingTable;
@@ -27,6 +30,8 @@ pub(super) struct Facts<'a> {
     pub kube: Option<&'a KubeSnapshot>,
     /// Readiness still waits for the clusters that have not listed (`kubernetes.sync_timeout`).
     pub kube_waiting: bool,
+    /// The update stores, from the update task.
+    pub updates: &'a [UpdateStoreStatus],
 }
 
 fn secs(t: SystemTime) -> f64 {
@@ -135,5 +140,6 @@ pub(super) fn build(b: &Facts<'_>, table: &Arc<RoutingTable>, health: &HealthSna
         endpoints,
         drained,
         kubernetes,
+        updates: b.updates.to_vec(),
     }
 }

@@ -1,8 +1,15 @@
 //! The update task: the single writer of the dynamic records. UPDATE requests arrive from the
 //! DNS handler (through [`UpdateHandle`], the `dns::UpdateService`); each is checked and applied
-//! by `updates::apply`, appended to its zone's journal and fsynced, then handed to the builder
-//! as an input; it is acknowledged once a table serving it is published. On start-up each
-//! zone's journal is replayed (its last complete record) before the first table is built.
+//! by `updates::apply`, made durable in its zone's store, then handed to the builder as an
+//! input; it is acknowledged once a table serving it is published.
+//!
+//! Two stores (`zones.<zone>.updates`): a journal file, appended and fsynced (replayed at
+//! start-up before the first table is built), or a ConfigMap in a home cluster
+//! ([`kube_store`]), written with optimistic concurrency and watched, so that the records one
+//! replica accepts are served by every replica that watches it. The ConfigMap's watch events
+//! come to this task too: it stays the one writer of the records the builder serves.
+
+mod kube_store;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -10,22 +17,35 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use super::Event;
-use crate::config::{Config, TsigKeyConfig, ZoneConfig};
+use crate::admin::UpdateStoreStatus;
+use crate::config::{Config, TsigKeyConfig, UpdateStore, ZoneConfig};
 use crate::dns::UpdateService;
 use crate::model::{Dynamic, DynamicZone, Name, UpdateRcode, UpdateRequest};
 use crate::updates::journal::{Journal, JournalError};
 use crate::updates::{self, served_serial};
 
+pub use kube_store::StoreOpenError;
+use kube_store::{KubeZone, Watched};
+
 /// How long an applied update waits for its table to be published before it is answered
-/// anyway (it is journaled: the next table has it).
+/// anyway (it is durable: the next table has it).
 const PUBLISH_WAIT: Duration = Duration::from_secs(10);
 
 type Submission = (UpdateRequest, oneshot::Sender<UpdateRcode>);
+
+/// Why the update stores could not be opened at start-up.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("cannot open the updates journal: {0}")]
+    Journal(#[from] JournalError),
+    #[error(transparent)]
+    Kube(#[from] StoreOpenError),
+}
 
 /// The DNS handler's side: keys to verify TSIG with, and the queue to the update task.
 pub struct UpdateHandle {
@@ -51,60 +71,140 @@ impl UpdateService for UpdateHandle {
     }
 }
 
-/// The update task's state: each updatable zone's config, dynamic records and journal.
-pub struct UpdateTask {
-    zones: Vec<ZoneConfig>,
-    state: BTreeMap<Name, (DynamicZone, Option<Journal>)>,
-    rx: mpsc::Receiver<Submission>,
+/// Where one zone's applied updates go.
+enum Store {
+    /// `None` after a failed write left the file in an unknown state.
+    Journal(Option<Journal>),
+    Kube(Box<KubeZone>),
 }
 
-/// What [`open`] starts with: the handler's side, the task, and the replayed records.
+/// The update task's state: each updatable zone's config, dynamic records and store.
+pub struct UpdateTask {
+    zones: Vec<ZoneConfig>,
+    state: BTreeMap<Name, (DynamicZone, Store)>,
+    rx: mpsc::Receiver<Submission>,
+    /// ConfigMap watch events, from one watch task per kube-backed zone.
+    watched: mpsc::Receiver<Watched>,
+    watched_tx: mpsc::Sender<Watched>,
+    /// To the builder, for /status: `watch` because only the latest state matters.
+    status: watch::Sender<Arc<Vec<UpdateStoreStatus>>>,
+}
+
+/// What [`open`] starts with: the handler's side, the task, and the records to serve first.
 pub struct Opened {
     pub handle: Arc<UpdateHandle>,
     pub task: UpdateTask,
     pub dynamic: Arc<Dynamic>,
+    /// The stores' state for /status.
+    pub status: watch::Receiver<Arc<Vec<UpdateStoreStatus>>>,
 }
 
-/// Opens every updatable zone's journal and replays it. `None` when no zone takes updates.
-pub fn open(config: &Config) -> Result<Option<Opened>, JournalError> {
+/// Opens every updatable zone's store: replays each journal, reads each ConfigMap (bounded:
+/// an unreachable API leaves that zone empty until its watch loads it). `None` when no zone
+/// takes updates.
+pub async fn open(config: &Config) -> Result<Option<Opened>, OpenError> {
     let zones: Vec<ZoneConfig> = config.zones.iter().filter(|z| z.updates.is_some()).cloned().collect();
     if zones.is_empty() {
         return Ok(None);
     }
     let mut state = BTreeMap::new();
     for z in &zones {
-        let path = &z.updates.as_ref().expect("filtered on updates").journal;
-        let opened = Journal::open(path)?;
-        if opened.discarded > 0 {
-            warn!(journal = %path.display(), bytes = opened.discarded, "discarded the torn last record of the journal (an update that was never acknowledged)");
+        match &z.updates.as_ref().expect("filtered on updates").store {
+            UpdateStore::Journal(path) => {
+                let opened = Journal::open(path)?;
+                if opened.discarded > 0 {
+                    warn!(journal = %path.display(), bytes = opened.discarded, "discarded the torn last record of the journal (an update that was never acknowledged)");
+                }
+                let dz = opened.state.unwrap_or_default();
+                info!(zone = %z.apex, journal = %path.display(), names = dz.names.len(), serial = served_serial(z, &dz), "dynamic records replayed");
+                state.insert(z.apex.clone(), (dz, Store::Journal(Some(opened.journal))));
+            }
+            UpdateStore::ConfigMap(at) => {
+                let (kz, dz) = KubeZone::open(config, z, at).await?;
+                state.insert(z.apex.clone(), (dz, Store::Kube(Box::new(kz))));
+            }
         }
-        let dz = opened.state.unwrap_or_default();
-        info!(zone = %z.apex, journal = %path.display(), names = dz.names.len(), serial = served_serial(z, &dz), "dynamic records replayed");
-        state.insert(z.apex.clone(), (dz, Some(opened.journal)));
     }
     let (tx, rx) = mpsc::channel(64);
+    let (watched_tx, watched) = mpsc::channel(16);
     let handle = Arc::new(UpdateHandle { keys: config.tsig_keys.clone(), tx });
-    let task = UpdateTask { zones, state, rx };
+    let (status, status_rx) = watch::channel(Arc::new(Vec::new()));
+    let task = UpdateTask { zones, state, rx, watched, watched_tx, status };
+    task.publish_status();
     let dynamic = Arc::new(task.dynamic());
-    Ok(Some(Opened { handle, task, dynamic }))
+    Ok(Some(Opened { handle, task, dynamic, status: status_rx }))
 }
 
 impl UpdateTask {
+    fn publish_status(&self) {
+        let now: Vec<UpdateStoreStatus> = self
+            .state
+            .iter()
+            .map(|(apex, (_, store))| match store {
+                Store::Journal(_) => UpdateStoreStatus {
+                    zone: apex.to_string(),
+                    store: self
+                        .zones
+                        .iter()
+                        .find(|z| z.apex == *apex)
+                        .and_then(|z| z.updates.as_ref()?.store.journal())
+                        .map_or_else(String::new, |p| format!("journal {}", p.display())),
+                    stale: false,
+                    last_error: None,
+                },
+                Store::Kube(kz) => kz.status(apex),
+            })
+            .collect();
+        self.status.send_if_modified(|old| {
+            let changed = **old != now;
+            if changed {
+                *old = Arc::new(now);
+            }
+            changed
+        });
+    }
+
     fn dynamic(&self) -> Dynamic {
         Dynamic { zones: self.state.iter().map(|(apex, (dz, _))| (apex.clone(), dz.clone())).collect() }
     }
 
     pub async fn run(mut self, events: mpsc::Sender<Event>, shutdown: CancellationToken) {
+        for (apex, (_, store)) in &self.state {
+            if let Store::Kube(kz) = store {
+                tokio::spawn(kz.watch(apex.clone(), self.watched_tx.clone(), shutdown.clone()));
+            }
+        }
         loop {
-            let (request, reply) = tokio::select! {
+            tokio::select! {
                 _ = shutdown.cancelled() => return,
                 next = self.rx.recv() => match next {
-                    Some(s) => s,
+                    Some((request, reply)) => {
+                        let rcode = self.handle(request, &events).await;
+                        let _ = reply.send(rcode);
+                        self.publish_status();
+                    }
                     None => return,
                 },
-            };
-            let rcode = self.handle(request, &events).await;
-            let _ = reply.send(rcode);
+                Some(watched) = self.watched.recv() => {
+                    let Some((current, Store::Kube(kz))) = self.state.get_mut(&watched.zone) else { continue };
+                    if kz.adopt_watched(current, watched) {
+                        self.publish(&events, false).await;
+                    }
+                    self.publish_status();
+                }
+            }
+        }
+    }
+
+    /// Hands the current records to the builder; with `wait`, until a table serving them is
+    /// published (bounded by [`PUBLISH_WAIT`]).
+    async fn publish(&self, events: &mpsc::Sender<Event>, wait: bool) {
+        let (done, published) = oneshot::channel();
+        if events.send(Event::Dynamic(Arc::new(self.dynamic()), done)).await.is_ok()
+            && wait
+            && tokio::time::timeout(PUBLISH_WAIT, published).await.is_err()
+        {
+            warn!("the table with the update was not published in time; answering anyway (it is stored)");
         }
     }
 
@@ -113,50 +213,94 @@ impl UpdateTask {
             warn!(zone = %req.zone, key = %req.key, reason = "not a zone served here that takes updates", "UPDATE refused");
             return UpdateRcode::NotAuth;
         };
-        let (current, journal) = self.state.get_mut(&req.zone).expect("every updatable zone has a state");
-        let next = match updates::apply(zone, current, &req) {
-            Err(refusal) => {
-                warn!(zone = %req.zone, key = %req.key, rcode = refusal.rcode.as_str(), reason = %refusal.reason, "UPDATE refused");
-                return refusal.rcode;
-            }
-            Ok(None) => {
-                info!(zone = %req.zone, key = %req.key, "UPDATE applied: nothing changed");
-                return UpdateRcode::NoError;
-            }
-            Ok(Some(next)) => next,
+        let (current, store) = self.state.get_mut(&req.zone).expect("every updatable zone has a state");
+        let outcome = match store {
+            Store::Journal(journal) => apply_journaled(zone, current, journal, &req).await,
+            Store::Kube(kz) => kz.apply(zone, current, &req).await,
         };
-        // Durable before acknowledged: append and fsync off the runtime's threads.
-        let Some(mut j) = journal.take() else {
-            error!(zone = %req.zone, "journal unavailable after an earlier failure; UPDATE answered SERVFAIL");
-            return UpdateRcode::ServFail;
-        };
-        let snapshot = next.clone();
-        let (j, written) = match tokio::task::spawn_blocking(move || {
-            let r = j.append(&snapshot);
-            (j, r)
-        })
-        .await
-        {
-            Ok(done) => done,
-            Err(e) => {
-                error!(zone = %req.zone, error = %e, "journal write task failed; UPDATE answered SERVFAIL");
-                return UpdateRcode::ServFail;
+        match outcome {
+            Outcome::Applied => {
+                self.publish(events, true).await;
+                UpdateRcode::NoError
             }
-        };
-        *journal = Some(j);
-        if let Err(e) = written {
-            error!(zone = %req.zone, error = %e, "cannot write the journal; UPDATE answered SERVFAIL, nothing changed");
-            return UpdateRcode::ServFail;
+            Outcome::Unchanged => UpdateRcode::NoError,
+            Outcome::Failed(rcode, fresher) => {
+                if fresher {
+                    // A re-read brought records written elsewhere: serve them.
+                    self.publish(events, false).await;
+                }
+                rcode
+            }
         }
-        let serial = next.serial;
-        *current = next;
-        info!(zone = %req.zone, key = %req.key, serial = ?serial, changes = req.changes.len(), "UPDATE applied");
-        let (done, published) = oneshot::channel();
-        if events.send(Event::Dynamic(Arc::new(self.dynamic()), done)).await.is_ok()
-            && tokio::time::timeout(PUBLISH_WAIT, published).await.is_err()
-        {
-            warn!(zone = %req.zone, "the table with the update was not published in time; answering anyway (it is journaled)");
-        }
-        UpdateRcode::NoError
     }
+}
+
+/// What came of one update in a zone's store.
+enum Outcome {
+    /// Applied and stored: the records changed.
+    Applied,
+    /// Applied, and nothing changed (NOERROR, nothing to publish).
+    Unchanged,
+    /// Refused or failed with this code, nothing applied; true when the records changed anyway
+    /// (a conflict's re-read brought records written elsewhere).
+    Failed(UpdateRcode, bool),
+}
+
+/// Applies `req` to the records, logging a refusal: `Ok(None)` when nothing changes.
+fn apply_logged(
+    zone: &ZoneConfig,
+    current: &DynamicZone,
+    req: &UpdateRequest,
+) -> Result<Option<DynamicZone>, UpdateRcode> {
+    match updates::apply(zone, current, req) {
+        Err(refusal) => {
+            warn!(zone = %req.zone, key = %req.key, rcode = refusal.rcode.as_str(), reason = %refusal.reason, "UPDATE refused");
+            Err(refusal.rcode)
+        }
+        Ok(None) => {
+            info!(zone = %req.zone, key = %req.key, "UPDATE applied: nothing changed");
+            Ok(None)
+        }
+        Ok(Some(next)) => Ok(Some(next)),
+    }
+}
+
+/// Applies an update to a journaled zone: appended and fsynced before the records change.
+async fn apply_journaled(
+    zone: &ZoneConfig,
+    current: &mut DynamicZone,
+    journal: &mut Option<Journal>,
+    req: &UpdateRequest,
+) -> Outcome {
+    let next = match apply_logged(zone, current, req) {
+        Err(rcode) => return Outcome::Failed(rcode, false),
+        Ok(None) => return Outcome::Unchanged,
+        Ok(Some(next)) => next,
+    };
+    // Durable before acknowledged: append and fsync off the runtime's threads.
+    let Some(mut j) = journal.take() else {
+        error!(zone = %req.zone, "journal unavailable after an earlier failure; UPDATE answered SERVFAIL");
+        return Outcome::Failed(UpdateRcode::ServFail, false);
+    };
+    let snapshot = next.clone();
+    let (j, written) = match tokio::task::spawn_blocking(move || {
+        let r = j.append(&snapshot);
+        (j, r)
+    })
+    .await
+    {
+        Ok(done) => done,
+        Err(e) => {
+            error!(zone = %req.zone, error = %e, "journal write task failed; UPDATE answered SERVFAIL");
+            return Outcome::Failed(UpdateRcode::ServFail, false);
+        }
+    };
+    *journal = Some(j);
+    if let Err(e) = written {
+        error!(zone = %req.zone, error = %e, "cannot write the journal; UPDATE answered SERVFAIL, nothing changed");
+        return Outcome::Failed(UpdateRcode::ServFail, false);
+    }
+    info!(zone = %req.zone, key = %req.key, serial = ?next.serial, changes = req.changes.len(), "UPDATE applied");
+    *current = next;
+    Outcome::Applied
 }

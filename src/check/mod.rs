@@ -141,7 +141,7 @@ fn inputs_for(loaded: &Loaded, down: &[String]) -> Result<Inputs, String> {
 /// name answers as the server does.
 fn dynamic_records(loaded: &Loaded) -> crate::model::Dynamic {
     let zones = loaded.config.zones.iter().filter_map(|z| {
-        let state = crate::updates::journal::read(&z.updates.as_ref()?.journal).ok()??;
+        let state = crate::updates::journal::read(z.updates.as_ref()?.store.journal()?).ok()??;
         Some((z.apex.clone(), state))
     });
     crate::model::Dynamic { zones: zones.collect() }

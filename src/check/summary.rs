@@ -27,10 +27,15 @@ pub struct ZoneSummary {
     pub dynamic: Option<DynamicSummary>,
 }
 
-/// A zone's dynamic records and where they come from (its journal).
+/// A zone's dynamic records and where they come from (its journal, or its ConfigMap).
 #[derive(Debug, Serialize)]
 pub struct DynamicSummary {
-    pub journal: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub journal: Option<String>,
+    /// `NAMESPACE/NAME in cluster CLUSTER`, for a zone kept in Kubernetes (check does not
+    /// contact the API: the records listed are none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub configmap: Option<String>,
     /// The SOA serial served with them.
     pub serial: u32,
     /// `NAME TTL TYPE DATA`, one per record.
@@ -42,9 +47,12 @@ pub struct DynamicSummary {
 
 fn dynamic(zone: &crate::config::ZoneConfig) -> Option<DynamicSummary> {
     let updates = zone.updates.as_ref()?;
-    let (state, error) = match crate::updates::journal::read(&updates.journal) {
-        Ok(state) => (state.unwrap_or_default(), None),
-        Err(e) => (Default::default(), Some(e.to_string())),
+    let (state, error) = match &updates.store {
+        crate::config::UpdateStore::Journal(path) => match crate::updates::journal::read(path) {
+            Ok(state) => (state.unwrap_or_default(), None),
+            Err(e) => (Default::default(), Some(e.to_string())),
+        },
+        crate::config::UpdateStore::ConfigMap(_) => (Default::default(), None),
     };
     let records = state
         .names
@@ -52,7 +60,13 @@ fn dynamic(zone: &crate::config::ZoneConfig) -> Option<DynamicSummary> {
         .flat_map(|(name, node)| node.rdata.iter().map(move |d| format!("{name} {} {} {d}", node.ttl, d.rtype())))
         .collect();
     Some(DynamicSummary {
-        journal: updates.journal.display().to_string(),
+        journal: updates.store.journal().map(|p| p.display().to_string()),
+        configmap: match &updates.store {
+            crate::config::UpdateStore::ConfigMap(c) => {
+                Some(format!("{}/{} in cluster {}", c.namespace, c.name, c.cluster))
+            }
+            crate::config::UpdateStore::Journal(_) => None,
+        },
         serial: crate::updates::served_serial(zone, &state),
         records,
         error,
@@ -147,13 +161,20 @@ pub fn render(s: &Summary) -> String {
             ));
         }
         if let Some(d) = &z.dynamic {
-            out.push_str(&format!(
-                "  updates  {} dynamic records, serial {}, from journal {}{}\n",
-                d.records.len(),
-                d.serial,
-                d.journal,
-                d.error.as_ref().map_or(String::new(), |e| format!(" (unreadable: {e})"))
-            ));
+            if let Some(configmap) = &d.configmap {
+                out.push_str(&format!(
+                    "  updates  kept in the ConfigMap {configmap} (served as read from the API; check does not contact it)\n"
+                ));
+            }
+            if let Some(journal) = &d.journal {
+                out.push_str(&format!(
+                    "  updates  {} dynamic records, serial {}, from journal {}{}\n",
+                    d.records.len(),
+                    d.serial,
+                    journal,
+                    d.error.as_ref().map_or(String::new(), |e| format!(" (unreadable: {e})"))
+                ));
+            }
             for r in &d.records {
                 out.push_str(&format!("  dynamic  {r}\n"));
             }

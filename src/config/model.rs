@@ -179,9 +179,43 @@ pub enum TsigSecret {
 /// A zone's dynamic updates.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpdatesConfig {
-    /// The journal file (relative paths joined to the config file's directory).
-    pub journal: PathBuf,
+    /// Where applied updates are kept.
+    pub store: UpdateStore,
     pub allow: Vec<UpdateRule>,
+}
+
+/// Where a zone's applied updates are kept (docs/updates.md).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpdateStore {
+    /// A journal file (relative paths joined to the config file's directory).
+    Journal(PathBuf),
+    /// A ConfigMap in one of the `kubernetes` clusters, shared by every replica that names it.
+    ConfigMap(ConfigMapRef),
+}
+
+impl UpdateStore {
+    /// The journal file, for a zone kept in one.
+    pub fn journal(&self) -> Option<&std::path::Path> {
+        match self {
+            UpdateStore::Journal(p) => Some(p),
+            UpdateStore::ConfigMap(_) => None,
+        }
+    }
+}
+
+/// `zones.<zone>.updates.kubernetes`: one ConfigMap in the named cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigMapRef {
+    /// A `kubernetes.clusters[].name`: its kubeconfig and context reach the API server.
+    pub cluster: String,
+    pub namespace: String,
+    pub name: String,
+}
+
+impl std::fmt::Display for ConfigMapRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ConfigMap {}/{} in cluster {}", self.namespace, self.name, self.cluster)
+    }
 }
 
 /// What one key may change: owner names matching one of `names`, of one of `types`.

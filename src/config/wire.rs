@@ -82,8 +82,20 @@ pub struct TsigKey {
 pub struct Updates {
     #[serde(default)]
     pub journal: Option<String>,
+    /// Instead of `journal`: a ConfigMap in one of the `kubernetes` clusters.
+    #[serde(default)]
+    pub kubernetes: Option<UpdatesKubernetes>,
     #[serde(default)]
     pub allow: Vec<UpdateRule>,
+}
+
+/// `zones.<zone>.updates.kubernetes`: the ConfigMap that stores the zone's dynamic records.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdatesKubernetes {
+    pub cluster: String,
+    pub namespace: String,
+    pub configmap: String,
 }
 
 #[derive(Debug, Deserialize)]

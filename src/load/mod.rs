@@ -221,8 +221,8 @@ fn read_tsig_secrets(config: &mut Config) -> Result<(), LoadError> {
 pub fn open(mut config: Config) -> Result<Loaded, LoadError> {
     read_tsig_secrets(&mut config)?;
     for zone in &config.zones {
-        if let Some(updates) = &zone.updates {
-            let dir = updates.journal.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        if let Some(journal) = zone.updates.as_ref().and_then(|u| u.store.journal()) {
+            let dir = journal.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
             if !dir.is_dir() {
                 return Err(LoadError::JournalDir { zone: zone.apex.to_string(), dir: dir.to_owned() });
             }

@@ -119,6 +119,17 @@ pub fn encode(state: &DynamicZone) -> Vec<u8> {
     out
 }
 
+/// A zone's dynamic records as the JSON a journal record holds (also the text other stores keep,
+/// such as a ConfigMap's).
+pub fn to_json(state: &DynamicZone) -> String {
+    serde_json::to_string(&Snapshot::from(state)).expect("a snapshot always serialises")
+}
+
+/// The records [`to_json`] wrote; `None` when the text is not such a document.
+pub fn from_json(text: &str) -> Option<DynamicZone> {
+    serde_json::from_str::<Snapshot>(text).ok()?.into_state()
+}
+
 /// The last complete record's state and the length of the good prefix.
 fn last_record(bytes: &[u8]) -> (Option<DynamicZone>, usize) {
     let (mut state, mut at) = (None, 0);

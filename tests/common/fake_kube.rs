@@ -13,13 +13,27 @@
 //!   a 200 stream holding one `ERROR` event with code 410 (what kube-apiserver sends), and open
 //!   watches get that event when `compact` runs, so the client must re-list.
 //!
+//! ConfigMaps are also served namespaced, read and written as kube-apiserver does it:
+//! - `GET /api/v1/namespaces/NS/configmaps/NAME`: the object, or 404 with a `Status` body;
+//! - `POST /api/v1/namespaces/NS/configmaps`: create (201), or 409 `AlreadyExists`;
+//! - `PUT /api/v1/namespaces/NS/configmaps/NAME`: replace, when the body's
+//!   `metadata.resourceVersion` is the stored one (or absent: unconditional), else 409
+//!   `Conflict` with a `Status` body; 404 when the object does not exist;
+//! - list and watch of `/api/v1/namespaces/NS/configmaps` (and `/api/v1/configmaps`) with the
+//!   `fieldSelector=metadata.name=NAME` that kube's `watch_object` sends, through the same
+//!   history, watch events and 410 handling as the other kinds.
+//!
+//! [`FakeKube::before_next_write`] plays another writer: it changes the stored object just
+//! before the next create or replace is handled, so that one conflicts as it would in a race.
+//!
 //! [`FakeKube::stop`] closes the listener and every connection; [`FakeKube::restart`] binds the
 //! same port again and compacts (a restarted apiserver's watch cache starts at the current
 //! revision), so clients re-list and see what changed while it was down.
 //!
-//! Limits: no label or field selectors, no namespaced paths, no create/update through HTTP
-//! (tests change objects with [`FakeKube::apply`] / [`FakeKube::delete`]), no protobuf, no
-//! streaming lists (`sendInitialEvents`), no authentication.
+//! Limits: no label selectors, field selectors on `metadata.name` only, namespaced paths and
+//! writes through HTTP for ConfigMaps only (tests change the other kinds with
+//! [`FakeKube::apply`] / [`FakeKube::delete`]), no PATCH or DELETE through HTTP, no protobuf,
+//! no streaming lists (`sendInitialEvents`), no authentication.
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
@@ -37,11 +51,21 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 /// The collections served: (kind, apiVersion, list path).
-const KINDS: [(&str, &str, &str); 3] = [
+const KINDS: [(&str, &str, &str); 4] = [
     ("Service", "v1", "/api/v1/services"),
     ("EndpointSlice", "discovery.k8s.io/v1", "/apis/discovery.k8s.io/v1/endpointslices"),
     ("Node", "v1", "/api/v1/nodes"),
+    ("ConfigMap", "v1", "/api/v1/configmaps"),
 ];
+
+/// Kinds also served under `/api/v1/namespaces/NS/RESOURCE[/NAME]`, read and written.
+const NAMESPACED: [(&str, &str); 1] = [("configmaps", "ConfigMap")];
+
+/// (namespace, name) of an object.
+type Key = (String, String);
+
+/// Another writer's change to a stored object ([`FakeKube::before_next_write`]).
+type Change = Box<dyn FnOnce(&mut Value) + Send>;
 
 const BOOKMARK_EVERY: Duration = Duration::from_millis(500);
 
@@ -49,7 +73,7 @@ const BOOKMARK_EVERY: Duration = Duration::from_millis(500);
 #[derive(Clone, Debug)]
 enum Notice {
     /// An event at `rv` for objects of `kind`.
-    Event { rv: u64, kind: &'static str, line: Arc<str> },
+    Event { rv: u64, kind: &'static str, key: Key, line: Arc<str> },
     /// History before `rv` was dropped: send 410 and end.
     Compacted,
 }
@@ -62,8 +86,10 @@ struct State {
     oldest: u64,
     /// kind -> (namespace, name) -> object.
     objects: BTreeMap<&'static str, BTreeMap<(String, String), Value>>,
-    /// Every event since the last compaction, in order: (rv, kind, event line).
-    history: Vec<(u64, &'static str, Arc<str>)>,
+    /// Every event since the last compaction, in order: (rv, kind, object, event line).
+    history: Vec<(u64, &'static str, Key, Arc<str>)>,
+    /// Run on the stored object before the next create or replace (another writer's change).
+    before_write: Option<Change>,
 }
 
 struct Shared {
@@ -73,6 +99,9 @@ struct Shared {
     notices: broadcast::Sender<Notice>,
     lists: AtomicU64,
     watches: AtomicU64,
+    /// Creates and replaces accepted, and refused with 409 Conflict.
+    writes: AtomicU64,
+    conflicts: AtomicU64,
 }
 
 /// The fake API server. Methods that change objects work whether it runs or not.
@@ -93,6 +122,8 @@ impl FakeKube {
             notices,
             lists: AtomicU64::new(0),
             watches: AtomicU64::new(0),
+            writes: AtomicU64::new(0),
+            conflicts: AtomicU64::new(0),
         });
         let mut fake = FakeKube { addr, shared, running: None };
         fake.serve(listener);
@@ -117,6 +148,24 @@ impl FakeKube {
         self.shared.watches.load(Ordering::SeqCst)
     }
 
+    /// Creates and replaces accepted through HTTP.
+    pub fn write_requests(&self) -> u64 {
+        self.shared.writes.load(Ordering::SeqCst)
+    }
+
+    /// Writes refused with 409 Conflict (a stale resourceVersion, or a create of an object
+    /// that exists).
+    pub fn conflicts(&self) -> u64 {
+        self.shared.conflicts.load(Ordering::SeqCst)
+    }
+
+    /// Before the next create or replace through HTTP is handled, changes the stored object
+    /// (of any kind and name) with `change` as another writer would: a new resourceVersion
+    /// and a MODIFIED event. A replace based on the old version then gets 409 Conflict.
+    pub fn before_next_write(&self, change: impl FnOnce(&mut Value) + Send + 'static) {
+        self.shared.state.lock().expect("fake state lock").before_write = Some(Box::new(change));
+    }
+
     pub fn resource_version(&self) -> u64 {
         self.shared.state.lock().expect("fake state lock").rv
     }
@@ -131,13 +180,10 @@ impl FakeKube {
         let mut state = self.shared.state.lock().expect("fake state lock");
         state.rv += 1;
         let rv = state.rv;
-        let meta = object["metadata"].as_object_mut().expect("object has metadata");
-        meta.insert("resourceVersion".into(), json!(rv.to_string()));
-        meta.entry("uid").or_insert_with(|| json!(format!("uid-{}-{}-{}", kind, key.0, key.1)));
-        meta.entry("creationTimestamp").or_insert_with(|| json!("2026-01-01T00:00:00Z"));
+        stamp(&mut object, kind, &key, rv);
         let previous = state.objects.entry(kind).or_default().insert(key.clone(), object.clone());
         let kind_word = if previous.is_some() { "MODIFIED" } else { "ADDED" };
-        self.record(&mut state, kind, kind_word, object);
+        record(&self.shared, &mut state, kind, kind_word, object);
         rv
     }
 
@@ -152,7 +198,7 @@ impl FakeKube {
         };
         state.rv += 1;
         object["metadata"]["resourceVersion"] = json!(state.rv.to_string());
-        self.record(&mut state, kind, "DELETED", object);
+        record(&self.shared, &mut state, kind, "DELETED", object);
         true
     }
 
@@ -202,13 +248,6 @@ impl FakeKube {
         panic!("cannot rebind {}: {:?}", self.addr, last);
     }
 
-    fn record(&self, state: &mut State, kind: &'static str, event: &str, object: Value) {
-        let rv = state.rv;
-        let line: Arc<str> = Arc::from(format!("{}\n", json!({ "type": event, "object": object })));
-        state.history.push((rv, kind, line.clone()));
-        let _ = self.shared.notices.send(Notice::Event { rv, kind, line });
-    }
-
     fn serve(&mut self, listener: TcpListener) {
         let token = CancellationToken::new();
         let shared = self.shared.clone();
@@ -240,6 +279,23 @@ impl Drop for FakeKube {
     }
 }
 
+/// Sets the server-owned metadata of an object stored at `rv`.
+fn stamp(object: &mut Value, kind: &str, key: &Key, rv: u64) {
+    let meta = object["metadata"].as_object_mut().expect("object has metadata");
+    meta.insert("resourceVersion".into(), json!(rv.to_string()));
+    meta.entry("uid").or_insert_with(|| json!(format!("uid-{}-{}-{}", kind, key.0, key.1)));
+    meta.entry("creationTimestamp").or_insert_with(|| json!("2026-01-01T00:00:00Z"));
+}
+
+/// Records an event at the current revision and tells open watches (under the state lock).
+fn record(shared: &Shared, state: &mut State, kind: &'static str, event: &str, object: Value) {
+    let rv = state.rv;
+    let key = key_of(&object);
+    let line: Arc<str> = Arc::from(format!("{}\n", json!({ "type": event, "object": object })));
+    state.history.push((rv, kind, key.clone(), line.clone()));
+    let _ = shared.notices.send(Notice::Event { rv, kind, key, line });
+}
+
 fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     let socket = TcpSocket::new_v4()?;
     socket.set_reuseaddr(true)?;
@@ -252,7 +308,7 @@ fn kind_of(kind: &str) -> &'static str {
         .iter()
         .map(|(k, _, _)| *k)
         .find(|k| *k == kind)
-        .unwrap_or_else(|| panic!("the fake serves Service, EndpointSlice and Node, not {kind}"))
+        .unwrap_or_else(|| panic!("the fake serves Service, EndpointSlice, Node and ConfigMap, not {kind}"))
 }
 
 fn key_of(object: &Value) -> (String, String) {
@@ -263,11 +319,77 @@ fn key_of(object: &Value) -> (String, String) {
     )
 }
 
-/// One parsed request head.
+/// One parsed request.
 struct Request {
     method: String,
     path: String,
     query: BTreeMap<String, String>,
+    body: Vec<u8>,
+}
+
+/// What a request's path names: a collection of `kind` (in one namespace, or all), or one
+/// object of it.
+struct Target {
+    kind: &'static str,
+    api_version: &'static str,
+    namespace: Option<String>,
+    name: Option<String>,
+}
+
+fn target(path: &str) -> Option<Target> {
+    if let Some(&(kind, api_version, _)) = KINDS.iter().find(|(_, _, p)| *p == path) {
+        return Some(Target { kind, api_version, namespace: None, name: None });
+    }
+    let rest = path.strip_prefix("/api/v1/namespaces/")?;
+    let mut parts = rest.split('/');
+    let namespace = parts.next()?.to_owned();
+    let resource = parts.next()?;
+    let name = parts.next().map(str::to_owned);
+    if parts.next().is_some() {
+        return None;
+    }
+    let &(_, kind) = NAMESPACED.iter().find(|(r, _)| *r == resource)?;
+    Some(Target { kind, api_version: "v1", namespace: Some(namespace), name })
+}
+
+/// `%XX` escapes of a query value decoded.
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let Some(v) = text.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(h, 16).ok())
+        {
+            out.push(v);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The objects a list or watch wants: in `namespace` if given, named by the field selector if
+/// one is given (`metadata.name=NAME`, the only field the fake understands).
+struct Filter {
+    namespace: Option<String>,
+    name: Option<String>,
+}
+
+impl Filter {
+    fn new(target: &Target, request: &Request) -> Self {
+        let name = request.query.get("fieldSelector").and_then(|f| {
+            let f = percent_decode(f);
+            f.strip_prefix("metadata.name=").map(str::to_owned)
+        });
+        Filter { namespace: target.namespace.clone(), name }
+    }
+
+    fn wants(&self, key: &Key) -> bool {
+        self.namespace.as_ref().is_none_or(|ns| *ns == key.0) && self.name.as_ref().is_none_or(|n| *n == key.1)
+    }
 }
 
 /// Serves requests on one connection until the client closes it, a watch ends, or `stop`.
@@ -314,6 +436,7 @@ async fn read_request(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Reque
                 }
                 buf.extend_from_slice(&chunk[..n]);
             }
+            let body = buf[end + 4..total].to_vec();
             buf.drain(..total);
             let (path, query) = target.split_once('?').unwrap_or((&target, ""));
             let query = query
@@ -322,7 +445,7 @@ async fn read_request(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Reque
                 .filter(|(k, _)| !k.is_empty())
                 .map(|(k, v)| (k.to_owned(), v.to_owned()))
                 .collect();
-            return Some(Request { method, path: path.to_owned(), query });
+            return Some(Request { method, path: path.to_owned(), query, body });
         }
         let mut chunk = [0u8; 4096];
         let n = stream.read(&mut chunk).await.ok()?;
@@ -335,9 +458,6 @@ async fn read_request(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Reque
 
 /// Answers one request; false when the connection must close afterwards.
 async fn respond(stream: &mut TcpStream, shared: &Shared, request: Request) -> bool {
-    if request.method != "GET" {
-        return send_json(stream, 405, &status_body(405, "MethodNotAllowed", "read-only fake")).await;
-    }
     if request.path == "/version" {
         let info = json!({
             "major": "1", "minor": "33", "gitVersion": "v1.33.0-fake", "gitCommit": "fake",
@@ -346,16 +466,38 @@ async fn respond(stream: &mut TcpStream, shared: &Shared, request: Request) -> b
         });
         return send_json(stream, 200, &info).await;
     }
-    let Some(&(kind, api_version, _)) = KINDS.iter().find(|(_, _, p)| *p == request.path) else {
+    let Some(target) = target(&request.path) else {
         let body = status_body(404, "NotFound", &format!("the fake does not serve {}", request.path));
         return send_json(stream, 404, &body).await;
     };
+    let (kind, api_version) = (target.kind, target.api_version);
+    match (request.method.as_str(), &target.name) {
+        ("GET", None) => {}
+        ("GET", Some(_)) => {
+            let (code, body) = get_one(shared, &target);
+            return send_json(stream, code, &body).await;
+        }
+        ("POST", None) | ("PUT", Some(_)) if target.namespace.is_some() => {
+            let (code, body) = write(shared, &target, &request);
+            return send_json(stream, code, &body).await;
+        }
+        _ => {
+            let body =
+                status_body(405, "MethodNotAllowed", &format!("the fake does not {} {}", request.method, request.path));
+            return send_json(stream, 405, &body).await;
+        }
+    }
+    let filter = Filter::new(&target, &request);
     let watch = matches!(request.query.get("watch").map(String::as_str), Some("true" | "1"));
     if !watch {
         shared.lists.fetch_add(1, Ordering::SeqCst);
         let body = {
             let state = shared.state.lock().expect("fake state lock");
-            let items: Vec<Value> = state.objects.get(kind).map(|m| m.values().cloned().collect()).unwrap_or_default();
+            let items: Vec<Value> = state
+                .objects
+                .get(kind)
+                .map(|m| m.iter().filter(|(k, _)| filter.wants(k)).map(|(_, o)| o.clone()).collect())
+                .unwrap_or_default();
             json!({
                 "kind": format!("{kind}List"),
                 "apiVersion": api_version,
@@ -366,12 +508,91 @@ async fn respond(stream: &mut TcpStream, shared: &Shared, request: Request) -> b
         return send_json(stream, 200, &body).await;
     }
     shared.watches.fetch_add(1, Ordering::SeqCst);
-    watch_stream(stream, shared, kind, &request).await;
+    watch_stream(stream, shared, kind, &filter, &request).await;
     false
 }
 
+/// `GET` of one object: 200 and the object, or 404.
+fn get_one(shared: &Shared, target: &Target) -> (u16, Value) {
+    let key = (target.namespace.clone().unwrap_or_default(), target.name.clone().unwrap_or_default());
+    let state = shared.state.lock().expect("fake state lock");
+    match state.objects.get(target.kind).and_then(|m| m.get(&key)) {
+        Some(object) => (200, object.clone()),
+        None => (404, not_found(target.kind, &key.1)),
+    }
+}
+
+fn not_found(kind: &str, name: &str) -> Value {
+    let resource = format!("{}s", kind.to_ascii_lowercase());
+    status_body(404, "NotFound", &format!("{resource} \"{name}\" not found"))
+}
+
+/// `POST` (create) to a collection or `PUT` (replace) of one object, as kube-apiserver checks
+/// them: the name, the namespace, and for a replace the resourceVersion.
+fn write(shared: &Shared, target: &Target, request: &Request) -> (u16, Value) {
+    let Ok(mut object) = serde_json::from_slice::<Value>(&request.body) else {
+        return (400, status_body(400, "BadRequest", "the body is not JSON"));
+    };
+    let namespace = target.namespace.clone().unwrap_or_default();
+    let Some(name) = object["metadata"]["name"].as_str().map(str::to_owned) else {
+        return (422, status_body(422, "Invalid", "metadata.name: Required value"));
+    };
+    if target.name.as_ref().is_some_and(|n| *n != name) {
+        return (400, status_body(400, "BadRequest", "the name of the object does not match the name in the URL"));
+    }
+    let resource = format!("{}s", target.kind.to_ascii_lowercase());
+    object["metadata"]["namespace"] = json!(namespace);
+    object["kind"] = json!(target.kind);
+    object["apiVersion"] = json!(target.api_version);
+    let key = (namespace, name.clone());
+    let mut state = shared.state.lock().expect("fake state lock");
+    if let Some(change) = state.before_write.take()
+        && let Some(mut stored) = state.objects.get(target.kind).and_then(|m| m.get(&key)).cloned()
+    {
+        change(&mut stored);
+        state.rv += 1;
+        let rv = state.rv;
+        stamp(&mut stored, target.kind, &key, rv);
+        state.objects.entry(target.kind).or_default().insert(key.clone(), stored.clone());
+        record(shared, &mut state, target.kind, "MODIFIED", stored);
+    }
+    let existing = state.objects.get(target.kind).and_then(|m| m.get(&key)).cloned();
+    let create = request.method == "POST";
+    match (&existing, create) {
+        (Some(_), true) => {
+            shared.conflicts.fetch_add(1, Ordering::SeqCst);
+            let message = format!("{resource} \"{name}\" already exists");
+            return (409, status_body(409, "AlreadyExists", &message));
+        }
+        (None, false) => return (404, not_found(target.kind, &name)),
+        (Some(old), false) => {
+            let sent = object["metadata"]["resourceVersion"].as_str().filter(|v| !v.is_empty());
+            if sent.is_some_and(|v| Some(v) != old["metadata"]["resourceVersion"].as_str()) {
+                shared.conflicts.fetch_add(1, Ordering::SeqCst);
+                let message = format!(
+                    "Operation cannot be fulfilled on {resource} \"{name}\": the object has been modified; \
+                     please apply your changes to the latest version and try again"
+                );
+                return (409, status_body(409, "Conflict", &message));
+            }
+            // The server keeps what it owns.
+            for field in ["uid", "creationTimestamp"] {
+                object["metadata"][field] = old["metadata"][field].clone();
+            }
+        }
+        (None, true) => {}
+    }
+    state.rv += 1;
+    let rv = state.rv;
+    stamp(&mut object, target.kind, &key, rv);
+    state.objects.entry(target.kind).or_default().insert(key, object.clone());
+    record(shared, &mut state, target.kind, if create { "ADDED" } else { "MODIFIED" }, object.clone());
+    shared.writes.fetch_add(1, Ordering::SeqCst);
+    (if create { 201 } else { 200 }, object)
+}
+
 /// Streams a watch until its timeout, a compaction, a write failure or the connection's end.
-async fn watch_stream(stream: &mut TcpStream, shared: &Shared, kind: &'static str, request: &Request) {
+async fn watch_stream(stream: &mut TcpStream, shared: &Shared, kind: &'static str, filter: &Filter, request: &Request) {
     let from: u64 = request.query.get("resourceVersion").and_then(|v| v.parse().ok()).unwrap_or(0);
     let bookmarks = request.query.get("allowWatchBookmarks").is_some_and(|v| v == "true");
     let timeout = request
@@ -391,8 +612,8 @@ async fn watch_stream(stream: &mut TcpStream, shared: &Shared, kind: &'static st
             state
                 .history
                 .iter()
-                .filter(|(rv, k, _)| *rv > from && *k == kind)
-                .map(|(_, _, line)| line.clone())
+                .filter(|(rv, k, key, _)| *rv > from && *k == kind && filter.wants(key))
+                .map(|(_, _, _, line)| line.clone())
                 .collect()
         };
         (backlog, shared.notices.subscribe(), state.rv, gone)
@@ -425,9 +646,9 @@ async fn watch_stream(stream: &mut TcpStream, shared: &Shared, kind: &'static st
                 }
             }
             notice = notices.recv() => match notice {
-                Ok(Notice::Event { rv, kind: k, line }) => {
+                Ok(Notice::Event { rv, kind: k, key, line }) => {
                     seen = seen.max(rv);
-                    if k == kind && write_chunk(stream, &line).await.is_err() {
+                    if k == kind && filter.wants(&key) && write_chunk(stream, &line).await.is_err() {
                         return;
                     }
                 }
@@ -475,7 +696,11 @@ async fn send_json(stream: &mut TcpStream, code: u16, body: &Value) -> bool {
     let body = body.to_string();
     let reason = match code {
         200 => "OK",
+        201 => "Created",
+        400 => "Bad Request",
         404 => "Not Found",
+        409 => "Conflict",
+        422 => "Unprocessable Entity",
         405 => "Method Not Allowed",
         410 => "Gone",
         _ => "Error",

@@ -1,6 +1,7 @@
 //! The example overlays, as `kubectl kustomize` renders them: the k3s homelab (one stretched
 //! cluster, DNS pods on the host network of the glue nodes) and the multi-region install (one
-//! overlay per region, the other clusters reached with read-only kubeconfigs).
+//! overlay per region, the other clusters reached with read-only kubeconfigs), and dynamic
+//! updates kept in a ConfigMap (its Role, the empty object, the TSIG Secret volume).
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -186,4 +187,96 @@ fn multi_region_overlays_differ_only_in_their_own_cluster() {
     // The script applies that file.
     let script = std::fs::read_to_string(dir.join("make-reader-kubeconfig.sh")).unwrap();
     assert!(script.contains("reader-rbac.yaml") && script.contains("geodns-kubeconfig-$name"));
+}
+
+/// The updates example: each zone kept in Kubernetes names a ConfigMap that the overlay ships
+/// (empty), a Role grants exactly get/list/watch/update on that one name (geodns replaces the object, never patches it) and nothing
+/// else (no create: it cannot be limited to a name), bound to the Deployment's ServiceAccount,
+/// and every TSIG secret_file is in the mounted Secret.
+#[test]
+fn updates_overlay_grants_write_on_its_one_configmap_only() {
+    use geodns::config::{TsigSecret, UpdateStore};
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+
+    let docs = render(&deploy_dir().join("examples/updates"));
+    let config = rendered_config(&docs);
+    let d = deployment(&docs);
+    let pod = d.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+    let sa = pod.service_account_name.clone().expect("a ServiceAccount");
+    let stores: Vec<_> = config
+        .zones
+        .iter()
+        .filter_map(|z| match &z.updates.as_ref()?.store {
+            UpdateStore::ConfigMap(c) => Some(c.clone()),
+            UpdateStore::Journal(_) => None,
+        })
+        .collect();
+    assert_eq!(stores.len(), 1, "one zone kept in a ConfigMap");
+    let clusters: Vec<_> = config.kubernetes.clusters.iter().collect();
+    for store in &stores {
+        let home = clusters.iter().find(|c| c.name == store.cluster).expect("the home cluster");
+        assert!(home.kubeconfig.is_none() && home.context.is_none(), "the home cluster is this one (in-cluster)");
+        let cm: ConfigMap = serde_yaml_ng::from_value(rendered(&docs, "ConfigMap", &store.name).clone()).unwrap();
+        assert_eq!(cm.metadata.namespace.as_deref(), Some(store.namespace.as_str()));
+        assert!(cm.data.unwrap_or_default().is_empty(), "shipped empty");
+
+        let role: Role = serde_yaml_ng::from_value(rendered(&docs, "Role", "geodns-updates").clone()).unwrap();
+        assert_eq!(role.metadata.namespace.as_deref(), Some(store.namespace.as_str()));
+        let rules = role.rules.unwrap_or_default();
+        assert_eq!(rules.len(), 1, "one rule");
+        let rule = &rules[0];
+        assert_eq!(rule.api_groups.as_deref(), Some(&[String::new()][..]), "the core group");
+        assert_eq!(rule.resources.as_deref(), Some(&["configmaps".to_owned()][..]));
+        assert_eq!(rule.resource_names.as_deref(), Some(&[store.name.clone()][..]), "that one ConfigMap");
+        let verbs: BTreeSet<&str> = rule.verbs.iter().map(String::as_str).collect();
+        assert_eq!(verbs, BTreeSet::from(["get", "list", "watch", "update"]));
+
+        let binding: RoleBinding =
+            serde_yaml_ng::from_value(rendered(&docs, "RoleBinding", "geodns-updates").clone()).unwrap();
+        assert_eq!(binding.metadata.namespace.as_deref(), Some(store.namespace.as_str()));
+        assert_eq!((binding.role_ref.kind.as_str(), binding.role_ref.name.as_str()), ("Role", "geodns-updates"));
+        let subjects = binding.subjects.unwrap_or_default();
+        assert_eq!(subjects.len(), 1);
+        assert_eq!((subjects[0].kind.as_str(), subjects[0].name.as_str()), ("ServiceAccount", sa.as_str()));
+    }
+    // No other role in the build writes anything.
+    for kind in ["Role", "ClusterRole"] {
+        for doc in docs.iter().filter(|v| get_str(v, "kind") == Some(kind)) {
+            let name = get(doc, "metadata").and_then(|m| get_str(m, "name")).unwrap_or_default();
+            if name == "geodns-updates" {
+                continue;
+            }
+            let rules = get(doc, "rules").and_then(serde_yaml_ng::Value::as_sequence).cloned().unwrap_or_default();
+            for rule in rules {
+                let verbs =
+                    get(&rule, "verbs").and_then(serde_yaml_ng::Value::as_sequence).cloned().unwrap_or_default();
+                for v in verbs {
+                    assert!(matches!(v.as_str(), Some("get" | "list" | "watch")), "{kind} {name}: {v:?}");
+                }
+            }
+        }
+    }
+    // Every key's secret_file is in a Secret volume mounted read-only.
+    let c = &pod.containers[0];
+    let secret_dirs: Vec<String> = c
+        .volume_mounts
+        .iter()
+        .flatten()
+        .filter(|m| {
+            m.read_only == Some(true) && pod.volumes.iter().flatten().any(|v| v.name == m.name && v.secret.is_some())
+        })
+        .map(|m| m.mount_path.clone())
+        .collect();
+    assert!(!config.tsig_keys.is_empty(), "a TSIG key");
+    for key in &config.tsig_keys {
+        let TsigSecret::File(path) = &key.secret else { panic!("{}: a key from the Secret, not inline", key.name) };
+        let dir = path.parent().unwrap().to_string_lossy().into_owned();
+        assert!(
+            secret_dirs.contains(&dir),
+            "{}: {} is not in a mounted Secret ({secret_dirs:?})",
+            key.name,
+            path.display()
+        );
+    }
 }

@@ -67,12 +67,25 @@ pub(super) fn updates(
     path: &P,
     u: &wire::Updates,
     keys: &IndexMap<String, wire::TsigKey>,
+    kubernetes: Option<&wire::Kubernetes>,
     base: &Path,
 ) -> Option<UpdatesConfig> {
-    let journal = match &u.journal {
-        Some(j) if !j.is_empty() => Some(base.join(j)),
-        _ => {
-            v.err(&path.key("journal"), "a journal file is required (applied updates are written there)");
+    let store = match (&u.journal, &u.kubernetes) {
+        (Some(j), None) if !j.is_empty() => Some(UpdateStore::Journal(base.join(j))),
+        (Some(_), None) => {
+            v.err(&path.key("journal"), "must not be empty");
+            None
+        }
+        (None, Some(k)) => configmap(v, &path.key("kubernetes"), k, kubernetes).map(UpdateStore::ConfigMap),
+        (Some(_), Some(_)) => {
+            v.err(path, "set one of journal (a file) and kubernetes (a ConfigMap), not both");
+            None
+        }
+        (None, None) => {
+            v.err(
+                path,
+                "a store is required: journal: FILE, or kubernetes: { cluster, namespace, configmap } (applied updates are kept there)",
+            );
             None
         }
     };
@@ -115,5 +128,51 @@ pub(super) fn updates(
             allow.push(UpdateRule { key, names, types });
         }
     }
-    Some(UpdatesConfig { journal: journal?, allow })
+    Some(UpdatesConfig { store: store?, allow })
+}
+
+/// `zones.<zone>.updates.kubernetes`: a configured cluster, and names the API accepts.
+fn configmap(
+    v: &mut V,
+    path: &P,
+    k: &wire::UpdatesKubernetes,
+    kubernetes: Option<&wire::Kubernetes>,
+) -> Option<ConfigMapRef> {
+    let clusters: Vec<&str> =
+        kubernetes.map(|k| k.clusters.iter().map(|c| c.name.as_str()).collect()).unwrap_or_default();
+    let mut ok = true;
+    if !clusters.contains(&k.cluster.as_str()) {
+        ok = false;
+        if clusters.is_empty() {
+            v.err(&path.key("cluster"), format!("unknown cluster {:?} (there is no kubernetes section)", k.cluster));
+        } else {
+            v.err(
+                &path.key("cluster"),
+                format!("unknown cluster {:?} (kubernetes.clusters: {})", k.cluster, clusters.join(", ")),
+            );
+        }
+    }
+    // RFC 1123: a namespace is a label, a ConfigMap's name a subdomain.
+    let label = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 63
+            && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !s.starts_with('-')
+            && !s.ends_with('-')
+    };
+    if !label(&k.namespace) {
+        ok = false;
+        v.err(
+            &path.key("namespace"),
+            format!("{:?} is not a namespace name (lower-case letters, digits, '-', at most 63)", k.namespace),
+        );
+    }
+    if k.configmap.is_empty() || k.configmap.len() > 253 || !k.configmap.split('.').all(label) {
+        ok = false;
+        v.err(
+            &path.key("configmap"),
+            format!("{:?} is not a ConfigMap name (lower-case letters, digits, '-' and '.', at most 253)", k.configmap),
+        );
+    }
+    ok.then(|| ConfigMapRef { cluster: k.cluster.clone(), namespace: k.namespace.clone(), name: k.configmap.clone() })
 }

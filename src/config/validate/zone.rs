@@ -16,6 +16,8 @@ pub(super) fn zones(
 ) -> Vec<ZoneConfig> {
     let mut zones = Vec::new();
     let mut apexes = HashSet::new();
+    // Each ConfigMap stores one zone.
+    let mut stores: Vec<(ConfigMapRef, Name)> = Vec::new();
     for (apex_text, z) in &file.zones {
         let path = path.key(apex_text);
         let Some(apex) = Name::parse_absolute(apex_text).map_err(|e| v.err(&path, e.to_string())).ok() else {
@@ -40,7 +42,14 @@ pub(super) fn zones(
             }
         }
         if let Some(u) = &z.updates {
-            zone.updates = super::updates::updates(v, &path.key("updates"), u, &file.tsig_keys, base);
+            zone.updates =
+                super::updates::updates(v, &path.key("updates"), u, &file.tsig_keys, file.kubernetes.as_ref(), base);
+            if let Some(UpdateStore::ConfigMap(cm)) = zone.updates.as_ref().map(|u| &u.store) {
+                if let Some(other) = stores.iter().find(|(c, _)| c == cm).map(|(_, z)| z) {
+                    v.err(&path.key("updates").key("kubernetes"), format!("the {cm} already stores zone {other}"));
+                }
+                stores.push((cm.clone(), zone.apex.clone()));
+            }
         }
         zones.push(zone);
     }

@@ -5,6 +5,8 @@
 //!   [`ClientNetwork`] (the annotation contract lives there).
 //! - `client`: one `kube::Client` per cluster from a kubeconfig context or in-cluster config.
 //! - `cluster`: one task per cluster (watchers + reflector stores + debounce).
+//! - [`configmap`]: a zone's dynamic records kept in a ConfigMap (read, written with
+//!   optimistic concurrency, watched); the app's update task is its one user.
 //! - this module: the public API and the aggregator task that merges the clusters into one
 //!   snapshot.
 //!
@@ -13,6 +15,7 @@
 
 mod client;
 mod cluster;
+pub mod configmap;
 mod heartbeat;
 pub mod translate;
 
