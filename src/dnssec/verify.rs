@@ -435,7 +435,7 @@ fn common_ancestor(a: &Name, b: &Name) -> Name {
 }
 
 /// A name in uncompressed wire form at `at`, as canonical text, and the offset after it.
-fn read_name(data: &[u8], mut at: usize) -> Option<(Name, usize)> {
+pub fn read_name(data: &[u8], mut at: usize) -> Option<(Name, usize)> {
     let mut text = String::new();
     loop {
         let len = usize::from(*data.get(at)?);
