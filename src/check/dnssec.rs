@@ -28,6 +28,15 @@ const PARALLEL: usize = 8;
 /// A label no zone is expected to hold: the NXDOMAIN probe asks for it.
 const NX_LABEL: &str = "geodns-check-nxdomain";
 
+/// Where and when the questions are asked.
+#[derive(Debug, Clone, Copy)]
+struct Asking {
+    server: std::net::SocketAddr,
+    timeout: Duration,
+    /// Seconds since the epoch: signatures must be valid then.
+    now: u64,
+}
+
 /// What `--dnssec` was given.
 #[derive(Debug, Clone, Default)]
 pub struct Options {
@@ -122,6 +131,7 @@ pub async fn check(
         }
     }
     let table = loaded.build_settled(Inputs::default(), 0);
+    let ask = Asking { server, timeout, now };
     for zone in loaded.keys.iter() {
         let trust: Vec<Anchor> = match anchors {
             Some(a) => a.iter().filter(|a| *a.owner() == zone.apex).cloned().collect(),
@@ -145,7 +155,7 @@ pub async fn check(
             earliest_expiry: None,
         };
         let probes = probes(&table, &zone.apex, extra);
-        check_zone(server, &zone.apex, &trust, &probes, warn_within, timeout, now, &mut z).await;
+        check_zone(ask, &zone.apex, &trust, &probes, warn_within, &mut z).await;
         report.errors += z.lines.iter().filter(|l| l.level == "fail").count();
         report.warnings += z.lines.iter().filter(|l| l.level == "warn").count();
         report.zones.push(z);
@@ -198,26 +208,63 @@ fn probes(table: &crate::routing::Built, apex: &Name, extra: &[Probe]) -> Vec<Pr
     out.into_iter().collect()
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Checks one zone: its keys against `trust`, then the answers to `probes`; what it finds goes
+/// to `z`.
 async fn check_zone(
-    server: std::net::SocketAddr,
+    ask: Asking,
     apex: &Name,
     trust: &[Anchor],
     probes: &[Probe],
     warn_within: Duration,
-    timeout: Duration,
-    now: u64,
     z: &mut ZoneReport,
 ) {
+    let mut expiry = Expiry::default();
+    let Some(keys) = trusted_keys(ask, apex, trust, z, &mut expiry).await else { return };
+    let replies: Vec<Result<SignedReply, live::ClientError>> = futures::stream::iter(probes)
+        .map(|p| live::query_dnssec(ask.server, p.name.as_str(), p.rtype, p.subnet, ask.timeout))
+        .buffered(PARALLEL)
+        .collect()
+        .await;
+    for (probe, reply) in probes.iter().zip(replies) {
+        let line = probe_line(apex, &keys, probe, reply, ask.now, &mut expiry, z);
+        z.lines.push(line);
+    }
+    z.earliest_expiry = expiry.earliest.as_ref().map(|e| e.0);
+    if let Some((at, owner, rtype)) = &expiry.earliest {
+        let left = at.saturating_sub(ask.now);
+        if Duration::from_secs(left) < warn_within {
+            let soon = expiry.within(ask.now, warn_within);
+            z.lines.push(Line::warn(format!(
+                "{soon} RRset(s) have signatures expiring within the warning window of {}: the earliest, \
+                 {owner} {}, on {} ({} left); the server should re-sign them before then",
+                span(warn_within.as_secs()),
+                type_name(*rtype),
+                super::summary::date(*at),
+                span(left)
+            )));
+        }
+    }
+}
+
+/// The zone's published DNSKEYs, when a trust anchor names one of them and one of those signs
+/// the DNSKEY RRset; `None` (with the reason in `z`) when nothing in the zone can validate.
+async fn trusted_keys(
+    ask: Asking,
+    apex: &Name,
+    trust: &[Anchor],
+    z: &mut ZoneReport,
+    expiry: &mut Expiry,
+) -> Option<Vec<Dnskey>> {
+    let now = ask.now;
     if trust.is_empty() {
         z.lines.push(Line::fail(format!("no DS or DNSKEY for {apex} in {}: nothing to validate with", z.trust)));
-        return;
+        return None;
     }
-    let reply = match live::query_dnssec(server, apex.as_str(), DNSKEY, None, timeout).await {
+    let reply = match live::query_dnssec(ask.server, apex.as_str(), DNSKEY, None, ask.timeout).await {
         Ok(r) => r,
         Err(e) => {
             z.lines.push(Line::fail(format!("{apex} DNSKEY: {e}")));
-            return;
+            return None;
         }
     };
     let dnskey_records: Vec<&Record> = reply.answers.iter().filter(|r| r.rtype == DNSKEY && r.owner == *apex).collect();
@@ -228,7 +275,7 @@ async fn check_zone(
             reply.rcode,
             reply.answers.len()
         )));
-        return;
+        return None;
     }
     let published = keys.iter().map(|k| k.tag.to_string()).collect::<Vec<_>>().join(", ");
     // Which published keys the trust anchors name.
@@ -256,10 +303,9 @@ async fn check_zone(
              validation cannot succeed",
             trust.len()
         )));
-        return;
+        return None;
     }
     // The DNSKEY RRset, signed by a trusted key.
-    let mut expiry = Expiry::default();
     let rrsigs: Vec<&Record> = rrsigs_for(&reply.answers, apex, DNSKEY);
     let results: Vec<_> =
         rrsigs.iter().map(|s| verify::verify_rrset(apex, &dnskey_records, &s.rdata, &trusted, now)).collect();
@@ -280,62 +326,46 @@ async fn check_zone(
                 results.iter().filter_map(|r| r.as_ref().err()).map(ToString::to_string).collect::<Vec<_>>().join("; ")
             };
             z.lines.push(Line::fail(format!("{apex} DNSKEY: not signed by a trusted key: {why}")));
-            return;
+            return None;
         }
     }
-    let zone_keys: Vec<Dnskey> = keys.into_iter().filter(Dnskey::is_zone_key).collect();
+    Some(keys.into_iter().filter(Dnskey::is_zone_key).collect())
+}
 
-    let replies: Vec<(usize, Result<SignedReply, live::ClientError>)> = futures::stream::iter(
-        probes.iter().enumerate(),
-    )
-    .map(|(i, p)| async move { (i, live::query_dnssec(server, p.name.as_str(), p.rtype, p.subnet, timeout).await) })
-    .buffered(PARALLEL)
-    .collect()
-    .await;
-    for (i, reply) in replies {
-        let probe = &probes[i];
-        let what = match probe.subnet {
-            Some(net) => format!("{} {} (ECS {net})", probe.name, type_name(probe.rtype)),
-            None => format!("{} {}", probe.name, type_name(probe.rtype)),
-        };
-        let line = match reply {
-            Err(e) => Line::fail(format!("{what}: {e}")),
-            Ok(reply) => {
-                let checked = check_reply(apex, &zone_keys, probe, &reply, now, &mut expiry);
-                z.rrsets_verified += checked.verified.len();
-                z.denials_proven += usize::from(checked.denial.is_some());
-                let mut text = format!("{what}: {}", reply.rcode);
-                if !checked.verified.is_empty() {
-                    let _ = write!(text, ", {} verified", checked.verified.join(", "));
-                }
-                if let Some(d) = &checked.denial {
-                    let _ = write!(text, ", {d}");
-                }
-                if !checked.errors.is_empty() {
-                    Line::fail(format!("{text}; {}", checked.errors.join("; ")))
-                } else if !checked.warnings.is_empty() {
-                    Line::warn(format!("{text}; {}", checked.warnings.join("; ")))
-                } else {
-                    Line::ok(text)
-                }
-            }
-        };
-        z.lines.push(line);
+/// The report line of one question: what verified, and any error or warning.
+fn probe_line(
+    apex: &Name,
+    keys: &[Dnskey],
+    probe: &Probe,
+    reply: Result<SignedReply, live::ClientError>,
+    now: u64,
+    expiry: &mut Expiry,
+    z: &mut ZoneReport,
+) -> Line {
+    let what = match probe.subnet {
+        Some(net) => format!("{} {} (ECS {net})", probe.name, type_name(probe.rtype)),
+        None => format!("{} {}", probe.name, type_name(probe.rtype)),
+    };
+    let reply = match reply {
+        Ok(r) => r,
+        Err(e) => return Line::fail(format!("{what}: {e}")),
+    };
+    let checked = check_reply(apex, keys, probe, &reply, now, expiry);
+    z.rrsets_verified += checked.verified.len();
+    z.denials_proven += usize::from(checked.denial.is_some());
+    let mut text = format!("{what}: {}", reply.rcode);
+    if !checked.verified.is_empty() {
+        let _ = write!(text, ", {} verified", checked.verified.join(", "));
     }
-    z.earliest_expiry = expiry.earliest.as_ref().map(|e| e.0);
-    if let Some((at, owner, rtype)) = &expiry.earliest {
-        let left = at.saturating_sub(now);
-        if Duration::from_secs(left) < warn_within {
-            let soon = expiry.within(now, warn_within);
-            z.lines.push(Line::warn(format!(
-                "{soon} RRset(s) have signatures expiring within the warning window of {}: the earliest, \
-                 {owner} {}, on {} ({} left); the server should re-sign them before then",
-                span(warn_within.as_secs()),
-                type_name(*rtype),
-                super::summary::date(*at),
-                span(left)
-            )));
-        }
+    if let Some(d) = &checked.denial {
+        let _ = write!(text, ", {d}");
+    }
+    if !checked.errors.is_empty() {
+        Line::fail(format!("{text}; {}", checked.errors.join("; ")))
+    } else if !checked.warnings.is_empty() {
+        Line::warn(format!("{text}; {}", checked.warnings.join("; ")))
+    } else {
+        Line::ok(text)
     }
 }
 
