@@ -2,8 +2,9 @@
 //! geodns server on loopback: a healthy server passes; a DS for another key is reported as
 //! matching no key and fails; two DS, one right, warn and pass; a server signing with a key
 //! other than the trusted one fails; signatures altered on the way (a proxy flips a byte of
-//! every RRSIG over an A RRset) fail; a warning window longer than the signatures' validity
-//! warns about expiring signatures.
+//! every RRSIG over an A RRset) fail, and so do negative answers whose NSEC records a proxy
+//! drops; a warning window longer than the signatures' validity warns about expiring
+//! signatures.
 
 mod common;
 
@@ -171,6 +172,15 @@ async fn a_healthy_signed_server_validates() {
     assert!(out.contains("  ok     app.geo.example. AAAA (ECS 10.2.0.0/24): NOERROR, AAAA verified"), "{out}");
     assert!(out.contains("  ok     nothing.geo.example. A (ECS 10.2.0.0/24): NXDOMAIN"), "{out}");
 
+    // A NAME asked with --dnssec: the answer, then its validation with the zone's.
+    let (code, out) = s.check(v4(&running), &config, &["www.geo.example", "--client", "10.2.0.0/24"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("answer     192.0.2.2"), "{out}");
+    assert!(
+        out.contains("  ok     www.geo.example. A (ECS 10.2.0.0/24): NOERROR, app.geo.example. A, CNAME verified"),
+        "{out}"
+    );
+
     // --json: the same report as data.
     let (code, out) = s.check(v4(&running), &config, &["--json"]).await;
     assert_eq!(code, 0, "{out}");
@@ -244,9 +254,17 @@ async fn a_server_signing_with_another_key_fails() {
     running.stop().await;
 }
 
-/// A UDP proxy to `upstream` that flips the last byte of every RRSIG over an A RRset in the
-/// replies. Runs until the test ends.
-async fn tampering_proxy(upstream: SocketAddr) -> SocketAddr {
+/// How a proxy alters replies.
+#[derive(Clone, Copy)]
+enum Tamper {
+    /// Flip the last byte of every RRSIG over an A RRset.
+    FlipASignatures,
+    /// Leave out every NSEC record and its RRSIGs.
+    DropNsec,
+}
+
+/// A UDP proxy to `upstream` that alters the replies. Runs until the test ends.
+async fn tampering_proxy(upstream: SocketAddr, tamper: Tamper) -> SocketAddr {
     let socket = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
     let addr = socket.local_addr().unwrap();
     tokio::spawn(async move {
@@ -261,13 +279,23 @@ async fn tampering_proxy(upstream: SocketAddr) -> SocketAddr {
                 let mut reply = vec![0u8; 65535];
                 let Ok(Ok(n)) = tokio::time::timeout(Duration::from_secs(5), up.recv(&mut reply)).await else { return };
                 let mut m = Message::from_vec(&reply[..n]).unwrap();
-                for r in m.answers.iter_mut().chain(m.authorities.iter_mut()).chain(m.additionals.iter_mut()) {
-                    if let RData::Unknown { code, rdata } = &mut r.data
-                        && u16::from(*code) == 46
-                        && rdata.anything[..2] == [0, 1]
-                    {
-                        *rdata.anything.last_mut().unwrap() ^= 0x01;
+                match tamper {
+                    Tamper::FlipASignatures => {
+                        for r in m.answers.iter_mut().chain(m.authorities.iter_mut()).chain(m.additionals.iter_mut()) {
+                            if let RData::Unknown { code, rdata } = &mut r.data
+                                && u16::from(*code) == 46
+                                && rdata.anything[..2] == [0, 1]
+                            {
+                                *rdata.anything.last_mut().unwrap() ^= 0x01;
+                            }
+                        }
                     }
+                    Tamper::DropNsec => m.authorities.retain(|r| match &r.data {
+                        RData::Unknown { code, rdata } => {
+                            u16::from(*code) != 47 && !(u16::from(*code) == 46 && rdata.anything[..2] == [0, 47])
+                        }
+                        _ => true,
+                    }),
                 }
                 let _ = socket.send_to(&m.to_vec().unwrap(), client).await;
             });
@@ -277,10 +305,10 @@ async fn tampering_proxy(upstream: SocketAddr) -> SocketAddr {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_signature_altered_on_the_way_fails() {
+async fn signatures_altered_or_proofs_dropped_on_the_way_fail() {
     let s = Setup::new().await;
     let running = s.serve("keys/good.key").await;
-    let proxy = tampering_proxy(v4(&running)).await;
+    let proxy = tampering_proxy(v4(&running), Tamper::FlipASignatures).await;
     let config = s.config("good", "keys/good.key");
     let (code, out) = s.check(proxy, &config, &[]).await;
     assert_eq!(code, 1, "{out}");
@@ -291,6 +319,27 @@ async fn a_signature_altered_on_the_way_fails() {
     assert!(out.contains("the signature does not verify"), "{out}");
     assert!(out.contains("  FAIL   ns1.geo.example. A: NOERROR; ns1.geo.example. A: RRSIG by "), "{out}");
     assert!(out.contains("dnssec     FAILED"), "{out}");
+
+    // Negative answers without their proofs: each denial fails, positive answers still pass.
+    let proxy = tampering_proxy(v4(&running), Tamper::DropNsec).await;
+    let (code, out) = s.check(proxy, &config, &[]).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(
+            "  FAIL   geodns-check-nxdomain.geo.example. A: NXDOMAIN, geo.example. SOA verified; NXDOMAIN denial \
+             of geodns-check-nxdomain.geo.example.: no NSEC covers geodns-check-nxdomain.geo.example."
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "  FAIL   geo.example. MX: NOERROR, SOA verified; NOERROR denial of geo.example.: no NSEC at \
+             geo.example. or proving it an empty non-terminal"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("  ok     app.geo.example. A: NOERROR, A verified"), "{out}");
+    assert!(out.contains("dnssec     FAILED: 1 zone(s), 3 error(s), 0 warning(s)"), "{out}");
     running.stop().await;
 }
 
