@@ -37,6 +37,20 @@ struct Asking {
     now: u64,
 }
 
+/// A signed zone's names: its apex and below, except the names of other zones of the config
+/// below it (a child zone served by the same server is signed by its own keys).
+#[derive(Debug, Clone)]
+struct Scope {
+    apex: Name,
+    inner: Vec<Name>,
+}
+
+impl Scope {
+    fn holds(&self, name: &Name) -> bool {
+        name.is_in(&self.apex) && !self.inner.iter().any(|i| name.is_in(i))
+    }
+}
+
 /// What `--dnssec` was given.
 #[derive(Debug, Clone, Default)]
 pub struct Options {
@@ -154,8 +168,11 @@ pub async fn check(
             denials_proven: 0,
             earliest_expiry: None,
         };
-        let probes = probes(&table, &zone.apex, extra);
-        check_zone(ask, &zone.apex, &trust, &probes, warn_within, &mut z).await;
+        let inner =
+            loaded.config.zones.iter().map(|c| c.apex.clone()).filter(|a| *a != zone.apex && a.is_in(&zone.apex));
+        let scope = Scope { apex: zone.apex.clone(), inner: inner.collect() };
+        let probes = probes(&table, &scope, extra);
+        check_zone(ask, &scope, &trust, &probes, warn_within, &mut z).await;
         report.errors += z.lines.iter().filter(|l| l.level == "fail").count();
         report.warnings += z.lines.iter().filter(|l| l.level == "warn").count();
         report.zones.push(z);
@@ -167,7 +184,8 @@ pub async fn check(
 /// The questions for the zone `apex`: every RRset of the table's zone (geo names from this
 /// machine's address; A at each CNAME too), CDS and CDNSKEY, each empty non-terminal, a name that does not exist,
 /// a type the apex does not have, and the `extra` probes in the zone.
-fn probes(table: &crate::routing::Built, apex: &Name, extra: &[Probe]) -> Vec<Probe> {
+fn probes(table: &crate::routing::Built, scope: &Scope, extra: &[Probe]) -> Vec<Probe> {
+    let apex = &scope.apex;
     let mut out = BTreeSet::new();
     let probe = |name: &Name, rtype: u16| Probe { name: name.clone(), rtype, subnet: None };
     out.insert(probe(apex, CDS));
@@ -204,7 +222,7 @@ fn probes(table: &crate::routing::Built, apex: &Name, extra: &[Probe]) -> Vec<Pr
         }
         out.insert(probe(&nx, RType::A.code()));
     }
-    out.extend(extra.iter().filter(|p| p.name.is_in(apex)).cloned());
+    out.extend(extra.iter().filter(|p| scope.holds(&p.name)).cloned());
     out.into_iter().collect()
 }
 
@@ -212,21 +230,21 @@ fn probes(table: &crate::routing::Built, apex: &Name, extra: &[Probe]) -> Vec<Pr
 /// to `z`.
 async fn check_zone(
     ask: Asking,
-    apex: &Name,
+    scope: &Scope,
     trust: &[Anchor],
     probes: &[Probe],
     warn_within: Duration,
     z: &mut ZoneReport,
 ) {
     let mut expiry = Expiry::default();
-    let Some(keys) = trusted_keys(ask, apex, trust, z, &mut expiry).await else { return };
+    let Some(keys) = trusted_keys(ask, &scope.apex, trust, z, &mut expiry).await else { return };
     let replies: Vec<Result<SignedReply, live::ClientError>> = futures::stream::iter(probes)
         .map(|p| live::query_dnssec(ask.server, p.name.as_str(), p.rtype, p.subnet, ask.timeout))
         .buffered(PARALLEL)
         .collect()
         .await;
     for (probe, reply) in probes.iter().zip(replies) {
-        let line = probe_line(apex, &keys, probe, reply, ask.now, &mut expiry, z);
+        let line = probe_line(scope, &keys, probe, reply, ask.now, &mut expiry, z);
         z.lines.push(line);
     }
     z.earliest_expiry = expiry.earliest.as_ref().map(|e| e.0);
@@ -334,7 +352,7 @@ async fn trusted_keys(
 
 /// The report line of one question: what verified, and any error or warning.
 fn probe_line(
-    apex: &Name,
+    scope: &Scope,
     keys: &[Dnskey],
     probe: &Probe,
     reply: Result<SignedReply, live::ClientError>,
@@ -350,7 +368,7 @@ fn probe_line(
         Ok(r) => r,
         Err(e) => return Line::fail(format!("{what}: {e}")),
     };
-    let checked = check_reply(apex, keys, probe, &reply, now, expiry);
+    let checked = check_reply(scope, keys, probe, &reply, now, expiry);
     z.rrsets_verified += checked.verified.len();
     z.denials_proven += usize::from(checked.denial.is_some());
     let mut text = format!("{what}: {}", reply.rcode);
@@ -414,7 +432,7 @@ fn rrsigs_for<'a>(records: &'a [Record], owner: &Name, rtype: u16) -> Vec<&'a Re
 /// Verifies every RRset of `reply` in the zone `apex` (answer and authority sections, and the
 /// additional section's signed ones), and the NSEC proof of a negative answer.
 fn check_reply(
-    apex: &Name,
+    scope: &Scope,
     keys: &[Dnskey],
     probe: &Probe,
     reply: &SignedReply,
@@ -433,7 +451,7 @@ fn check_reply(
     ] {
         // RRsets by owner and type, in the order they came.
         let mut sets: BTreeMap<(Name, u16), Vec<&Record>> = BTreeMap::new();
-        for r in records.iter().filter(|r| r.rtype != RRSIG && r.owner.is_in(apex)) {
+        for r in records.iter().filter(|r| r.rtype != RRSIG && scope.holds(&r.owner)) {
             sets.entry((r.owner.clone(), r.rtype)).or_default().push(r);
         }
         for ((owner, rtype), set) in &sets {
@@ -445,7 +463,8 @@ fn check_reply(
                 }
                 continue;
             }
-            let results: Vec<_> = sigs.iter().map(|s| verify::verify_rrset(apex, set, &s.rdata, keys, now)).collect();
+            let results: Vec<_> =
+                sigs.iter().map(|s| verify::verify_rrset(&scope.apex, set, &s.rdata, keys, now)).collect();
             let failed: Vec<String> =
                 results.iter().filter_map(|r| r.as_ref().err()).map(|e| format!("{label}: {e}")).collect();
             match results
@@ -475,7 +494,7 @@ fn check_reply(
         }
     }
     let answered = reply.answers.iter().any(|r| r.owner == target && r.rtype == probe.rtype);
-    if answered || !target.is_in(apex) {
+    if answered || !scope.holds(&target) {
         return c;
     }
     let nsecs = match verify::nsecs(&reply.authority) {
@@ -542,4 +561,43 @@ pub fn render(r: &Report) -> String {
         r.warnings
     );
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(s: &str) -> Name {
+        Name::parse_absolute(s).unwrap()
+    }
+
+    #[test]
+    fn a_zone_holds_its_names_but_not_a_child_zones() {
+        let scope = Scope { apex: name("example."), inner: vec![name("geo.example.")] };
+        assert!(scope.holds(&name("example.")));
+        assert!(scope.holds(&name("www.example.")));
+        assert!(!scope.holds(&name("geo.example.")));
+        assert!(!scope.holds(&name("app.geo.example.")));
+        assert!(!scope.holds(&name("example.net.")));
+    }
+
+    #[test]
+    fn spans_read_as_days_hours_minutes() {
+        assert_eq!(span(14 * 86_400 - 3600), "13d 23h");
+        assert_eq!(span(5 * 3600 + 120), "5h 2m");
+        assert_eq!(span(61), "1m 1s");
+        assert_eq!(span(40), "40s");
+    }
+
+    #[test]
+    fn the_earliest_expiry_and_how_many_are_within_the_window() {
+        let mut e = Expiry::default();
+        let now = 1_800_000_000;
+        e.note(&name("a.example."), 1, (now + 10 * 86_400) as u32, now);
+        e.note(&name("b.example."), 28, (now + 2 * 86_400) as u32, now);
+        e.note(&name("c.example."), 16, (now + 3 * 86_400) as u32, now);
+        assert_eq!(e.earliest, Some((now + 2 * 86_400, name("b.example."), 28)));
+        assert_eq!(e.within(now, Duration::from_secs(4 * 86_400)), 2);
+        assert_eq!(e.within(now, Duration::from_secs(86_400)), 0);
+    }
 }
