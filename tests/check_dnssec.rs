@@ -14,14 +14,21 @@ use std::process::{Command, Output};
 use std::sync::Arc;
 use std::time::Duration;
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
 use common::server::{start, v4};
 use hickory_proto::op::Message;
-use hickory_proto::rr::RData;
+use hickory_proto::rr::{RData, RecordType};
 use tokio::net::UdpSocket;
 
 /// A signed zone with geo names for two sites (client networks), static names, a CNAME, an
-/// empty non-terminal (`ent`), signed with `keys`.
+/// empty non-terminal (`ent`), signed with `keys` (combined signing keys).
 fn config(keys: &str, dir: &Path) -> String {
+    config_with(&format!("keys: [{keys}]"), dir)
+}
+
+/// The same zone with `dnssec` holding `dnssec` (`keys: [...]`, or `ksk: [...], zsk: [...]`).
+fn config_with(dnssec: &str, dir: &Path) -> String {
     format!(
         r#"
 server:
@@ -39,7 +46,7 @@ zones:
     soa: {{ mname: ns1.geo.example., rname: hostmaster.geo.example., serial: 1, minimum: 120 }}
     ns: [ns1.geo.example.]
     ttl: 300
-    dnssec: {{ keys: [{keys}] }}
+    dnssec: {{ {dnssec} }}
     records:
       "@":      {{ TXT: ["geo.example GeoDNS zone"] }}
       ns1:      {{ A: [127.0.0.1] }}
@@ -94,8 +101,13 @@ impl Setup {
 
     /// The config signed with `keys` written to `{name}.yaml`; its path.
     fn config(&self, name: &str, keys: &str) -> PathBuf {
+        self.config_with(name, &format!("keys: [{keys}]"))
+    }
+
+    /// The config with `dnssec: { DNSSEC }` written to `{name}.yaml`; its path.
+    fn config_with(&self, name: &str, dnssec: &str) -> PathBuf {
         let path = self.dir.path().join(format!("{name}.yaml"));
-        std::fs::write(&path, config(keys, self.dir.path())).unwrap();
+        std::fs::write(&path, config_with(dnssec, self.dir.path())).unwrap();
         path
     }
 
@@ -251,6 +263,40 @@ async fn a_server_signing_with_another_key_fails() {
         assert!(out.contains("geo.example. DNSKEY: 2 key(s)"), "{out}");
         assert!(out.contains("dnssec     OK: 1 zone(s), 0 error(s), 0 warning(s)"), "{only}: {out}");
     }
+    running.stop().await;
+
+    // A KSK/ZSK split: the KSK's DS (the default, as `geodns dnssec ds` prints it) is trusted,
+    // the KSK signs the DNSKEY RRset and the ZSK (flags 256) everything else.
+    let split = "ksk: [keys/good.key], zsk: [keys/other.key]";
+    let running = start(&config_with(split, s.dir.path()), s.dir.path()).await;
+    let config = s.config_with("split", split);
+    let (code, out) = s.check(v4(&running), &config, &[]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("geo.example. DNSKEY: 2 key(s)"), "{out}");
+    assert!(out.contains("(flags 257, algorithm 13)") && !out.contains("(flags 256, algorithm 13)"), "{out}");
+    assert!(out.contains("  ok     app.geo.example. A: NOERROR, A verified"), "{out}");
+    assert!(out.contains("dnssec     OK: 1 zone(s), 0 error(s), 0 warning(s)"), "{out}");
+    // The ZSK as the trust anchor: it is published but signs no DNSKEY RRset, so nothing
+    // validates. (Its DNSKEY record as served, flags 256.)
+    let reply = common::dns::udp(v4(&running), &common::dns::query("geo.example.", RecordType::DNSKEY)).await;
+    let zsk = reply
+        .answers
+        .iter()
+        .find_map(|r| match &r.data {
+            RData::Unknown { rdata, .. } if rdata.anything[..2] == [1, 0] => Some(rdata.anything.clone()),
+            _ => None,
+        })
+        .expect("the ZSK is published");
+    let anchor = s.dir.path().join("zsk.dnskey");
+    let text = format!("geo.example. 300 IN DNSKEY 256 3 13 {}\n", STANDARD.encode(&zsk[4..]));
+    std::fs::write(&anchor, text).unwrap();
+    let (code, out) = s.check(v4(&running), &config, &["--trust-anchor", &anchor.to_string_lossy()]).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("  ok     DNSKEY ") && out.contains("(flags 256, algorithm 13) matches the published"),
+        "{out}"
+    );
+    assert!(out.contains("DNSKEY: not signed by a trusted key: no RRSIG by a trusted key"), "{out}");
     running.stop().await;
 }
 

@@ -149,9 +149,11 @@ pub async fn check(
     for zone in loaded.keys.iter() {
         let trust: Vec<Anchor> = match anchors {
             Some(a) => a.iter().filter(|a| *a.owner() == zone.apex).cloned().collect(),
+            // The DS `geodns dnssec ds` prints: of the keys that sign the DNSKEY RRset.
             None => zone
                 .keys
                 .iter()
+                .filter(|k| k.role.signs_keys())
                 .map(|k| Anchor::Ds(zone.apex.clone(), Ds::parse(&k.ds(&zone.apex)).expect("a DS we made parses")))
                 .collect(),
         };
@@ -325,6 +327,10 @@ async fn trusted_keys(
     }
     // The DNSKEY RRset, signed by a trusted key.
     let rrsigs: Vec<&Record> = rrsigs_for(&reply.answers, apex, DNSKEY);
+    let signers: Vec<u16> = rrsigs.iter().filter_map(|s| Rrsig::parse(&s.rdata)).map(|s| s.key_tag).collect();
+    let (rrsigs, others): (Vec<&Record>, Vec<&Record>) = rrsigs
+        .into_iter()
+        .partition(|s| Rrsig::parse(&s.rdata).is_some_and(|r| trusted.iter().any(|k| k.tag == r.key_tag)));
     let results: Vec<_> =
         rrsigs.iter().map(|s| verify::verify_rrset(apex, &dnskey_records, &s.rdata, &trusted, now)).collect();
     match results.iter().filter_map(|r| r.as_ref().ok()).max_by_key(|v| verify::seconds_until(v.expiration, now)) {
@@ -338,8 +344,11 @@ async fn trusted_keys(
             )));
         }
         None => {
-            let why = if results.is_empty() {
+            let why = if results.is_empty() && others.is_empty() {
                 "no RRSIG".to_owned()
+            } else if results.is_empty() {
+                let tags: Vec<String> = signers.iter().map(ToString::to_string).collect();
+                format!("no RRSIG by a trusted key (signed by {})", tags.join(", "))
             } else {
                 results.iter().filter_map(|r| r.as_ref().err()).map(ToString::to_string).collect::<Vec<_>>().join("; ")
             };
