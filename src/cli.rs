@@ -99,6 +99,10 @@ const CHECK_HELP: &str = "Validate a config, explain a routing decision, or run 
       --config, addresses are mapped back to sites.
   geodns check --server ADDR:PORT --tests TESTS.yaml [--config FILE]
       Run the test cases against a live server.
+  geodns check --server ADDR:PORT --config FILE --dnssec [--trust-anchor FILE] [--warn-expiry D]
+      Validate the signed zones' answers (DNSKEY against the DS, every RRSIG, NSEC proofs), as
+      a resolver would; with --tests or a NAME, their answers too. Warns about signatures
+      expiring within D (default: half the zone's refresh) and a DS matching no published key.
 
 Exit codes: 0 all good, 1 a test failed or the server did not answer, 2 usage error,
 78 invalid or unreadable config, GeoIP database or test file.";
@@ -126,6 +130,17 @@ pub struct CheckArgs {
     /// How long to wait for a live server's answer.
     #[arg(long, value_name = "DURATION", default_value = "3s", value_parser = parse_duration)]
     pub timeout: std::time::Duration,
+    /// With --server and --config: validate the signed zones' answers (docs/dnssec.md).
+    #[arg(long, requires_all = ["server", "config"])]
+    pub dnssec: bool,
+    /// With --dnssec: trust these DS (or DNSKEY) records, in zone-file syntax, such as the DS
+    /// at the parent or what `geodns dnssec ds` printed (default: the DS of the config's keys).
+    #[arg(long, value_name = "FILE", requires = "dnssec")]
+    pub trust_anchor: Option<PathBuf>,
+    /// With --dnssec: warn about signatures that expire within this (default: half the zone's
+    /// dnssec.refresh).
+    #[arg(long, value_name = "DURATION", requires = "dnssec", value_parser = parse_duration)]
+    pub warn_expiry: Option<std::time::Duration>,
     /// The name to explain or query.
     pub name: Option<String>,
     /// The record type (default A).

@@ -37,6 +37,9 @@ fn main() -> ExitCode {
                 down: a.down,
                 json: a.json,
                 timeout: a.timeout,
+                dnssec: a
+                    .dnssec
+                    .then_some(check::DnssecOptions { trust_anchor: a.trust_anchor, warn_expiry: a.warn_expiry }),
             };
             match runtime.block_on(check::run(&args)) {
                 Ok(report) => {
@@ -46,7 +49,7 @@ fn main() -> ExitCode {
                 Err(error) => {
                     eprintln!("geodns check: {error}");
                     ExitCode::from(match error {
-                        CheckError::Load(_) | CheckError::Tests(_) => EXIT_CONFIG,
+                        CheckError::Load(_) | CheckError::Tests(_) | CheckError::TrustAnchor(_) => EXIT_CONFIG,
                         CheckError::Usage(_) => EXIT_USAGE,
                         CheckError::Live(_) => EXIT_FAILURE,
                     })

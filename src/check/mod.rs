@@ -5,8 +5,11 @@
 //! - `--config FILE --tests FILE`: run routing test cases against the config.
 //! - `--server ADDR NAME [TYPE] --client CIDR` / `--server ADDR --tests FILE`: the same questions
 //!   put to a live server (geodns or any other) over the network, with ECS.
+//! - `--server ADDR --config FILE --dnssec`: validate the signed zones' answers ([`dnssec`]),
+//!   alone or with the test cases or the name asked.
 
 mod cases;
+pub mod dnssec;
 mod explain;
 mod summary;
 
@@ -18,6 +21,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 pub use cases::{Case, Expect, Observed, Outcome};
+pub use dnssec::Options as DnssecOptions;
 pub use explain::{Client, Explanation, explain};
 
 use crate::dns::client as live;
@@ -37,6 +41,8 @@ pub struct Args {
     pub down: Vec<String>,
     pub json: bool,
     pub timeout: Duration,
+    /// `--dnssec` and its options: validate the signed zones' answers too.
+    pub dnssec: Option<DnssecOptions>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +56,9 @@ pub enum CheckError {
     /// A routing test file is unreadable or invalid.
     #[error("invalid routing test file:\n  {}", .0.join("\n  "))]
     Tests(Vec<String>),
+    /// A `--trust-anchor` file is unreadable or invalid.
+    #[error("invalid trust anchor file:\n  {0}")]
+    TrustAnchor(String),
     #[error(transparent)]
     Live(#[from] live::ClientError),
 }
@@ -68,6 +77,18 @@ pub async fn run(args: &Args) -> Result<Report, CheckError> {
     if loaded.is_none() && args.server.is_none() {
         return Err(CheckError::Usage("give --config FILE, --server ADDR:PORT, or both".into()));
     }
+    let anchors = match &args.dnssec {
+        Some(options) => Some(dnssec_setup(args, loaded.as_ref(), options)?),
+        None => None,
+    };
+    // The DNSSEC report, when asked, for the zones plus `extra` questions.
+    let validate = async |extra: &[dnssec::Probe]| match (&args.dnssec, &anchors, args.server, &loaded) {
+        (Some(options), Some(anchors), Some(server), Some(loaded)) => {
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+            Some(dnssec::check(server, loaded, anchors.as_deref(), options, extra, args.timeout, now).await)
+        }
+        _ => None,
+    };
     if let Some(tests) = &args.tests {
         if args.name.is_some() {
             return Err(CheckError::Usage("give either --tests FILE or a NAME to explain, not both".into()));
@@ -78,12 +99,27 @@ pub async fn run(args: &Args) -> Result<Report, CheckError> {
             None => run_cases(loaded.as_ref().expect("checked above"), &cases),
         };
         let ok = outcomes.iter().all(|o| o.result != "fail");
-        let output = if args.json { json(&outcomes) } else { cases::render(&outcomes) };
-        return Ok(Report { output, ok });
+        let extra: Vec<dnssec::Probe> =
+            cases.iter().filter(|c| c.down.is_empty()).map(|c| probe(&c.name, c.rtype, c.client)).collect();
+        return Ok(match validate(&extra).await {
+            None => Report { output: if args.json { json(&outcomes) } else { cases::render(&outcomes) }, ok },
+            Some(d) => Report {
+                output: if args.json {
+                    json(&serde_json::json!({ "cases": outcomes, "dnssec": d }))
+                } else {
+                    format!("{}{}", cases::render(&outcomes), dnssec::render(&d))
+                },
+                ok: ok && d.errors == 0,
+            },
+        });
     }
     let Some(name_text) = &args.name else {
         if !args.down.is_empty() || args.client.is_some() {
             return Err(CheckError::Usage("--client and --down go with a NAME to explain".into()));
+        }
+        if let Some(d) = validate(&[]).await {
+            let output = if args.json { json(&d) } else { dnssec::render(&d) };
+            return Ok(Report { output, ok: d.errors == 0 });
         }
         let Some(loaded) = &loaded else {
             return Err(CheckError::Usage("with --server, give a NAME to query or --tests FILE".into()));
@@ -107,8 +143,20 @@ pub async fn run(args: &Args) -> Result<Report, CheckError> {
             return Err(CheckError::Usage("--down cannot be applied to a live server".into()));
         }
         let observed = live_observe(server, loaded.as_ref(), &name, rtype, client, args.timeout).await?;
-        let output = if args.json { json(&observed) } else { render_live(server, &name, rtype, client, &observed) };
-        return Ok(Report { output, ok: true });
+        return Ok(match validate(&[probe(&name, rtype, client)]).await {
+            None => Report {
+                output: if args.json { json(&observed) } else { render_live(server, &name, rtype, client, &observed) },
+                ok: true,
+            },
+            Some(d) => Report {
+                output: if args.json {
+                    json(&serde_json::json!({ "answer": observed, "dnssec": d }))
+                } else {
+                    format!("{}{}", render_live(server, &name, rtype, client, &observed), dnssec::render(&d))
+                },
+                ok: d.errors == 0,
+            },
+        });
     }
     let loaded = loaded.expect("checked above");
     let inputs = inputs_for(&loaded, &args.down).map_err(CheckError::Usage)?;
@@ -116,6 +164,36 @@ pub async fn run(args: &Args) -> Result<Report, CheckError> {
     let (_, explanation) = explain(&table, &name, rtype, client);
     let output = if args.json { json(&explanation) } else { explain::render(&explanation) };
     Ok(Report { output, ok: true })
+}
+
+/// Checks what `--dnssec` needs (a server, a config with a signed zone) and reads the trust
+/// anchor file, if one is given.
+fn dnssec_setup(
+    args: &Args,
+    loaded: Option<&Loaded>,
+    options: &DnssecOptions,
+) -> Result<Option<Vec<crate::dnssec::verify::Anchor>>, CheckError> {
+    let (Some(loaded), Some(_)) = (loaded, args.server) else {
+        return Err(CheckError::Usage(
+            "--dnssec needs --server ADDR:PORT and --config FILE (the config names the signed zones)".into(),
+        ));
+    };
+    if loaded.keys.is_empty() {
+        return Err(CheckError::Usage(format!(
+            "--dnssec: {} has no signed zone (zones.<zone>.dnssec)",
+            args.config.as_deref().map_or(String::new(), |p| p.display().to_string())
+        )));
+    }
+    options.trust_anchor.as_deref().map(dnssec::read_anchors).transpose().map_err(CheckError::TrustAnchor)
+}
+
+/// The question a case or a NAME puts to a live server, for `--dnssec`.
+fn probe(name: &Name, rtype: RType, client: Client) -> dnssec::Probe {
+    let subnet = match client {
+        Client::Subnet(net) => net,
+        Client::Source(ip) => ipnet::IpNet::from(ip),
+    };
+    dnssec::Probe { name: name.clone(), rtype: rtype.code(), subnet: Some(subnet) }
 }
 
 fn json<T: Serialize>(value: &T) -> String {

@@ -203,7 +203,7 @@ pub fn render(s: &Summary) -> String {
 }
 
 /// "YYYY-MM-DD" for a Unix time (proleptic Gregorian calendar, UTC).
-fn date(epoch: u64) -> String {
+pub(super) fn date(epoch: u64) -> String {
     let days = (epoch / 86_400) as i64;
     // Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
     let z = days + 719_468;

@@ -11,7 +11,10 @@ use ipnet::IpNet;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 
-use crate::model::{Mx, Name, RData, RType, Srv};
+use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
+
+use crate::dnssec::verify::Record;
+use crate::model::{Mx, Name, RData, RType, Soa, Srv};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -55,11 +58,68 @@ pub async fn query(
     subnet: Option<IpNet>,
     timeout: Duration,
 ) -> Result<LiveAnswer, ClientError> {
+    let (reply, truncated) = exchange(server, name, rtype.code(), subnet, false, timeout).await?;
+    let scope = reply.edns.as_ref().and_then(|e| match e.option(EdnsCode::Subnet) {
+        Some(EdnsOption::Subnet(cs)) => Some(cs.scope_prefix()),
+        _ => None,
+    });
+    Ok(LiveAnswer {
+        rcode: rcode_name(reply.metadata.response_code),
+        authoritative: reply.metadata.authoritative,
+        truncated_over_udp: truncated,
+        answers: reply.answers.iter().map(live_record).collect(),
+        scope,
+    })
+}
+
+/// A reply to a DNSSEC query, each section's records in canonical form (owner lower case,
+/// RDATA with every name uncompressed) for validation; the OPT record left out.
+#[derive(Debug, Clone)]
+pub struct SignedReply {
+    pub rcode: String,
+    pub truncated_over_udp: bool,
+    pub answers: Vec<Record>,
+    pub authority: Vec<Record>,
+    pub additional: Vec<Record>,
+}
+
+/// Sends one query with the DO bit set (RD clear, EDNS with a 1232-octet UDP size, ECS when
+/// `subnet` is given; retried over TCP when truncated), for `geodns check --server --dnssec`.
+pub async fn query_dnssec(
+    server: SocketAddr,
+    name: &str,
+    rtype: u16,
+    subnet: Option<IpNet>,
+    timeout: Duration,
+) -> Result<SignedReply, ClientError> {
+    let (reply, truncated) = exchange(server, name, rtype, subnet, true, timeout).await?;
+    let section = |records: &[rr::Record]| {
+        records.iter().filter(|r| r.record_type() != RecordType::OPT).map(canonical_record).collect()
+    };
+    Ok(SignedReply {
+        rcode: rcode_name(reply.metadata.response_code),
+        truncated_over_udp: truncated,
+        answers: section(&reply.answers),
+        authority: section(&reply.authorities),
+        additional: section(&reply.additionals),
+    })
+}
+
+/// One query and its reply (over TCP when the UDP reply was truncated: the `bool`).
+async fn exchange(
+    server: SocketAddr,
+    name: &str,
+    rtype: u16,
+    subnet: Option<IpNet>,
+    dnssec_ok: bool,
+    timeout: Duration,
+) -> Result<(Message, bool), ClientError> {
     let qname = rr::Name::from_ascii(name).map_err(|_| ClientError::Name(name.to_owned()))?;
     let mut m = Message::new(rand_id(), MessageType::Query, OpCode::Query);
-    m.add_query(Query::query(qname, RecordType::from(rtype.code())));
+    m.add_query(Query::query(qname, RecordType::from(rtype)));
     let mut edns = Edns::new();
     edns.set_max_payload(1232);
+    edns.set_dnssec_ok(dnssec_ok);
     if let Some(net) = subnet {
         edns.options_mut().insert(EdnsOption::Subnet(ClientSubnet::new(net.network(), net.prefix_len(), 0)));
     }
@@ -75,19 +135,33 @@ pub async fn query(
         }
         Ok((reply, false))
     };
-    let (reply, truncated) =
-        tokio::time::timeout(timeout, exchange).await.map_err(|_| ClientError::Timeout { server, timeout })??;
-    let scope = reply.edns.as_ref().and_then(|e| match e.option(EdnsCode::Subnet) {
-        Some(EdnsOption::Subnet(cs)) => Some(cs.scope_prefix()),
-        _ => None,
-    });
-    Ok(LiveAnswer {
-        rcode: rcode_name(reply.metadata.response_code),
-        authoritative: reply.metadata.authoritative,
-        truncated_over_udp: truncated,
-        answers: reply.answers.iter().map(live_record).collect(),
-        scope,
-    })
+    tokio::time::timeout(timeout, exchange).await.map_err(|_| ClientError::Timeout { server, timeout })?
+}
+
+/// A record in DNSSEC canonical form (RFC 4034, section 6.2). Types hickory does not know
+/// (DNSKEY, RRSIG, NSEC, DS, CDS, CDNSKEY without its dnssec features) keep their RDATA as
+/// received: their names are never compressed. Types of geodns's record model are written by
+/// the model's own encoder; any other type by hickory's, in canonical form.
+fn canonical_record(r: &rr::Record) -> Record {
+    let live = live_record(r);
+    let rdata = match (&r.data, &live.data) {
+        (rr::RData::Unknown { rdata, .. }, _) => rdata.anything.clone(),
+        (rr::RData::TXT(_) | rr::RData::CAA(_), _) | (_, None) => {
+            let mut out = Vec::new();
+            let mut encoder = BinEncoder::new(&mut out);
+            encoder.set_canonical_form(true);
+            // A record hickory decoded encodes again (a failure leaves the RDATA empty, which
+            // then fails verification, as it should).
+            let _ = r.data.emit(&mut encoder);
+            out
+        }
+        (_, Some(data)) => {
+            let mut out = Vec::new();
+            data.write(&mut out, crate::model::write_name);
+            out
+        }
+    };
+    Record { owner: live.owner, rtype: u16::from(r.record_type()), ttl: r.ttl, rdata }
 }
 
 fn rand_id() -> u16 {
@@ -121,6 +195,15 @@ fn live_record(r: &rr::Record) -> LiveRecord {
         rr::RData::MX(m) => {
             Some(RData::Mx(Mx { preference: m.preference, exchange: Name::from_ascii_lossy(&m.exchange.to_ascii()) }))
         }
+        rr::RData::SOA(s) => Some(RData::Soa(Box::new(Soa {
+            mname: Name::from_ascii_lossy(&s.mname.to_ascii()),
+            rname: Name::from_ascii_lossy(&s.rname.to_ascii()),
+            serial: s.serial,
+            refresh: s.refresh as u32,
+            retry: s.retry as u32,
+            expire: s.expire as u32,
+            minimum: s.minimum,
+        }))),
         rr::RData::SRV(s) => Some(RData::Srv(Srv {
             priority: s.priority,
             weight: s.weight,

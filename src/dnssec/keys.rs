@@ -163,14 +163,12 @@ impl SigningKey {
     /// The DS RDATA (digest type 2, SHA-256) for this key at `apex`; also the CDS RDATA.
     pub fn ds(&self, apex: &Name) -> Vec<u8> {
         let dnskey = self.dnskey();
-        let mut data = wire::name(apex.as_str());
-        data.extend_from_slice(&dnskey);
-        let digest = ring::digest::digest(&ring::digest::SHA256, &data);
+        let digest = ds_digest(apex.as_str(), &dnskey, 2).expect("SHA-256 is a digest type");
         let mut out = Vec::with_capacity(4 + 32);
         out.extend_from_slice(&key_tag(&dnskey).to_be_bytes());
         out.push(self.algorithm.number());
         out.push(2);
-        out.extend_from_slice(digest.as_ref());
+        out.extend_from_slice(&digest);
         out
     }
 
@@ -204,6 +202,21 @@ pub fn key_tag(dnskey: &[u8]) -> u16 {
     }
     ac += (ac >> 16) & 0xffff;
     (ac & 0xffff) as u16
+}
+
+/// A DS digest (RFC 4034, section 5.1.4) of the DNSKEY RDATA `dnskey` owned by `owner`: digest
+/// type 1 (SHA-1, still seen at parents), 2 (SHA-256, RFC 4509) or 4 (SHA-384, RFC 6605); `None`
+/// for another digest type.
+pub fn ds_digest(owner: &str, dnskey: &[u8], digest_type: u8) -> Option<Vec<u8>> {
+    let algorithm = match digest_type {
+        1 => &ring::digest::SHA1_FOR_LEGACY_USE_ONLY,
+        2 => &ring::digest::SHA256,
+        4 => &ring::digest::SHA384,
+        _ => return None,
+    };
+    let mut data = wire::name(owner);
+    data.extend_from_slice(dnskey);
+    Some(ring::digest::digest(algorithm, &data).as_ref().to_vec())
 }
 
 /// A new key of `algorithm`, as PKCS#8 PEM text.

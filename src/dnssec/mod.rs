@@ -10,6 +10,7 @@
 pub mod keys;
 pub mod sign;
 pub mod tool;
+pub mod verify;
 pub mod wire;
 
 use crate::config::Config;

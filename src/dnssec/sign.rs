@@ -91,16 +91,7 @@ impl Ctx<'_> {
         rdata.extend_from_slice(&self.inception.to_be_bytes());
         rdata.extend_from_slice(&key.key_tag().to_be_bytes());
         wire::push_name(self.apex.as_str(), &mut rdata);
-        let mut data = rdata.clone();
-        let owner_wire = wire::name(owner);
-        for r in sorted {
-            data.extend_from_slice(&owner_wire);
-            data.extend_from_slice(&rtype.to_be_bytes());
-            data.extend_from_slice(&1u16.to_be_bytes());
-            data.extend_from_slice(&ttl.to_be_bytes());
-            data.extend_from_slice(&(r.len() as u16).to_be_bytes());
-            data.extend_from_slice(r);
-        }
+        let data = wire::signed_data(&rdata, owner, rtype, ttl, sorted.iter().map(Vec::as_slice));
         rdata.extend_from_slice(&key.sign(&data));
         rdata.into()
     }

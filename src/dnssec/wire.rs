@@ -24,6 +24,31 @@ pub fn rdata(data: &RData) -> Vec<u8> {
     out
 }
 
+/// The data an RRSIG signs (RFC 4034, section 3.1.8.1): the RRSIG's RDATA up to its signature
+/// (`rrsig_fields`, the signer's name in canonical form), then each record of the RRset as
+/// owner, type, class IN, the original TTL, RDATA length and RDATA; `sorted` is the canonical
+/// RDATA in canonical order, without duplicates. The signer and the verifier both call this.
+pub fn signed_data<'a>(
+    rrsig_fields: &[u8],
+    owner: &str,
+    rtype: u16,
+    original_ttl: u32,
+    sorted: impl IntoIterator<Item = &'a [u8]>,
+) -> Vec<u8> {
+    let mut data = Vec::with_capacity(rrsig_fields.len() + 128);
+    data.extend_from_slice(rrsig_fields);
+    let owner_wire = name(owner);
+    for r in sorted {
+        data.extend_from_slice(&owner_wire);
+        data.extend_from_slice(&rtype.to_be_bytes());
+        data.extend_from_slice(&1u16.to_be_bytes());
+        data.extend_from_slice(&original_ttl.to_be_bytes());
+        data.extend_from_slice(&(r.len() as u16).to_be_bytes());
+        data.extend_from_slice(r);
+    }
+    data
+}
+
 /// An NSEC type bitmap (RFC 4034, section 4.1.2) of `types`, ascending.
 pub fn type_bitmap(types: impl IntoIterator<Item = u16>) -> Vec<u8> {
     let mut windows: Vec<(u8, [u8; 32])> = Vec::new();
