@@ -107,6 +107,9 @@ pub(super) struct Builder {
     dynamic: Arc<Dynamic>,
     /// The update stores' state for /status, written by the update task (latest value only).
     updates_status: Option<watch::Receiver<Arc<Vec<crate::admin::UpdateStoreStatus>>>>,
+    /// The update keys and rules, replaced by each successful reload; `None` when no zone
+    /// took updates at start-up.
+    updates: Option<Arc<super::updates::UpdateHandle>>,
     shutdown: CancellationToken,
 }
 
@@ -168,6 +171,7 @@ impl Builder {
             unchecked_warned: HashSet::new(),
             dynamic,
             updates_status: None,
+            updates: None,
             shutdown,
         };
         b.update_watched();
@@ -179,8 +183,14 @@ impl Builder {
         Ok(b)
     }
 
-    /// Where /status reads the update stores' state from.
-    pub fn set_updates_status(&mut self, rx: watch::Receiver<Arc<Vec<crate::admin::UpdateStoreStatus>>>) {
+    /// Where /status reads the update stores' state from, and the keys and rules a reload
+    /// replaces.
+    pub fn set_updates(
+        &mut self,
+        handle: Arc<super::updates::UpdateHandle>,
+        rx: watch::Receiver<Arc<Vec<crate::admin::UpdateStoreStatus>>>,
+    ) {
+        self.updates = Some(handle);
         self.updates_status = Some(rx);
     }
 
@@ -427,6 +437,14 @@ impl Builder {
                     k.config = loaded.config.kubernetes.clone();
                 }
                 self.probes.configured = configured_targets(&loaded.config);
+                match &self.updates {
+                    Some(handle) => handle.reconfigure(&loaded.config),
+                    None => {
+                        for z in loaded.config.zones.iter().filter(|z| z.updates.is_some()) {
+                            warn!(zone = %z.apex, "the reloaded config starts updates for this zone: that needs a restart; the zone takes no updates until then");
+                        }
+                    }
+                }
                 self.loaded = Arc::new(loaded);
                 self.loaded_at = SystemTime::now();
                 self.retarget();
@@ -452,7 +470,13 @@ impl Builder {
     fn update_watched(&self) {
         let c = &self.loaded.config;
         let w = super::watch::Watched {
-            config: self.config_path.iter().cloned().chain(c.geoip.iter().cloned()).collect(),
+            config: self
+                .config_path
+                .iter()
+                .cloned()
+                .chain(c.geoip.iter().cloned())
+                .chain(self.loaded.secret_files.iter().cloned())
+                .collect(),
             admin_state: c.server.admin_state.clone(),
         };
         self.watched.send_if_modified(|old| {

@@ -129,7 +129,7 @@ pub async fn start_with(loaded: Loaded, config_path: Option<PathBuf>) -> Result<
     let mut built =
         builder::Builder::start(loaded.clone(), config_path.clone(), watched_tx, dynamic, shutdown.clone())?;
     if let Some(u) = &updates {
-        built.set_updates_status(u.status.clone());
+        built.set_updates(u.handle.clone(), u.status.clone());
     }
     let table = built.table.clone();
     let status = built.status.clone();

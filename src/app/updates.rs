@@ -8,6 +8,11 @@
 //! ([`kube_store`]), written with optimistic concurrency and watched, so that the records one
 //! replica accepts are served by every replica that watches it. The ConfigMap's watch events
 //! come to this task too: it stays the one writer of the records the builder serves.
+//!
+//! A reload applies new TSIG keys and new `allow` rules live ([`UpdateHandle::reconfigure`]):
+//! they are swapped as one [`Policy`], and each UPDATE is verified and checked against the one
+//! policy in force when its MAC was verified. A zone starting or stopping to take updates, or
+//! changing its store, needs a restart: the running setup of that zone stays, with a warning.
 
 mod kube_store;
 
@@ -17,6 +22,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
@@ -36,7 +42,7 @@ use kube_store::{KubeZone, Watched};
 /// anyway (it is durable: the next table has it).
 const PUBLISH_WAIT: Duration = Duration::from_secs(10);
 
-type Submission = (UpdateRequest, oneshot::Sender<UpdateRcode>);
+type Submission = (UpdateRequest, Arc<Policy>, oneshot::Sender<UpdateRcode>);
 
 /// Why the update stores could not be opened at start-up.
 #[derive(Debug, thiserror::Error)]
@@ -47,27 +53,127 @@ pub enum OpenError {
     Kube(#[from] StoreOpenError),
 }
 
-/// The DNS handler's side: keys to verify TSIG with, and the queue to the update task.
-pub struct UpdateHandle {
+/// The keys and rules an UPDATE is checked against: replaced whole by a reload, so that each
+/// UPDATE sees either the old set or the new one, never a mix.
+pub struct Policy {
     keys: Vec<TsigKeyConfig>,
+    /// The zones that take updates (those of the start-up config), each with its rules in force.
+    zones: Vec<ZoneConfig>,
+}
+
+impl Policy {
+    fn key(&self, name: &Name) -> Option<&TsigKeyConfig> {
+        self.keys.iter().find(|k| k.name == *name)
+    }
+}
+
+/// The DNS handler's side: the policy to verify TSIG with, and the queue to the update task.
+pub struct UpdateHandle {
+    policy: ArcSwap<Policy>,
+    /// Each updatable zone's store as opened at start-up: it cannot change without a restart.
+    stores: BTreeMap<Name, UpdateStore>,
     /// Bounded: a burst waits here for the single writer rather than growing memory.
     tx: mpsc::Sender<Submission>,
 }
 
 impl UpdateService for UpdateHandle {
     fn key(&self, name: &Name) -> Option<TsigKeyConfig> {
-        self.keys.iter().find(|k| k.name == *name).cloned()
+        self.policy.load().key(name).cloned()
     }
 
-    fn submit(&self, request: UpdateRequest) -> Pin<Box<dyn Future<Output = UpdateRcode> + Send>> {
+    fn submit(
+        &self,
+        request: UpdateRequest,
+        verified_with: &TsigKeyConfig,
+    ) -> Pin<Box<dyn Future<Output = UpdateRcode> + Send>> {
+        let policy = self.policy.load_full();
+        if policy.key(&request.key) != Some(verified_with) {
+            // A reload replaced the keys between the MAC check and now: under the keys in
+            // force this key is unknown or has another secret.
+            warn!(zone = %request.zone, key = %request.key, reason = "the key was changed or removed by a reload while the update was being verified", "UPDATE refused");
+            return Box::pin(std::future::ready(UpdateRcode::NotAuth));
+        }
         let tx = self.tx.clone();
         Box::pin(async move {
             let (reply, rx) = oneshot::channel();
-            if tx.send((request, reply)).await.is_err() {
+            if tx.send((request, policy, reply)).await.is_err() {
                 return UpdateRcode::ServFail;
             }
             rx.await.unwrap_or(UpdateRcode::ServFail)
         })
+    }
+}
+
+impl UpdateHandle {
+    /// Applies a reloaded (valid) config's keys and rules in one swap. What cannot change
+    /// without a restart keeps its running setup, with a warning naming the zone: a zone that
+    /// starts or stops taking updates, and a zone's store (journal path, ConfigMap).
+    pub fn reconfigure(&self, config: &Config) {
+        let old = self.policy.load_full();
+        let mut zones = Vec::new();
+        for (apex, store) in &self.stores {
+            let running = old.zones.iter().find(|z| z.apex == *apex).and_then(|z| z.updates.clone());
+            let Some(zone) = config.zones.iter().find(|z| z.apex == *apex) else {
+                warn!(zone = %apex, "the reloaded config does not serve this zone: its updates are refused; its store stays open until a restart");
+                continue;
+            };
+            let mut zone = zone.clone();
+            match (&mut zone.updates, running) {
+                (Some(updates), _) if updates.store == *store => {}
+                (Some(updates), _) => {
+                    warn!(zone = %apex, running = %describe(store), configured = %describe(&updates.store),
+                        "the reloaded config changes this zone's update store: that needs a restart; the zone keeps its running store, and its new allow rules apply");
+                    updates.store = store.clone();
+                }
+                (None, Some(running)) => {
+                    warn!(zone = %apex, "the reloaded config stops updates for this zone: that needs a restart; the zone keeps taking updates under its running allow rules");
+                    zone.updates = Some(running);
+                }
+                (None, None) => continue,
+            }
+            zones.push(zone);
+        }
+        for z in config.zones.iter().filter(|z| z.updates.is_some() && !self.stores.contains_key(&z.apex)) {
+            warn!(zone = %z.apex, "the reloaded config starts updates for this zone: that needs a restart; the zone takes no updates until then");
+        }
+        let new = Policy { keys: config.tsig_keys.clone(), zones };
+        log_changes(&old, &new);
+        self.policy.store(Arc::new(new));
+    }
+}
+
+fn describe(store: &UpdateStore) -> String {
+    match store {
+        UpdateStore::Journal(p) => format!("journal {}", p.display()),
+        UpdateStore::ConfigMap(at) => at.to_string(),
+    }
+}
+
+/// Logs what a reload changed in the keys and rules (names only, never secrets).
+fn log_changes(old: &Policy, new: &Policy) {
+    let names = |p: &Policy, keep: &dyn Fn(&TsigKeyConfig) -> bool| -> Vec<String> {
+        p.keys.iter().filter(|k| keep(k)).map(|k| k.name.to_string()).collect()
+    };
+    let added = names(new, &|k| old.key(&k.name).is_none());
+    let removed = names(old, &|k| new.key(&k.name).is_none());
+    let changed = names(new, &|k| old.key(&k.name).is_some_and(|o| o != k));
+    let rules = |p: &Policy, apex: &Name| {
+        p.zones.iter().find(|z| z.apex == *apex).and_then(|z| z.updates.as_ref()).map(|u| u.allow.clone())
+    };
+    let zones: Vec<String> = old
+        .zones
+        .iter()
+        .chain(&new.zones)
+        .map(|z| &z.apex)
+        .filter(|apex| rules(old, apex) != rules(new, apex))
+        .map(|apex| apex.to_string())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    if added.is_empty() && removed.is_empty() && changed.is_empty() && zones.is_empty() {
+        info!("update keys and rules reloaded: unchanged");
+    } else {
+        info!(keys_added = ?added, keys_removed = ?removed, keys_changed = ?changed, rules_changed = ?zones, "update keys and rules reloaded");
     }
 }
 
@@ -127,7 +233,9 @@ pub async fn open(config: &Config) -> Result<Option<Opened>, OpenError> {
     }
     let (tx, rx) = mpsc::channel(64);
     let (watched_tx, watched) = mpsc::channel(16);
-    let handle = Arc::new(UpdateHandle { keys: config.tsig_keys.clone(), tx });
+    let stores = zones.iter().filter_map(|z| Some((z.apex.clone(), z.updates.as_ref()?.store.clone()))).collect();
+    let policy = ArcSwap::from_pointee(Policy { keys: config.tsig_keys.clone(), zones: zones.clone() });
+    let handle = Arc::new(UpdateHandle { policy, stores, tx });
     let (status, status_rx) = watch::channel(Arc::new(Vec::new()));
     let task = UpdateTask { zones, state, rx, watched, watched_tx, status };
     task.publish_status();
@@ -178,8 +286,8 @@ impl UpdateTask {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 next = self.rx.recv() => match next {
-                    Some((request, reply)) => {
-                        let rcode = self.handle(request, &events).await;
+                    Some((request, policy, reply)) => {
+                        let rcode = self.handle(request, &policy, &events).await;
                         let _ = reply.send(rcode);
                         self.publish_status();
                     }
@@ -208,12 +316,13 @@ impl UpdateTask {
         }
     }
 
-    async fn handle(&mut self, req: UpdateRequest, events: &mpsc::Sender<Event>) -> UpdateRcode {
-        let Some(zone) = self.zones.iter().find(|z| z.apex == req.zone) else {
+    /// Applies `req` under `policy`, the keys and rules its MAC was verified under.
+    async fn handle(&mut self, req: UpdateRequest, policy: &Policy, events: &mpsc::Sender<Event>) -> UpdateRcode {
+        let zone = policy.zones.iter().find(|z| z.apex == req.zone);
+        let (Some(zone), Some((current, store))) = (zone, self.state.get_mut(&req.zone)) else {
             warn!(zone = %req.zone, key = %req.key, reason = "not a zone served here that takes updates", "UPDATE refused");
             return UpdateRcode::NotAuth;
         };
-        let (current, store) = self.state.get_mut(&req.zone).expect("every updatable zone has a state");
         let outcome = match store {
             Store::Journal(journal) => apply_journaled(zone, current, journal, &req).await,
             Store::Kube(kz) => kz.apply(zone, current, &req).await,

@@ -1,6 +1,7 @@
-//! Triggers for reloads: SIGHUP, and changes to the config file, the GeoIP database and the
-//! admin state file, found by polling their metadata (size, modification time, inode) once a
-//! second. Polling needs no platform notification API and also sees a file replaced by rename.
+//! Triggers for reloads: SIGHUP, and changes to the config file, the GeoIP database, the TSIG
+//! secret files (`tsig_keys.<name>.secret_file`) and the admin state file, found by polling
+//! their metadata (size, modification time, inode; a symbolic link is followed, so a
+//! Kubernetes Secret volume's swap of its data directory is seen) once a second. Polling needs no platform notification API and also sees a file replaced by rename.
 //! A changed file is read once its metadata has stayed the same for [`SETTLE`] and it is not
 //! empty (or has stayed empty for [`SETTLE_LOOKS`] looks), so a file rewritten in place is not
 //! read between its truncation and its new contents. Writing the new version to a temporary
@@ -43,7 +44,8 @@ fn fingerprint(path: &PathBuf) -> Option<(u64, u64, i64, i64)> {
 /// The files to watch; the builder updates it after a reload that names other files.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Watched {
-    /// The config file and the GeoIP database: a change reloads both.
+    /// The config file, the GeoIP database and the TSIG secret files: a change to any reloads
+    /// the config (and so all of them).
     pub config: Vec<PathBuf>,
     /// The admin state file: a change re-reads the overrides.
     pub admin_state: Option<PathBuf>,

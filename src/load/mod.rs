@@ -11,7 +11,7 @@
 
 mod pages;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
@@ -54,6 +54,9 @@ pub struct Loaded {
     index: Arc<OnceLock<Arc<AddressIndex>>>,
     /// The signing keys of the signed zones (none for an unsigned config).
     pub keys: Arc<Vec<ZoneKeys>>,
+    /// The `tsig_keys.<name>.secret_file` files read (their secrets are now inline in
+    /// `config`): a change to one reloads the config, like a change to the config file.
+    pub secret_files: Vec<PathBuf>,
 }
 
 impl Loaded {
@@ -202,9 +205,11 @@ const FOREGROUND_RANKING_MAX_BYTES: u64 = 16 << 20;
 
 /// Reads the TSIG secrets the config keeps in files (base64 text, as `tsig-keygen` prints it
 /// and as a Kubernetes Secret mounts it).
-fn read_tsig_secrets(config: &mut Config) -> Result<(), LoadError> {
+fn read_tsig_secrets(config: &mut Config) -> Result<Vec<PathBuf>, LoadError> {
+    let mut files = Vec::new();
     for key in &mut config.tsig_keys {
         if let config::TsigSecret::File(path) = &key.secret {
+            files.push(path.clone());
             let err = |message: String| LoadError::TsigSecret {
                 key: key.name.as_str().trim_end_matches('.').to_owned(),
                 path: path.clone(),
@@ -214,12 +219,12 @@ fn read_tsig_secrets(config: &mut Config) -> Result<(), LoadError> {
             key.secret = config::TsigSecret::Inline(config::decode_secret(&text).map_err(err)?);
         }
     }
-    Ok(())
+    Ok(files)
 }
 
 /// Opens the GeoIP database a validated config names.
 pub fn open(mut config: Config) -> Result<Loaded, LoadError> {
-    read_tsig_secrets(&mut config)?;
+    let secret_files = read_tsig_secrets(&mut config)?;
     for zone in &config.zones {
         if let Some(journal) = zone.updates.as_ref().and_then(|u| u.store.journal()) {
             let dir = journal.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
@@ -236,5 +241,13 @@ pub fn open(mut config: Config) -> Result<Loaded, LoadError> {
     // a City database (100+ MB, about a second) in the background while answers are served.
     let rank_in_foreground = geoip.as_ref().is_none_or(|db| db.file_len() <= FOREGROUND_RANKING_MAX_BYTES);
     let keys = Arc::new(dnssec::read_keys(&config).map_err(LoadError::Keys)?);
-    Ok(Loaded { config, geoip, ranks: Arc::new(RankTables::new()), rank_in_foreground, index: Arc::default(), keys })
+    Ok(Loaded {
+        config,
+        geoip,
+        ranks: Arc::new(RankTables::new()),
+        rank_in_foreground,
+        index: Arc::default(),
+        keys,
+        secret_files,
+    })
 }

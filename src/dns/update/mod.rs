@@ -29,7 +29,14 @@ pub trait UpdateService: Send + Sync + 'static {
     /// The TSIG key of this name (with its secret read), if configured.
     fn key(&self, name: &Name) -> Option<TsigKeyConfig>;
     /// Applies the request (durably) and says how it went; NOTAUTH for a zone not served.
-    fn submit(&self, request: UpdateRequest) -> Pin<Box<dyn Future<Output = UpdateRcode> + Send>>;
+    /// `verified_with` is the key the request's MAC was verified with: keys can be reloaded
+    /// between [`key`](Self::key) and this call, and the request is checked against one set
+    /// of keys and rules only.
+    fn submit(
+        &self,
+        request: UpdateRequest,
+        verified_with: &TsigKeyConfig,
+    ) -> Pin<Box<dyn Future<Output = UpdateRcode> + Send>>;
 }
 
 pub const BADSIG: u16 = 16;
@@ -153,7 +160,7 @@ async fn handle(
         prereqs: msg.prereqs.clone(),
         changes: msg.changes.clone(),
     };
-    let rcode = service.submit(request).await;
+    let rcode = service.submit(request, &key).await;
     (rcode, Sign::With(t.clone(), key, 0))
 }
 
