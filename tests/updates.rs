@@ -528,3 +528,204 @@ async fn updated_records_in_a_signed_zone_validate_and_their_deletion_is_proven(
     assert!(out.contains("; negative response, fully validated") && out.contains(";-$NXDOMAIN"), "{out}");
     running.stop().await;
 }
+
+// Reloads: new keys and rules apply live (docs/updates.md, "Reloading keys and rules").
+
+const NEW256: &str = "bmV3LXNlY3JldC1mb3ItdGhlLXJvdGF0ZWQta2V5LTEy";
+const NEW512: &str = "cm90YXRlZC1zZWNyZXQtZm9yLXRoZS1zaGE1MTIta2V5LWZyb20tYS1maWxlLTY0LWJ5dGVz";
+
+/// Starts geodns in-process from `geodns.yaml` in `dir`, watching it (and its secret files)
+/// like `geodns serve`.
+async fn start_watched(dir: &Path) -> geodns::app::Running {
+    write_config(dir, "127.0.0.1:0");
+    let path = dir.join("geodns.yaml");
+    let loaded = geodns::app::load(&path).expect("config loads");
+    geodns::app::start_with(loaded, Some(path)).await.expect("server starts")
+}
+
+/// Replaces a watched file the safe way: a new file renamed over the old one.
+fn replace(path: &Path, text: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+/// Sends one update with dnspython: `key` is (name, algorithm, base64 secret), `change` a
+/// line acting on `u`; the response code (or TSIG error) it got.
+async fn send_update(server: SocketAddr, key: (&str, &str, &str), change: &str) -> String {
+    let (name, alg, secret) = key;
+    let script = format!(
+        "kr = dns.tsigkeyring.from_text({{'{name}': '{secret}'}})\n\
+         u = dns.update.UpdateMessage('geo.example.', keyring=kr, keyname='{name}', keyalgorithm=dns.tsig.{alg})\n\
+         {change}\nprint(send(u))"
+    );
+    tokio::task::spawn_blocking(move || python(server, &script)).await.unwrap().trim().to_owned()
+}
+
+/// Sends the update again until it gets `want` (a reload takes effect after a file change is
+/// seen): bounded.
+async fn until_update(server: SocketAddr, key: (&str, &str, &str), change: &str, want: &str, what: &str) {
+    common::wait::until_async(
+        Duration::from_secs(30),
+        what,
+        || send_update(server, key, change),
+        |rcode| rcode == want,
+    )
+    .await;
+}
+
+const ACME: (&str, &str, &str) = ("acme", "HMAC_SHA256", SECRET256);
+const ROTATED: (&str, &str, &str) = ("acme-2", "HMAC_SHA256", NEW256);
+const DNS512: (&str, &str, &str) = ("dns512", "HMAC_SHA512", SECRET512);
+
+/// A new key with its rule replaces the old key, and a rule is narrowed, by editing the
+/// config file and reloading: the new key works, the old one is BADKEY, the narrowed rule
+/// refuses, each without changing anything; records added before the reload stay served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_adds_and_removes_keys_and_narrows_rules_keeping_the_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let running = start_watched(dir.path()).await;
+    let server = v4(&running);
+    let add_challenge = "u.add('_acme-challenge.app', 60, 'TXT', 'before')";
+    assert_eq!(send_update(server, ACME, add_challenge).await, "NOERROR");
+    assert_eq!(send_update(server, DNS512, "u.add('host.dyn', 60, 'A', '192.0.2.70')").await, "NOERROR");
+    // Not known yet.
+    assert_eq!(send_update(server, ROTATED, "u.add('_acme-challenge.new', 60, 'TXT', 'no')").await, "BADKEY");
+
+    // The new config: key acme-2 instead of acme, and dns512 narrowed to TXT at
+    // _acme-challenge.* (no more *.dyn, no more A).
+    let text = CONFIG
+        .replace("{dns}", "127.0.0.1:0")
+        .replace(
+            &format!("acme: {{ algorithm: hmac-sha256, secret: \"{SECRET256}\" }}"),
+            &format!("acme-2: {{ algorithm: hmac-sha256, secret: \"{NEW256}\" }}"),
+        )
+        .replace("{ key: acme, names", "{ key: acme-2, names")
+        .replace(
+            "names: [\"_acme-challenge.*\", \"*.dyn\"], types: [TXT, A]",
+            "names: [\"_acme-challenge.*\"], types: [TXT]",
+        );
+    assert!(text.contains("acme-2:") && !text.contains("*.dyn"), "{text}");
+    replace(&dir.path().join("geodns.yaml"), &text);
+    running.reload().await;
+    until_update(
+        server,
+        ROTATED,
+        "u.add('_acme-challenge.new', 60, 'TXT', 'after')",
+        "NOERROR",
+        "the new key's update to be accepted after the reload",
+    )
+    .await;
+    assert_eq!(dig(server, "_acme-challenge.new.geo.example.", "TXT"), ["\"after\""]);
+
+    // Nothing below may change anything.
+    let serial_before = serial(server);
+    let journal_before = journal_len(dir.path());
+    assert_eq!(send_update(server, ACME, "u.add('_acme-challenge.app', 60, 'TXT', 'old')").await, "BADKEY");
+    assert_eq!(send_update(server, DNS512, "u.add('other.dyn', 60, 'A', '192.0.2.71')").await, "REFUSED");
+    assert_eq!(send_update(server, DNS512, "u.add('_acme-challenge.app', 60, 'A', '192.0.2.72')").await, "REFUSED");
+    assert_eq!(send_update(server, DNS512, "u.delete('host.dyn', 'A')").await, "REFUSED");
+    assert_eq!(serial(server), serial_before, "a refused update changed the serial");
+    assert_eq!(journal_len(dir.path()), journal_before, "a refused update grew the journal");
+    assert!(dig(server, "other.dyn.geo.example.", "A").is_empty());
+    assert!(dig(server, "_acme-challenge.app.geo.example.", "A").is_empty());
+
+    // The records from before the reload are still served, the old key's and the narrowed
+    // rule's alike, and the narrowed key still works inside its rule.
+    assert_eq!(dig(server, CHALLENGE, "TXT"), ["\"before\""]);
+    assert_eq!(dig(server, "host.dyn.geo.example.", "A"), ["192.0.2.70"]);
+    assert_eq!(send_update(server, DNS512, "u.add('_acme-challenge.x', 60, 'TXT', 'narrow')").await, "NOERROR");
+    assert_eq!(dig(server, "_acme-challenge.x.geo.example.", "TXT"), ["\"narrow\""]);
+    let reload = running.status().config.last_reload.clone().expect("a reload happened");
+    assert_eq!(reload.result, "ok", "{reload:?}");
+    running.stop().await;
+}
+
+/// A Secret's file rotated in place is picked up by the file watch alone (the config file is
+/// unchanged): an unreadable secret is rejected as a whole, naming the file, and the running
+/// key stays; a valid new secret then replaces the old one, which gets BADSIG.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotating_a_secret_file_replaces_the_key_and_a_bad_one_is_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let running = start_watched(dir.path()).await;
+    let server = v4(&running);
+    let secret_file = dir.path().join("dns512.key");
+    assert_eq!(send_update(server, DNS512, "u.add('_acme-challenge.a', 60, 'TXT', 'old')").await, "NOERROR");
+
+    // Not base64: the reload is rejected, naming the file, and the running key still works.
+    replace(&secret_file, "not base64!\n");
+    let rejected = common::wait::until_async(
+        Duration::from_secs(30),
+        "the reload with a bad secret file to be rejected",
+        || std::future::ready(running.status().config.last_reload.clone()),
+        |r| r.as_ref().is_some_and(|r| r.result == "failed"),
+    )
+    .await
+    .expect("a reload");
+    let error = rejected.error.unwrap_or_default();
+    assert!(
+        error.contains("tsig_keys.dns512.secret_file") && error.contains(&secret_file.display().to_string()),
+        "{error}"
+    );
+    assert_eq!(send_update(server, DNS512, "u.add('_acme-challenge.b', 60, 'TXT', 'kept')").await, "NOERROR");
+
+    // A valid new secret (as a Secret's rotation writes it): the new one works, the old is BADSIG.
+    let rotated = ("dns512", "HMAC_SHA512", NEW512);
+    replace(&secret_file, &format!("{NEW512}\n"));
+    until_update(
+        server,
+        rotated,
+        "u.add('_acme-challenge.c', 60, 'TXT', 'new')",
+        "NOERROR",
+        "the rotated secret's update to be accepted",
+    )
+    .await;
+    let serial_before = serial(server);
+    assert_eq!(send_update(server, DNS512, "u.add('_acme-challenge.d', 60, 'TXT', 'stale')").await, "BADSIG");
+    assert_eq!(serial(server), serial_before, "the old secret changed the serial");
+    assert!(dig(server, "_acme-challenge.d.geo.example.", "TXT").is_empty());
+    for (name, want) in [("a", "old"), ("b", "kept"), ("c", "new")] {
+        assert_eq!(dig(server, &format!("_acme-challenge.{name}.geo.example."), "TXT"), [format!("\"{want}\"")]);
+    }
+    running.stop().await;
+}
+
+/// On `geodns serve`, SIGHUP with a config whose zone takes no more updates (or names another
+/// journal) is applied except for that: the zone keeps taking updates into its journal, with a
+/// warning naming the zone and asking for a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_cannot_stop_a_zone_taking_updates_without_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (serve_proc, server) = serve(dir.path());
+    assert_eq!(send_update(server, ACME, "u.add('_acme-challenge.app', 60, 'TXT', 'one')").await, "NOERROR");
+    let log = dir.path().join("serve.log");
+    let log_has = |line: &str| {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        text.lines().any(|l| l.contains(line) && l.contains("geo.example."))
+    };
+
+    // No updates section any more.
+    let text = CONFIG.replace("{dns}", &server.to_string());
+    let without = text.split("    updates:\n").next().unwrap().to_owned();
+    replace(&dir.path().join("geodns.yaml"), &without);
+    common::server::signal(serve_proc.0.id(), "HUP");
+    common::wait::until(Duration::from_secs(30), "the warning about stopping updates", || {
+        log_has("stops updates for this zone: that needs a restart")
+    })
+    .await;
+    assert_eq!(send_update(server, ACME, "u.add('_acme-challenge.app', 60, 'TXT', 'two')").await, "NOERROR");
+    assert_eq!(dig(server, CHALLENGE, "TXT"), ["\"one\"", "\"two\""]);
+
+    // Another journal: the running one is kept.
+    let journal_before = journal_len(dir.path());
+    replace(&dir.path().join("geodns.yaml"), &text.replace("journal: geo.example.journal", "journal: other.journal"));
+    common::server::signal(serve_proc.0.id(), "HUP");
+    common::wait::until(Duration::from_secs(30), "the warning about changing the store", || {
+        log_has("changes this zone's update store: that needs a restart")
+    })
+    .await;
+    assert_eq!(send_update(server, ACME, "u.add('_acme-challenge.app', 60, 'TXT', 'three')").await, "NOERROR");
+    assert!(journal_len(dir.path()) > journal_before, "the running journal took the update");
+    assert!(!dir.path().join("other.journal").exists(), "the new journal was not opened");
+    assert_eq!(dig(server, CHALLENGE, "TXT"), ["\"one\"", "\"three\"", "\"two\""]);
+}
