@@ -413,3 +413,100 @@ async fn apply_journaled(
     *current = next;
     Outcome::Applied
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::RType;
+
+    const CONFIG: &str = r#"
+server: { dns_listen: ["127.0.0.1:0"] }
+sites: { london: { location: [51.51, -0.13] } }
+tsig_keys:
+  acme: { algorithm: hmac-sha256, secret: "c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0MTI=" }
+zones:
+  geo.example.:
+    soa: { mname: ns1.geo.example., rname: hostmaster.geo.example., serial: 1 }
+    ns: [ns1.geo.example.]
+    updates:
+      journal: geo.journal
+      allow:
+        - { key: acme, names: ["_acme-challenge.*"], types: [TXT] }
+"#;
+
+    fn config(text: &str) -> Config {
+        crate::config::parse(text, std::path::Path::new("/tmp")).unwrap_or_else(|e| panic!("{:?}", e.problems()))
+    }
+
+    fn handle(config: &Config) -> (UpdateHandle, mpsc::Receiver<Submission>) {
+        let zones: Vec<ZoneConfig> = config.zones.iter().filter(|z| z.updates.is_some()).cloned().collect();
+        let stores = zones.iter().map(|z| (z.apex.clone(), z.updates.as_ref().unwrap().store.clone())).collect();
+        let (tx, rx) = mpsc::channel(4);
+        let policy = ArcSwap::from_pointee(Policy { keys: config.tsig_keys.clone(), zones });
+        (UpdateHandle { policy, stores, tx }, rx)
+    }
+
+    fn request(key: &str) -> UpdateRequest {
+        UpdateRequest {
+            zone: Name::parse_absolute("geo.example.").unwrap(),
+            key: Name::parse_absolute(key).unwrap(),
+            prereqs: vec![],
+            changes: vec![],
+        }
+    }
+
+    fn types(policy: &Policy) -> Vec<RType> {
+        policy.zones[0].updates.as_ref().unwrap().allow.iter().flat_map(|r| r.types.clone()).collect()
+    }
+
+    #[tokio::test]
+    async fn an_update_is_checked_against_the_policy_its_key_was_verified_under() {
+        let (handle, mut rx) = handle(&config(CONFIG));
+        let old_key = handle.key(&Name::parse_absolute("acme.").unwrap()).expect("acme");
+
+        // Verified under the old policy, submitted before the reload: it carries the old rules,
+        // however the rules change before the update task takes it.
+        let queued = handle.submit(request("acme."), &old_key);
+        let wider = CONFIG.replace("types: [TXT]", "types: [TXT, A]");
+        let mut queued = tokio::spawn(queued);
+        let (_, policy, reply) = rx.recv().await.expect("queued");
+        handle.reconfigure(&config(&wider));
+        assert_eq!(types(&policy), [RType::Txt]);
+        assert_eq!(types(&handle.policy.load()), [RType::Txt, RType::A]);
+        let _ = reply.send(UpdateRcode::NoError);
+        assert_eq!((&mut queued).await.unwrap(), UpdateRcode::NoError);
+
+        // Verified with the old secret, submitted after a reload changed it: refused, not queued.
+        let rotated = wider.replace("c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0MTI=", "bmV3LXNlY3JldC1mb3ItdGhlLWtleQ==");
+        handle.reconfigure(&config(&rotated));
+        assert_ne!(handle.key(&old_key.name), Some(old_key.clone()));
+        assert_eq!(handle.submit(request("acme."), &old_key).await, UpdateRcode::NotAuth);
+        assert!(rx.try_recv().is_err(), "nothing reaches the update task");
+    }
+
+    #[test]
+    fn what_cannot_change_live_keeps_the_running_setup() {
+        let (handle, _rx) = handle(&config(CONFIG));
+        // Updates removed: the zone keeps its running rules, and the new keys apply.
+        let stopped = CONFIG.split("    updates:\n").next().unwrap().replace("acme:", "acme-2:");
+        handle.reconfigure(&config(&stopped));
+        let policy = handle.policy.load();
+        assert_eq!(policy.zones.len(), 1);
+        assert_eq!(types(&policy), [RType::Txt]);
+        assert!(handle.key(&Name::parse_absolute("acme-2.").unwrap()).is_some());
+        assert!(handle.key(&Name::parse_absolute("acme.").unwrap()).is_none());
+
+        // Another journal: the running store stays, the new rules apply.
+        let moved = CONFIG.replace("journal: geo.journal", "journal: other.journal").replace("[TXT]", "[TXT, A]");
+        handle.reconfigure(&config(&moved));
+        let policy = handle.policy.load();
+        let updates = policy.zones[0].updates.as_ref().unwrap();
+        assert_eq!(updates.store, UpdateStore::Journal("/tmp/geo.journal".into()));
+        assert_eq!(types(&policy), [RType::Txt, RType::A]);
+
+        // The zone gone: no zone takes updates.
+        let gone = CONFIG.replace("geo.example.", "other.example.");
+        handle.reconfigure(&config(&gone));
+        assert!(handle.policy.load().zones.is_empty());
+    }
+}
