@@ -29,7 +29,7 @@ use tracing::{error, info, warn};
 
 use super::Event;
 use crate::admin::UpdateStoreStatus;
-use crate::config::{Config, TsigKeyConfig, UpdateStore, ZoneConfig};
+use crate::config::{Config, TsigKeyConfig, UpdateStore, UpdatesConfig, ZoneConfig};
 use crate::dns::UpdateService;
 use crate::model::{Dynamic, DynamicZone, Name, UpdateRcode, UpdateRequest};
 use crate::updates::journal::{Journal, JournalError};
@@ -70,8 +70,8 @@ impl Policy {
 /// The DNS handler's side: the policy to verify TSIG with, and the queue to the update task.
 pub struct UpdateHandle {
     policy: ArcSwap<Policy>,
-    /// Each updatable zone's store as opened at start-up: it cannot change without a restart.
-    stores: BTreeMap<Name, UpdateStore>,
+    /// Each updatable zone's updates as started: its store cannot change without a restart.
+    started: BTreeMap<Name, UpdatesConfig>,
     /// Bounded: a burst waits here for the single writer rather than growing memory.
     tx: mpsc::Sender<Submission>,
 }
@@ -111,29 +111,31 @@ impl UpdateHandle {
     pub fn reconfigure(&self, config: &Config) {
         let old = self.policy.load_full();
         let mut zones = Vec::new();
-        for (apex, store) in &self.stores {
-            let running = old.zones.iter().find(|z| z.apex == *apex).and_then(|z| z.updates.clone());
+        for (apex, started) in &self.started {
+            let store = &started.store;
             let Some(zone) = config.zones.iter().find(|z| z.apex == *apex) else {
                 warn!(zone = %apex, "the reloaded config does not serve this zone: its updates are refused; its store stays open until a restart");
                 continue;
             };
             let mut zone = zone.clone();
-            match (&mut zone.updates, running) {
-                (Some(updates), _) if updates.store == *store => {}
-                (Some(updates), _) => {
+            match &mut zone.updates {
+                Some(updates) if updates.store == *store => {}
+                Some(updates) => {
                     warn!(zone = %apex, running = %describe(store), configured = %describe(&updates.store),
                         "the reloaded config changes this zone's update store: that needs a restart; the zone keeps its running store, and its new allow rules apply");
                     updates.store = store.clone();
                 }
-                (None, Some(running)) => {
+                None => {
                     warn!(zone = %apex, "the reloaded config stops updates for this zone: that needs a restart; the zone keeps taking updates under its running allow rules");
-                    zone.updates = Some(running);
+                    // The rules in force: the zone's last ones, or its start-up ones if it
+                    // left the policy (by no longer being served).
+                    let running = old.zones.iter().find(|z| z.apex == *apex).and_then(|z| z.updates.clone());
+                    zone.updates = Some(running.unwrap_or_else(|| started.clone()));
                 }
-                (None, None) => continue,
             }
             zones.push(zone);
         }
-        for z in config.zones.iter().filter(|z| z.updates.is_some() && !self.stores.contains_key(&z.apex)) {
+        for z in config.zones.iter().filter(|z| z.updates.is_some() && !self.started.contains_key(&z.apex)) {
             warn!(zone = %z.apex, "the reloaded config starts updates for this zone: that needs a restart; the zone takes no updates until then");
         }
         let new = Policy { keys: config.tsig_keys.clone(), zones };
@@ -233,9 +235,9 @@ pub async fn open(config: &Config) -> Result<Option<Opened>, OpenError> {
     }
     let (tx, rx) = mpsc::channel(64);
     let (watched_tx, watched) = mpsc::channel(16);
-    let stores = zones.iter().filter_map(|z| Some((z.apex.clone(), z.updates.as_ref()?.store.clone()))).collect();
+    let started = zones.iter().filter_map(|z| Some((z.apex.clone(), z.updates.clone()?))).collect();
     let policy = ArcSwap::from_pointee(Policy { keys: config.tsig_keys.clone(), zones: zones.clone() });
-    let handle = Arc::new(UpdateHandle { policy, stores, tx });
+    let handle = Arc::new(UpdateHandle { policy, started, tx });
     let (status, status_rx) = watch::channel(Arc::new(Vec::new()));
     let task = UpdateTask { zones, state, rx, watched, watched_tx, status };
     task.publish_status();
@@ -440,10 +442,10 @@ zones:
 
     fn handle(config: &Config) -> (UpdateHandle, mpsc::Receiver<Submission>) {
         let zones: Vec<ZoneConfig> = config.zones.iter().filter(|z| z.updates.is_some()).cloned().collect();
-        let stores = zones.iter().map(|z| (z.apex.clone(), z.updates.as_ref().unwrap().store.clone())).collect();
+        let started = zones.iter().map(|z| (z.apex.clone(), z.updates.clone().unwrap())).collect();
         let (tx, rx) = mpsc::channel(4);
         let policy = ArcSwap::from_pointee(Policy { keys: config.tsig_keys.clone(), zones });
-        (UpdateHandle { policy, stores, tx }, rx)
+        (UpdateHandle { policy, started, tx }, rx)
     }
 
     fn request(key: &str) -> UpdateRequest {
@@ -508,5 +510,8 @@ zones:
         let gone = CONFIG.replace("geo.example.", "other.example.");
         handle.reconfigure(&config(&gone));
         assert!(handle.policy.load().zones.is_empty());
+        // Back, without updates: it takes them again, under its start-up rules.
+        handle.reconfigure(&config(&stopped));
+        assert_eq!(types(&handle.policy.load()), [RType::Txt]);
     }
 }
