@@ -641,19 +641,52 @@ async fn a_reload_adds_and_removes_keys_and_narrows_rules_keeping_the_records() 
     running.stop().await;
 }
 
+/// Writes the secret file as the kubelet updates a Secret volume: the files in a new
+/// directory, the `..data` link swapped to it by a rename, the key's file a link into `..data`
+/// (and here `dns512.key` a link to that).
+fn kubelet_write(dir: &Path, text: &str, version: u32) {
+    use std::os::unix::fs::symlink;
+    let volume = dir.join("tsig");
+    let data = volume.join(format!("..v{version}"));
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("dns512.key"), text).unwrap();
+    let tmp = volume.join("..data_tmp");
+    let _ = std::fs::remove_file(&tmp);
+    symlink(format!("..v{version}"), &tmp).unwrap();
+    std::fs::rename(&tmp, volume.join("..data")).unwrap();
+    if std::fs::symlink_metadata(volume.join("dns512.key")).is_err() {
+        symlink("..data/dns512.key", volume.join("dns512.key")).unwrap();
+        symlink("tsig/dns512.key", dir.join("dns512.key")).unwrap();
+    }
+}
+
 /// A Secret's file rotated in place is picked up by the file watch alone (the config file is
 /// unchanged): an unreadable secret is rejected as a whole, naming the file, and the running
 /// key stays; a valid new secret then replaces the old one, which gets BADSIG.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotating_a_secret_file_replaces_the_key_and_a_bad_one_is_rejected() {
     let dir = tempfile::tempdir().unwrap();
-    let running = start_watched(dir.path()).await;
+    rotation(dir.path(), |text, _| replace(&dir.path().join("dns512.key"), text)).await;
+}
+
+/// The same, with the file in a Secret volume as the kubelet lays it out and updates it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotating_a_kubernetes_secret_volume_replaces_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    kubelet_write(dir.path(), &format!("{SECRET512}\n"), 1);
+    rotation(dir.path(), |text, version| kubelet_write(dir.path(), text, version)).await;
+}
+
+/// Rotates dns512's secret with `write(text, version)`: first to an invalid one, then to a
+/// new valid one.
+async fn rotation(dir: &Path, write: impl Fn(&str, u32)) {
+    let running = start_watched(dir).await;
     let server = v4(&running);
-    let secret_file = dir.path().join("dns512.key");
+    let secret_file = dir.join("dns512.key");
     assert_eq!(send_update(server, DNS512, "u.add('_acme-challenge.a', 60, 'TXT', 'old')").await, "NOERROR");
 
     // Not base64: the reload is rejected, naming the file, and the running key still works.
-    replace(&secret_file, "not base64!\n");
+    write("not base64!\n", 2);
     let rejected = common::wait::until_async(
         Duration::from_secs(30),
         "the reload with a bad secret file to be rejected",
@@ -671,7 +704,7 @@ async fn rotating_a_secret_file_replaces_the_key_and_a_bad_one_is_rejected() {
 
     // A valid new secret (as a Secret's rotation writes it): the new one works, the old is BADSIG.
     let rotated = ("dns512", "HMAC_SHA512", NEW512);
-    replace(&secret_file, &format!("{NEW512}\n"));
+    write(&format!("{NEW512}\n"), 3);
     until_update(
         server,
         rotated,
