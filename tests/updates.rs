@@ -3,7 +3,9 @@
 //! server over UDP and TCP, answers checked with `dig`. The error cases (bad MAC, skewed time,
 //! unknown key, a geo name, the apex NS, a type outside the policy) each prove that nothing
 //! changed: the same SOA serial, the same answers, the same journal. Durability: a restart,
-//! and `kill -9` of a `geodns serve` process during a burst of updates.
+//! and `kill -9` of a `geodns serve` process during a burst of updates. Reloads: new keys,
+//! removed keys, narrowed rules and rotated secret files apply live, keeping the records; what
+//! needs a restart (a zone stopping updates, another journal) keeps the running setup.
 
 mod common;
 
