@@ -52,9 +52,9 @@ fn place_v4(table: RankTable) -> RankTable {
 }
 
 fn place_v6(table: RankTable6) -> RankTable6 {
-    let [classes, jump, sub] = table.words();
-    match (Huge::new(table.key_words()), Huge::new(classes), Huge::new(jump), Huge::new(sub)) {
-        (Some(k), Some(c), Some(j), Some(s)) => table.with_words(Box::new(k), [Box::new(c), Box::new(j), Box::new(s)]),
+    let [classes, index] = table.words();
+    match (Huge::new(table.key_words()), Huge::new(classes), Huge::new(index)) {
+        (Some(k), Some(c), Some(i)) => table.with_words(Box::new(k), [Box::new(c), Box::new(i)]),
         _ => table,
     }
 }

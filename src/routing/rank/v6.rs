@@ -49,12 +49,13 @@ pub struct RankTable6 {
     fine: Fine,
     /// Rankings, shared with the set's IPv4 table.
     orders: Arc<[[u8; RANKED]]>,
-    /// One entry per block of keys with the same first `JUMP_BITS` bits: [`WHOLE`], the widest
-    /// prefix and the ranking when one range holds the block, [`SUB`] and a node number for a
-    /// dense block, else the range holding the block's first key.
-    jump: Box<dyn Words<u32>>,
-    /// The dense blocks' nodes, `1 << NODE_BITS` entries each, encoded as `jump`'s.
-    sub: Box<dyn Words<u32>>,
+    /// The index, one array: first the jump table, one entry per block of keys with the same
+    /// first `JUMP_BITS` bits: [`WHOLE`], the widest prefix and the ranking when one range
+    /// holds the block, [`SUB`] and a node number for a dense block, else the range holding
+    /// the block's first key; then the dense blocks' nodes, `1 << NODE_BITS` entries each,
+    /// encoded the same way (node `n` is entries `n << NODE_BITS` on). One array, so a lookup
+    /// asks its filler for it once, however deep it goes.
+    index: Box<dyn Words<u32>>,
     whole_blocks: usize,
 }
 
@@ -88,21 +89,21 @@ impl RankTable6 {
         fine.keys.shrink_to_fit();
         fine.classes.shrink_to_fit();
         fine.splits.shrink_to_fit();
-        let mut jump = Vec::with_capacity(1 << JUMP_BITS);
-        let mut sub = Vec::new();
+        // The jump table, then the nodes as `entry` appends them.
+        let mut index = vec![0; 1 << JUMP_BITS];
         let (mut i, mut whole_blocks) = (0, 0);
         for h in 0..(1u64 << JUMP_BITS) {
-            let e = entry(&keys, &classes, &mut i, h << (64 - JUMP_BITS), JUMP_BITS, &mut sub);
+            let e = entry(&keys, &classes, &mut i, h << (64 - JUMP_BITS), JUMP_BITS, &mut index);
             whole_blocks += usize::from(e & WHOLE != 0);
-            jump.push(e);
+            index[h as usize] = e;
         }
+        index.shrink_to_fit();
         Some(RankTable6 {
             keys: Box::new(keys),
             classes: Box::new(classes),
             fine,
             orders,
-            jump: Box::new(jump),
-            sub: Box::new(sub),
+            index: Box::new(index),
             whole_blocks,
         })
     }
@@ -111,10 +112,11 @@ impl RankTable6 {
     /// table leaves the decision to the per-query path.
     pub fn lookup(&self, addr: u128) -> Option<Ranked<'_>> {
         let key = (addr >> 64) as u64;
-        let mut j = *self.jump_of(key);
+        let index = self.index.words();
+        let mut j = index[(key >> (64 - JUMP_BITS)) as usize];
         let mut bits = JUMP_BITS;
         while j & (WHOLE | SUB) == SUB {
-            j = self.sub.words()[node_entry(j, key, bits)];
+            j = index[node_entry(j, key, bits)];
             bits += NODE_BITS;
         }
         if j & WHOLE != 0 {
@@ -171,24 +173,24 @@ impl RankTable6 {
         if j & WHOLE != 0 {
             None
         } else if j & SUB != 0 {
-            Some((&raw const self.sub.words()[node_entry(j, key, JUMP_BITS)]).cast())
+            Some((&raw const self.index.words()[node_entry(j, key, JUMP_BITS)]).cast())
         } else {
             Some(self.keys.words().as_ptr().wrapping_add(j as usize).cast())
         }
     }
 
     fn jump_of(&self, key: u64) -> &u32 {
-        &self.jump.words()[(key >> (64 - JUMP_BITS)) as usize]
+        &self.index.words()[(key >> (64 - JUMP_BITS)) as usize]
     }
 
     fn ranked(&self, class: usize, prefix_len: u8) -> Ranked<'_> {
         Ranked { order: ranked(&self.orders, class), prefix_len }
     }
 
-    /// The arrays (classes, jump, nodes), for a caller that keeps them elsewhere
+    /// The arrays (classes, index), for a caller that keeps them elsewhere
     /// ([`RankTable6::with_words`]).
-    pub fn words(&self) -> [&[u32]; 3] {
-        [self.classes.words(), self.jump.words(), self.sub.words()]
+    pub fn words(&self) -> [&[u32]; 2] {
+        [self.classes.words(), self.index.words()]
     }
 
     /// The range keys, for a caller that keeps them elsewhere.
@@ -196,13 +198,13 @@ impl RankTable6 {
         self.keys.words()
     }
 
-    /// This table with its arrays kept in `keys` and `rest` (classes, jump, nodes), which must
-    /// hold the same words as [`RankTable6::key_words`] and [`RankTable6::words`].
-    pub fn with_words(self, keys: Box<dyn Words<u64>>, rest: [Box<dyn Words<u32>>; 3]) -> RankTable6 {
+    /// This table with its arrays kept in `keys` and `rest` (classes, index), which must hold
+    /// the same words as [`RankTable6::key_words`] and [`RankTable6::words`].
+    pub fn with_words(self, keys: Box<dyn Words<u64>>, rest: [Box<dyn Words<u32>>; 2]) -> RankTable6 {
         assert!(keys.words() == self.key_words(), "the same keys");
-        let [classes, jump, sub] = rest;
-        assert!([classes.words(), jump.words(), sub.words()] == self.words(), "the same words");
-        RankTable6 { keys, classes, jump, sub, ..self }
+        let [classes, index] = rest;
+        assert!([classes.words(), index.words()] == self.words(), "the same words");
+        RankTable6 { keys, classes, index, ..self }
     }
 
     /// Number of ranges.
@@ -222,10 +224,7 @@ impl RankTable6 {
 
     /// Bytes held.
     pub fn heap_bytes(&self) -> usize {
-        self.ranges() * 12
-            + (self.jump.words().len() + self.sub.words().len()) * 4
-            + self.fine.keys.len() * 12
-            + self.fine.splits.len() * 8
+        self.ranges() * 12 + self.index.words().len() * 4 + self.fine.keys.len() * 12 + self.fine.splits.len() * 8
     }
 }
 
@@ -239,9 +238,9 @@ fn node_entry(j: u32, key: u64, bits: u32) -> usize {
 /// The index entry of the block of keys from `at` sharing its first `bits` bits, with `i` the
 /// range holding the previous block's first key, advanced to the range holding `at`:
 /// [`WHOLE`], the widest prefix and the ranking when that range holds the whole block;
-/// [`SUB`] and a new node in `sub` when the block holds more than [`DENSE`] ranges; else that
-/// range's index.
-fn entry(keys: &[u64], classes: &[u32], i: &mut usize, at: u64, bits: u32, sub: &mut Vec<u32>) -> u32 {
+/// [`SUB`] and a new node appended to `index` when the block holds more than [`DENSE`] ranges;
+/// else that range's index.
+fn entry(keys: &[u64], classes: &[u32], i: &mut usize, at: u64, bits: u32, index: &mut Vec<u32>) -> u32 {
     let end = at | u64::MAX.checked_shr(bits).unwrap_or(0);
     while *i + 1 < keys.len() && keys[*i + 1] <= at {
         *i += 1;
@@ -252,13 +251,13 @@ fn entry(keys: &[u64], classes: &[u32], i: &mut usize, at: u64, bits: u32, sub: 
         return WHOLE | (u32::from(widest_prefix(at, keys[*i], last)) << PREFIX_SHIFT) | class;
     }
     if bits < 64 && keys[*i..].partition_point(|&k| k <= end) > DENSE {
-        let node = sub.len() >> NODE_BITS;
-        sub.resize(sub.len() + (1 << NODE_BITS), 0);
+        let node = index.len() >> NODE_BITS;
+        index.resize(index.len() + (1 << NODE_BITS), 0);
         let step = NODE_BITS.min(64 - bits);
         let mut j = *i;
         for s in 0..(1u64 << step) {
-            let e = entry(keys, classes, &mut j, at | (s << (64 - bits - step)), bits + step, sub);
-            sub[(node << NODE_BITS) + s as usize] = e;
+            let e = entry(keys, classes, &mut j, at | (s << (64 - bits - step)), bits + step, index);
+            index[(node << NODE_BITS) + s as usize] = e;
         }
         return SUB | node as u32;
     }
