@@ -24,7 +24,7 @@ pub use signed::{
     GeoSets, GeoSigs, PlainSet, RawSet, SetKey, Signed, SignedZone, Sigs, ZoneContent, address_key, canonical_cmp,
     geo_answer_sets,
 };
-pub use signed_quick::{Proof, QuickSignedZone};
+pub use signed_quick::{Proof, QuickSignedZone, QuickStatic};
 pub use table::{AnswerSeries, GeoRoute, GeoSite, MANY_NAMES, MAX_NAMED_ANSWER_SERIES, RoutingTable};
 
 #[cfg(test)]

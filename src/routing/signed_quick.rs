@@ -1,6 +1,6 @@
 //! The signatures of a table arranged for the quick answers to DO queries: made once, when the
 //! signatures are attached to the table ([`RoutingTable::set_signed`]), so that a DO query for
-//! a geo name, a name that does not exist or the apex SOA finds its RRSIGs and NSEC proofs
+//! a geo name, a static RRset, a name that does not exist or the apex SOA finds its RRSIGs and NSEC proofs
 //! without allocating (by name in a map searched with the query's text, and by the answer's
 //! sorted addresses kept on the stack). Pure; the bytes are copied by `dns::codec::signed`.
 
@@ -8,11 +8,11 @@ use std::cmp::Ordering;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::model::{Name, RType};
+use crate::model::{Name, RData, RType};
 
 use super::resolve::QuickGeo;
 use super::signed::{GeoSigs, RawSet, Signed, SignedZone, Sigs};
-use super::table::RoutingTable;
+use super::table::{Node, RoutingTable};
 
 /// The answers longer than this many addresses are left to the general path (none of them
 /// fits a UDP response with its RRSIGs anyway).
@@ -35,6 +35,8 @@ struct QuickZone {
     soa: Option<Sigs>,
     /// By geo name: the signatures of its A and AAAA answers (shared with the signatures).
     geo: HashMap<Name, [Option<Arc<GeoSigs>>; 2], foldhash::fast::RandomState>,
+    /// By owner: the RRSIGs of its fixed RRsets (static records, SOA, NS), by type.
+    fixed: HashMap<Name, Vec<(u16, Sigs)>, foldhash::fast::RandomState>,
 }
 
 impl QuickSigned {
@@ -49,7 +51,11 @@ impl QuickSigned {
                     geo.entry(owner.clone()).or_default()[slot] = Some(sigs.clone());
                 }
                 let soa = z.fixed.get(&(z.apex.clone(), RType::Soa.code())).cloned();
-                QuickZone { soa, geo }
+                let mut fixed: HashMap<Name, Vec<(u16, Sigs)>, foldhash::fast::RandomState> = HashMap::default();
+                for ((owner, rtype), sigs) in &z.fixed {
+                    fixed.entry(owner.clone()).or_default().push((*rtype, sigs.clone()));
+                }
+                QuickZone { soa, geo, fixed }
             })
             .collect();
         QuickSigned { zones }
@@ -76,7 +82,36 @@ impl<'t> Proof<'t> {
     }
 }
 
+/// A static RRset found by [`RoutingTable::quick_static`]: its records, owned by the name asked.
+#[derive(Clone, Copy)]
+pub struct QuickStatic<'t> {
+    pub ttl: u32,
+    pub rdata: &'t [RData],
+}
+
 impl RoutingTable {
+    /// The RRset of `rtype` at static name `name` (canonical text), as [`RoutingTable::resolve`]
+    /// answers it, when that is the whole answer: not for CNAMEs (chains), ANY, NS and SOA at
+    /// the apex (glue, the quick SOA), or a type the name does not hold (NODATA). Looked up
+    /// without allocating.
+    pub fn quick_static(&self, name: &str, rtype: RType) -> Option<QuickStatic<'_>> {
+        if matches!(rtype, RType::Any | RType::Transfer | RType::Cname) {
+            return None;
+        }
+        let zone = self.zones.iter().find(|z| super::resolve::in_zone(name, z.apex.as_str()))?;
+        if name == zone.apex.as_str() && matches!(rtype, RType::Soa | RType::Ns) {
+            return None;
+        }
+        let Node::Static { ttl, rdata } = zone.nodes.get(name.as_bytes())? else { return None };
+        if rdata.first().is_some_and(|r| r.rtype() == RType::Cname) {
+            return None;
+        }
+        // Grouped by type: one run.
+        let start = rdata.iter().position(|r| r.rtype() == rtype)?;
+        let len = rdata[start..].iter().take_while(|r| r.rtype() == rtype).count();
+        Some(QuickStatic { ttl: *ttl, rdata: &rdata[start..start + len] })
+    }
+
     /// The signed zone holding `name` (canonical text) with its quick index, once signatures
     /// are attached (the zone [`Signed::zone`] finds).
     pub fn quick_signed(&self, name: &str) -> Option<QuickSignedZone<'_>> {
@@ -96,6 +131,12 @@ impl<'t> QuickSignedZone<'t> {
     /// The RRSIGs of the apex SOA.
     pub fn soa_sigs(&self) -> Option<&'t Sigs> {
         self.quick.soa.as_ref()
+    }
+
+    /// The RRSIGs of the fixed RRset of `rtype` at `owner` (canonical text).
+    pub fn fixed_sigs(&self, owner: &str, rtype: RType) -> Option<&'t Sigs> {
+        let rtype = rtype.code();
+        self.quick.fixed.get(owner)?.iter().find(|(t, _)| *t == rtype).map(|(_, s)| s)
     }
 
     /// The RRSIGs of the answer `g` gives for `rtype` (A or AAAA): found by the answer's

@@ -5,7 +5,7 @@
 //! path gives them; the DNSSEC records are copied from the signatures made with the table.
 //! No query is ever signed here.
 //!
-//! [`quick_answer`] answers the common DO queries (geo answers, NXDOMAIN, NODATA at an empty
+//! [`quick_answer`] answers the common DO queries (geo answers, static RRsets, NXDOMAIN, NODATA at an empty
 //! non-terminal, the apex SOA) from what the unsigned quick paths find and the signatures'
 //! quick index, without allocating; [`signed_answer`] answers any other from the routing
 //! table's general answer, and is the reference the quick answers are tested against.
@@ -15,7 +15,7 @@ use std::net::IpAddr;
 use super::Answered;
 use crate::dns::codec::ecs::Ecs;
 use crate::dns::codec::query::FastQuery;
-use crate::dns::codec::signed::{Item, encode, encode_quick_geo, encode_quick_negative};
+use crate::dns::codec::signed::{Item, encode, encode_quick_geo, encode_quick_negative, encode_quick_static};
 use crate::model::{Name, RData, RType};
 use crate::routing::{Answer, RawSet, Rcode, Rec, RoutingTable, Signed, SignedZone};
 
@@ -50,7 +50,7 @@ pub fn signing_answer(
 }
 
 /// Answers a DO query in a signed zone by the quick paths, as [`signed_answer`] would answer
-/// it: a geo answer with its set's RRSIGs; NXDOMAIN and NODATA at an empty non-terminal with
+/// it: a geo answer with its set's RRSIGs; a static RRset with its RRSIGs; NXDOMAIN and NODATA at an empty non-terminal with
 /// the SOA, its RRSIGs and the NSEC proof; the apex SOA with its RRSIGs. `None` (with `out`
 /// unspecified) for anything else, and for what would not fit in `limit`.
 #[allow(clippy::too_many_arguments)]
@@ -73,6 +73,15 @@ pub fn quick_answer(
             ecs: ecs.is_some(),
             scope: g.scope,
             answers: Some(g.first().answers),
+        });
+    }
+    if let Some(s) = table.quick_static(q.name, rtype) {
+        let sigs = zone.fixed_sigs(q.name, rtype)?;
+        return encode_quick_static(q, &s, sigs, ecs, limit, out).then(|| Answered {
+            rcode: Rcode::NoError,
+            ecs: ecs.is_some(),
+            scope: 0,
+            answers: None,
         });
     }
     let negative = table.quick_negative(q.name, rtype).filter(|n| *n.apex == zone.zone.apex)?;

@@ -67,12 +67,15 @@ fn quick_do_answers_are_the_general_do_answers() {
         ("geo.example.", 2),
         ("geo.example.", 1),
         ("geo.example.", 16),
+        ("ns1.geo.example.", 1),
+        ("ns1.geo.example.", 28),
+        ("www.geo.example.", 5),
         ("other.example.", 1),
     ];
     let db = Arc::new(crate::geoip::GeoIpDb::open(config.geoip.as_ref().unwrap()).unwrap());
     let ranks = RankTables::new();
     let sites_down: [&[usize]; 4] = [&[], &[0, 2], &[1], &[0, 1, 2, 3]];
-    let (mut total, mut quick_geo, mut quick_negative) = (0, 0, 0);
+    let (mut total, mut quick_geo, mut quick_static, mut quick_negative) = (0, 0, 0, 0);
     for down in sites_down {
         let inputs = Inputs { sites_down: down.iter().copied().collect(), ..Inputs::default() };
         for keys in &key_sets {
@@ -137,6 +140,8 @@ fn quick_do_answers_are_the_general_do_answers() {
                             {
                                 if table.quick_geo(q.name, rtype, client, source).is_some() {
                                     quick_geo += 1;
+                                } else if table.quick_static(q.name, rtype).is_some() {
+                                    quick_static += 1;
                                 } else {
                                     quick_negative += 1;
                                 }
@@ -149,5 +154,6 @@ fn quick_do_answers_are_the_general_do_answers() {
     }
     // Most geo and negative queries take the quick path; the rest are compared all the same.
     assert!(quick_geo * 8 > total, "quick geo answers: {quick_geo} of {total}");
+    assert!(quick_static * 20 > total, "quick static answers: {quick_static} of {total}");
     assert!(quick_negative * 5 > total, "quick negative answers: {quick_negative} of {total}");
 }

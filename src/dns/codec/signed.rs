@@ -1,7 +1,8 @@
 //! Responses of signed zones: records as the routing table answers them, each RRset followed by
 //! its RRSIGs when the query set DO, and the NSEC proofs of negative answers, every DNSSEC
 //! record copied from the signatures made when the table was built (nothing is signed here).
-//! [`encode`] writes any answer, given as items; [`encode_quick_geo`] and [`encode_quick_negative`]
+//! [`encode`] writes any answer, given as items; [`encode_quick_geo`], [`encode_quick_static`] and
+//! [`encode_quick_negative`]
 //! write the quick answers to DO queries (the unsigned quick answers' records, then the RRSIGs
 //! and NSEC proofs found by [`QuickSignedZone`](crate::routing::QuickSignedZone)) without
 //! allocating, byte for byte as [`encode`] writes the same answer.
@@ -10,7 +11,7 @@ use super::ecs::Ecs;
 use super::query::FastQuery;
 use super::response::{Writer, header, opt, opt_len, quick_records, quick_size, set_counts};
 use crate::model::{RData, RType};
-use crate::routing::{Proof, QuickGeo, QuickNegative, Rcode, Sigs};
+use crate::routing::{Proof, QuickGeo, QuickNegative, QuickStatic, Rcode, Sigs};
 
 const RRSIG: u16 = 46;
 const NSEC: u16 = 47;
@@ -47,6 +48,34 @@ pub fn encode_quick_geo(
     }
     let additional = opt(q, ecs, Rcode::NoError, g.scope, out);
     set_counts(out, [(count + sigs.rrsigs.len()) as u16, 0, additional]);
+    true
+}
+
+/// Writes a static RRset answered to a DO query: its records owned by the question name, then
+/// its RRSIGs. False when it would not fit in `limit`.
+#[inline]
+pub fn encode_quick_static(
+    q: &FastQuery<'_>,
+    s: &QuickStatic<'_>,
+    sigs: &Sigs,
+    ecs: Option<&Ecs>,
+    limit: usize,
+    out: &mut Vec<u8>,
+) -> bool {
+    header(q, Rcode::NoError, out);
+    let w = Writer { qname: q.name, question: q.question };
+    for data in s.rdata {
+        w.record(q.name, s.ttl, data, out);
+    }
+    let ttl = s.ttl.min(sigs.original_ttl);
+    for rrsig in &sigs.rrsigs {
+        w.raw(q.name, RRSIG, ttl, rrsig, out);
+    }
+    if out.len() + opt_len(q, ecs) > limit {
+        return false;
+    }
+    let additional = opt(q, ecs, Rcode::NoError, 0, out);
+    set_counts(out, [(s.rdata.len() + sigs.rrsigs.len()) as u16, 0, additional]);
     true
 }
 
