@@ -14,9 +14,13 @@ use super::resolve::QuickGeo;
 use super::signed::{GeoSigs, RawSet, Signed, SignedZone, Sigs};
 use super::table::{Node, RoutingTable};
 
-/// The answers longer than this many addresses are left to the general path (none of them
-/// fits a UDP response with its RRSIGs anyway).
-const MAX_QUICK_ADDRESSES: usize = 64;
+/// The answers longer than this many addresses are left to the general path (their sorted
+/// addresses are kept on the stack: small buffers, as every query clears them).
+const MAX_QUICK_ADDRESSES: usize = 16;
+
+/// A name's answer sets up to this many are searched in turn (about the cost of one hash of
+/// the key); more are looked up by hash.
+const SCAN_SETS: usize = 8;
 
 /// A table's signatures and their quick index, attached together once (one `OnceLock`: the
 /// index always belongs to the signatures it was made from).
@@ -171,7 +175,11 @@ impl<'t> QuickSignedZone<'t> {
             }
             n * 4
         };
-        sets.sets.get(&key[..len])
+        let key = &key[..len];
+        if sets.sets.len() <= SCAN_SETS {
+            return sets.sets.iter().find(|(k, _)| &k[..] == key).map(|(_, s)| s);
+        }
+        sets.sets.get(key)
     }
 
     /// The NSEC records proving that `name` (canonical text, in this zone) does not exist
