@@ -17,6 +17,8 @@
 #     signed = plain in a DNSSEC-signed zone (a key made by `geodns dnssec keygen`), queried
 #     with the DO bit set by geodns-load (dnsperf's -B queries cannot set it: skipped);
 #   DO [""]: 1 sets the DO bit in every geodns-load query, against every server;
+#   RATE [0]: geodns-load's --rate, queries per second (0: as fast as it can): a rate every
+#     server keeps up with compares them at the same load (larger answers slow the client);
 #   IPV6_SHARE [0.3]: share of queries with an IPv6 ECS prefix (V6_56_SHARE [0.5] of them /56,
 #     the rest /48); NO_ECS_SHARE [0.1]: share without ECS (the server sees 127.0.0.1); the rest
 #     carry an IPv4 ECS /24. Every query kind (85% app A, 10% NXDOMAIN, 5% SOA) gets the same mix;
@@ -453,7 +455,7 @@ load_run() {
       ;;
     geodns-load)
       timeout $((DURATION + 30)) "${pin[@]}" "$GEODNS_LOAD_BIN" -s "127.0.0.1:$PORT" -f "${QFILE[$db]}" \
-        -d "$DURATION" -c 4 -b 32 -w 32 -t 1 --json "${do_[@]}" >"$raw" 2>&1 || true
+        -d "$DURATION" -c 4 -b 32 -w 32 -t 1 --rate "${RATE:-0}" --json "${do_[@]}" >"$raw" 2>&1 || true
       t1=$(date +%s%N); c1=$(cpu_ticks "$SPID")
       out=$(tail -1 "$raw")
       j() { sed -n "s/.*\"$1\":\([0-9.]*\).*/\1/p" <<<"$out"; }
