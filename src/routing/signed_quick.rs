@@ -11,7 +11,7 @@ use std::sync::Arc;
 use crate::model::{Name, RData, RType};
 
 use super::resolve::QuickGeo;
-use super::signed::{GeoSigs, RawSet, Signed, SignedZone, Sigs};
+use super::signed::{GeoSigs, RawSet, Signed, SignedZone, Sigs, canonical_key};
 use super::table::{Node, RoutingTable};
 
 /// The answers longer than this many addresses are left to the general path (their sorted
@@ -41,6 +41,27 @@ struct QuickZone {
     geo: HashMap<Name, [Option<Arc<GeoSigs>>; 2], foldhash::fast::RandomState>,
     /// By owner: the RRSIGs of its fixed RRsets (static records, SOA, NS), by type.
     fixed: HashMap<Name, Vec<(u16, Sigs)>, foldhash::fast::RandomState>,
+    /// The [`canonical_key`] of each owner of the NSEC chain, in its order: the chain is
+    /// searched by comparing bytes (comparing names label by label costs several times more).
+    chain: Vec<Box<[u8]>>,
+    /// The apex's [`canonical_key`] length (a prefix of every key of the zone).
+    apex_key: usize,
+}
+
+/// Longest [`canonical_key`] of a name searched in the chain by bytes (longer ones, which
+/// escapes can make, are searched label by label).
+const MAX_KEY: usize = 320;
+
+/// Writes the [`canonical_key`] of `name` into `buf`; its length, `None` when too long.
+fn key_into(name: &str, buf: &mut [u8; MAX_KEY]) -> Option<usize> {
+    let mut len = 0;
+    for label in name.split('.').filter(|l| !l.is_empty()).rev() {
+        let end = len + label.len() + 1;
+        buf.get_mut(len..end - 1)?.copy_from_slice(label.as_bytes());
+        buf[end - 1] = 0;
+        len = end;
+    }
+    Some(len)
 }
 
 impl QuickSigned {
@@ -59,7 +80,8 @@ impl QuickSigned {
                 for ((owner, rtype), sigs) in &z.fixed {
                     fixed.entry(owner.clone()).or_default().push((*rtype, sigs.clone()));
                 }
-                QuickZone { soa, geo, fixed }
+                let chain = z.nsec.iter().map(|(n, _)| canonical_key(n.as_str()).into_boxed_slice()).collect();
+                QuickZone { soa, geo, fixed, chain, apex_key: canonical_key(z.apex.as_str()).len() }
             })
             .collect();
         QuickSigned { zones }
@@ -187,6 +209,57 @@ impl<'t> QuickSignedZone<'t> {
     /// encloser, once if the same), or holds no RRset of the type asked (its own record). As
     /// the general path finds them, without allocating.
     pub fn proof(&self, name: &str, nxdomain: bool) -> Proof<'t> {
+        let mut key = [0u8; MAX_KEY];
+        match key_into(name, &mut key) {
+            Some(len) if self.quick.chain.len() == self.zone.nsec.len() => self.proof_by_key(&key[..len], nxdomain),
+            _ => self.proof_by_labels(name, nxdomain),
+        }
+    }
+
+    /// [`QuickSignedZone::proof`], searching the chain's keys with the name's key.
+    fn proof_by_key(&self, key: &[u8], nxdomain: bool) -> Proof<'t> {
+        let (chain, nsec) = (&self.quick.chain, &self.zone.nsec);
+        let at = |k: &[u8]| chain.binary_search_by(|c| (**c).cmp(k));
+        let covering = |k: &[u8]| {
+            let i = match at(k) {
+                Ok(i) => i,
+                Err(0) => chain.len().checked_sub(1)?,
+                Err(i) => i - 1,
+            };
+            nsec.get(i).map(|(n, s)| (n, s))
+        };
+        let mut proof = Proof::default();
+        if !nxdomain && let Ok(i) = at(key) {
+            proof.records[0] = Some((&nsec[i].0, &nsec[i].1));
+            return proof;
+        }
+        proof.records[0] = covering(key);
+        // The closest encloser: the nearest ancestor that exists (the apex at worst); an
+        // ancestor's key is a prefix of the name's, ending at a label's 0.
+        let mut encloser = key.len();
+        while encloser > 0 {
+            encloser = key[..encloser - 1].iter().rposition(|&b| b == 0).map_or(0, |p| p + 1);
+            if at(&key[..encloser]).is_ok() || encloser <= self.quick.apex_key {
+                break;
+            }
+        }
+        let mut wildcard = [0u8; MAX_KEY + 2];
+        wildcard[..encloser].copy_from_slice(&key[..encloser]);
+        wildcard[encloser..encloser + 2].copy_from_slice(b"*\0");
+        if let Some(w) = covering(&wildcard[..encloser + 2])
+            && proof.records[0].is_none_or(|(owner, _)| owner != w.0)
+        {
+            if proof.records[0].is_none() {
+                proof.records[0] = Some(w);
+            } else {
+                proof.records[1] = Some(w);
+            }
+        }
+        proof
+    }
+
+    /// [`QuickSignedZone::proof`], comparing names label by label.
+    fn proof_by_labels(&self, name: &str, nxdomain: bool) -> Proof<'t> {
         let zone = self.zone;
         let mut proof = Proof::default();
         if !nxdomain && let Some(own) = zone.nsec_at(name) {
