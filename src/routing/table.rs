@@ -38,8 +38,9 @@ pub struct RoutingTable {
     /// The distinct rank slots of this table's routes (one per site list that has one).
     pub(super) rank_slots: Arc<[Arc<RankSlot>]>,
     /// The signatures of the signed zones' RRsets and their NSEC chains, made for this table
-    /// by the load step before it is published (never set for unsigned configs).
-    pub(super) signed: std::sync::OnceLock<Arc<super::signed::Signed>>,
+    /// by the load step before it is published (never set for unsigned configs), with their
+    /// index for the quick DO answers (made from them, so attached with them).
+    pub(super) signed: std::sync::OnceLock<super::signed_quick::Attached>,
 }
 
 /// At most this many (name, site) pairs get answer counters of their own; the answers of the

@@ -15,6 +15,9 @@
 //! config of a reload benchmark) and counts the wrong ones; `--timeline FILE` writes, per
 //! checked answer, when its query was sent and answered and which alternatives it matched.
 //!
+//! `--dnssec-ok` sets the DO bit in every query of the file (each must carry EDNS), to
+//! measure a signed zone's answers with their RRSIGs.
+//!
 //! `--wait-ready SECS` instead sends the first query of the file every millisecond until it is
 //! answered and prints the time to that first answer (start-up time of a server that was
 //! launched at `--since-ns`, a CLOCK_REALTIME timestamp such as `date +%s%N`).
@@ -112,6 +115,10 @@ struct Args {
     /// With --wait-ready: give up as soon as this process (the server) has exited.
     #[arg(long, value_name = "PID")]
     pid: Option<u32>,
+    /// Set the DNSSEC OK (DO) bit in every query (each must carry an EDNS OPT record): a
+    /// signed zone then answers with RRSIGs and NSEC proofs.
+    #[arg(long)]
+    dnssec_ok: bool,
 }
 
 fn main() -> ExitCode {
@@ -129,7 +136,15 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     let queries = match read_queries(&args.queries) {
-        Ok(q) if !q.is_empty() => q,
+        Ok(mut q) if !q.is_empty() => {
+            if args.dnssec_ok
+                && let Some(i) = q.iter_mut().position(|m| !set_dnssec_ok(m))
+            {
+                eprintln!("geodns-load: {}: query {i} has no EDNS OPT record for --dnssec-ok", args.queries.display());
+                return ExitCode::from(2);
+            }
+            q
+        }
         Ok(_) => {
             eprintln!("geodns-load: {}: no queries", args.queries.display());
             return ExitCode::from(2);
@@ -183,6 +198,44 @@ fn read_queries(path: &PathBuf) -> io::Result<Vec<Vec<u8>>> {
         at += len;
     }
     Ok(out)
+}
+
+/// Sets the DO bit of the OPT record of `msg` (a query); false when it has none.
+fn set_dnssec_ok(msg: &mut [u8]) -> bool {
+    let count = |at: usize| usize::from(u16::from_be_bytes([msg[at], msg[at + 1]]));
+    let (qd, records) = (count(4), count(6) + count(8) + count(10));
+    let skip_name = |mut at: usize| -> Option<usize> {
+        loop {
+            let len = *msg.get(at)?;
+            if len & 0xc0 == 0xc0 {
+                return Some(at + 2);
+            }
+            at += 1 + usize::from(len);
+            if len == 0 {
+                return Some(at);
+            }
+        }
+    };
+    let mut at = 12;
+    for _ in 0..qd {
+        let Some(next) = skip_name(at) else { return false };
+        at = next + 4;
+    }
+    for _ in 0..records {
+        let Some(next) = skip_name(at) else { return false };
+        if next + 10 > msg.len() {
+            return false;
+        }
+        let rtype = u16::from_be_bytes([msg[next], msg[next + 1]]);
+        let rdlen = usize::from(u16::from_be_bytes([msg[next + 8], msg[next + 9]]));
+        if rtype == 41 {
+            // TTL: extended RCODE, version, then the flags (DO is the top bit).
+            msg[next + 6] |= 0x80;
+            return true;
+        }
+        at = next + 10 + rdlen;
+    }
+    false
 }
 
 fn socket(args: &Args) -> io::Result<UdpSocket> {
@@ -615,4 +668,26 @@ fn wait_ready(args: &Args, query: &[u8], secs: f64) -> io::Result<ExitCode> {
     }
     eprintln!("geodns-load: no answer from {} within {secs} s", args.server);
     Ok(ExitCode::FAILURE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::set_dnssec_ok;
+
+    #[test]
+    fn the_do_bit_is_set_in_the_opt_record() {
+        // app.geo.example A, one additional record: OPT (payload 1232), with an ECS option.
+        let mut q = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 1];
+        q.extend_from_slice(b"\x03app\x03geo\x07example\x00\x00\x01\x00\x01");
+        q.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 11, 0, 8, 0, 7, 0, 1, 24, 0, 81, 2, 69]);
+        let mut want = q.clone();
+        let flags = want.len() - 15;
+        want[flags] = 0x80;
+        assert!(set_dnssec_ok(&mut q));
+        assert_eq!(q, want);
+        // Without EDNS: nothing to set.
+        let mut plain = q[..q.len() - 22].to_vec();
+        plain[11] = 0;
+        assert!(!set_dnssec_ok(&mut plain));
+    }
 }

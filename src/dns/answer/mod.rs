@@ -13,12 +13,18 @@
 //! - [`RoutingTable::quick_negative`]: NXDOMAIN, NODATA and the apex SOA, written the same way;
 //! - else [`RoutingTable::resolve`] and [`response::encode`], still without hickory.
 //!
+//! In a signed zone, a DO query takes [`signed::quick_answer`] (the same quick lookups, the
+//! RRSIGs and NSEC proofs copied from the signatures made with the table), else the general
+//! [`signed::signed_answer`] from [`RoutingTable::resolve`].
+//!
 //! The counts of what was answered go to a [`Metrics`] the calling loop keeps (see there).
 
 pub mod full;
 mod handler;
 mod metrics;
 mod signed;
+#[cfg(test)]
+mod signed_tests;
 
 use std::net::IpAddr;
 
@@ -129,6 +135,12 @@ fn answer_with(
             return Outcome::Answered(Answered { rcode: Rcode::NoError, ecs: ecs.is_some(), scope: 0, answers: None });
         }
         if dnssec_ok {
+            if quick
+                && let Some(answered) =
+                    signed::quick_answer(table, q, rtype, client, ecs_source, ecs.as_ref(), limit, out)
+            {
+                return Outcome::Answered(answered);
+            }
             let name = Name::from_canonical(q.name);
             let answer = table.resolve(&Query { name: &name, rtype, client, ecs_source });
             signed::signed_answer(signed, q, &answer, ecs.as_ref(), limit, out);

@@ -4,12 +4,20 @@
 //! CDNSKEY at the apex, NSEC). The records are the routing table's answer, as the unsigned
 //! path gives them; the DNSSEC records are copied from the signatures made with the table.
 //! No query is ever signed here.
+//!
+//! [`quick_answer`] answers the common DO queries (geo answers, static RRsets, NXDOMAIN, NODATA at an empty
+//! non-terminal, the apex SOA) from what the unsigned quick paths find and the signatures'
+//! quick index, without allocating; [`signed_answer`] answers any other from the routing
+//! table's general answer, and is the reference the quick answers are tested against.
 
+use std::net::IpAddr;
+
+use super::Answered;
 use crate::dns::codec::ecs::Ecs;
 use crate::dns::codec::query::FastQuery;
-use crate::dns::codec::signed::{Item, encode};
-use crate::model::{Name, RData};
-use crate::routing::{Answer, RawSet, Rcode, Rec, Signed, SignedZone};
+use crate::dns::codec::signed::{Item, encode, encode_quick_geo, encode_quick_negative, encode_quick_static};
+use crate::model::{Name, RData, RType};
+use crate::routing::{Answer, RawSet, Rcode, Rec, RoutingTable, Signed, SignedZone};
 
 const RRSIG: u16 = 46;
 const NSEC: u16 = 47;
@@ -39,6 +47,50 @@ pub fn signing_answer(
     raw_set(q.name, set, set.ttl, dnssec_ok, &mut items);
     encode(q, Rcode::NoError, [&items, &[], &[]], ecs, 0, limit, out);
     true
+}
+
+/// Answers a DO query in a signed zone by the quick paths, as [`signed_answer`] would answer
+/// it: a geo answer with its set's RRSIGs; a static RRset with its RRSIGs; NXDOMAIN and NODATA at an empty non-terminal with
+/// the SOA, its RRSIGs and the NSEC proof; the apex SOA with its RRSIGs. `None` (with `out`
+/// unspecified) for anything else, and for what would not fit in `limit`.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+pub fn quick_answer(
+    table: &RoutingTable,
+    q: &FastQuery<'_>,
+    rtype: RType,
+    client: IpAddr,
+    ecs_source: Option<u8>,
+    ecs: Option<&Ecs>,
+    limit: usize,
+    out: &mut Vec<u8>,
+) -> Option<Answered> {
+    let zone = table.quick_signed(q.name)?;
+    if let Some(g) = table.quick_geo(q.name, rtype, client, ecs_source) {
+        let sigs = zone.geo_sigs(&g, rtype)?;
+        return encode_quick_geo(q, &g, rtype, sigs, ecs, limit, out).then(|| Answered {
+            rcode: Rcode::NoError,
+            ecs: ecs.is_some(),
+            scope: g.scope,
+            answers: Some(g.first().answers),
+        });
+    }
+    if let Some(s) = table.quick_static(q.name, rtype) {
+        let sigs = zone.fixed_sigs(q.name, rtype)?;
+        return encode_quick_static(q, &s, sigs, ecs, limit, out).then(|| Answered {
+            rcode: Rcode::NoError,
+            ecs: ecs.is_some(),
+            scope: 0,
+            answers: None,
+        });
+    }
+    let negative = table.quick_negative(q.name, rtype).filter(|n| *n.apex == zone.zone.apex)?;
+    let proof = if negative.answer { Default::default() } else { zone.proof(q.name, negative.nxdomain) };
+    if !encode_quick_negative(q, &negative, zone.soa_sigs()?, &proof, ecs, limit, out) {
+        return None;
+    }
+    let rcode = if negative.nxdomain { Rcode::NxDomain } else { Rcode::NoError };
+    Some(Answered { rcode, ecs: ecs.is_some(), scope: 0, answers: None })
 }
 
 /// Writes `answer` (the routing table's answer to `q`, a DO query) with the RRSIGs of its

@@ -78,21 +78,36 @@ pub fn encode_quick(
     limit: usize,
     out: &mut Vec<u8>,
 ) -> bool {
-    let aaaa = rtype == RType::Aaaa;
-    let (count, rdlen) = (
-        g.sites().map(|s| if aaaa { s.v6.len() } else { s.v4.len() }).sum::<usize>().min(g.limit),
-        if aaaa { 16 } else { 4 },
-    );
-    if 12 + q.question.len() + count * (12 + rdlen) + opt_len(q, ecs) > limit {
+    let (count, size) = quick_size(g, rtype);
+    if 12 + q.question.len() + count * size + opt_len(q, ecs) > limit {
         return false;
     }
     header(q, Rcode::NoError, out);
+    quick_records(g, rtype, out);
+    let additional = opt(q, ecs, Rcode::NoError, g.scope, out);
+    set_counts(out, [count as u16, 0, additional]);
+    true
+}
+
+/// How many addresses a [`QuickGeo`] answer of `rtype` holds, and the size of each record.
+#[inline]
+pub(super) fn quick_size(g: &QuickGeo<'_>, rtype: RType) -> (usize, usize) {
+    let aaaa = rtype == RType::Aaaa;
+    let count = g.sites().map(|s| if aaaa { s.v6.len() } else { s.v4.len() }).sum::<usize>().min(g.limit);
+    (count, if aaaa { 12 + 16 } else { 12 + 4 })
+}
+
+/// Writes the address records of a [`QuickGeo`] answer, owned by the question name.
+#[inline]
+pub(super) fn quick_records(g: &QuickGeo<'_>, rtype: RType, out: &mut Vec<u8>) {
+    let aaaa = rtype == RType::Aaaa;
+    let rdlen: u16 = if aaaa { 16 } else { 4 };
     let fixed = |out: &mut Vec<u8>| {
         out.extend_from_slice(&[0xc0, 12]);
         out.extend_from_slice(&rtype.code().to_be_bytes());
         out.extend_from_slice(&1u16.to_be_bytes());
         out.extend_from_slice(&g.route.ttl.to_be_bytes());
-        out.extend_from_slice(&(rdlen as u16).to_be_bytes());
+        out.extend_from_slice(&rdlen.to_be_bytes());
     };
     if aaaa {
         for a in g.v6() {
@@ -105,9 +120,6 @@ pub fn encode_quick(
             out.extend_from_slice(&a.octets());
         }
     }
-    let additional = opt(q, ecs, Rcode::NoError, g.scope, out);
-    set_counts(out, [count as u16, 0, additional]);
-    true
 }
 
 /// Writes a [`QuickNegative`]: the zone's SOA alone, in the answer section for an apex SOA
