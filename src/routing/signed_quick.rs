@@ -173,29 +173,9 @@ impl<'t> QuickSignedZone<'t> {
         let sets = self.quick.geo.get(g.route.name.as_str())?[usize::from(aaaa)].as_deref()?;
         let mut key = [0u8; MAX_QUICK_ADDRESSES * 16];
         let len = if aaaa {
-            let mut addrs = [[0u8; 16]; MAX_QUICK_ADDRESSES];
-            let mut n = 0;
-            for a in g.v6() {
-                *addrs.get_mut(n)? = a.octets();
-                n += 1;
-            }
-            addrs[..n].sort_unstable();
-            for (i, a) in addrs[..n].iter().enumerate() {
-                key[i * 16..i * 16 + 16].copy_from_slice(a);
-            }
-            n * 16
+            sorted_into(g.v6().map(|a| a.octets()), &mut key)?
         } else {
-            let mut addrs = [[0u8; 4]; MAX_QUICK_ADDRESSES];
-            let mut n = 0;
-            for a in g.v4() {
-                *addrs.get_mut(n)? = a.octets();
-                n += 1;
-            }
-            addrs[..n].sort_unstable();
-            for (i, a) in addrs[..n].iter().enumerate() {
-                key[i * 4..i * 4 + 4].copy_from_slice(a);
-            }
-            n * 4
+            sorted_into(g.v4().map(|a| a.octets()), &mut key)?
         };
         let key = &key[..len];
         if sets.sets.len() <= SCAN_SETS {
@@ -314,6 +294,22 @@ fn covering_wildcard<'z>(zone: &'z SignedZone, encloser: &str) -> Option<(&'z Na
         Err(i) => i - 1,
     };
     zone.nsec.get(i).map(|(n, s)| (n, s))
+}
+
+/// Writes `addrs` (at most [`MAX_QUICK_ADDRESSES`] of them, else `None`), sorted, one after
+/// another into `key`; returns the bytes written.
+fn sorted_into<const N: usize>(addrs: impl Iterator<Item = [u8; N]>, key: &mut [u8]) -> Option<usize> {
+    let mut sorted = [[0u8; N]; MAX_QUICK_ADDRESSES];
+    let mut n = 0;
+    for a in addrs {
+        *sorted.get_mut(n)? = a;
+        n += 1;
+    }
+    sorted[..n].sort_unstable();
+    for (i, a) in sorted[..n].iter().enumerate() {
+        key[i * N..(i + 1) * N].copy_from_slice(a);
+    }
+    Some(n * N)
 }
 
 #[cfg(test)]
