@@ -57,6 +57,7 @@ enum Pair {
 
 /// What a key signs (docs/dnssec.md, "A KSK/ZSK split").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
 pub enum Role {
     /// A combined signing key (CSK): every RRset; its DS goes to the parent.
     Combined,

@@ -125,8 +125,10 @@ pub fn sign_zone(
     now: u64,
     previous: Option<&SignedZone>,
 ) -> (SignedZone, Stats) {
-    let dnskeys: Vec<Box<[u8]>> = keys.iter().map(|k| k.dnskey().into_boxed_slice()).collect();
-    // Other keys: nothing signed before can be kept.
+    // Other keys, or the same keys in other roles (a CSK and a KSK share their DNSKEY): nothing
+    // signed before can be kept.
+    let dnskeys: Vec<Box<[u8]>> =
+        keys.iter().map(|k| [&[k.role as u8][..], &k.dnskey()].concat().into_boxed_slice()).collect();
     let previous = previous.filter(|p| p.keys == dnskeys && p.apex == content.apex);
     let mut ctx = Ctx {
         apex: &content.apex,
@@ -406,5 +408,17 @@ zones:
         let soa = &zone.fixed[&(Name::parse_absolute("geo.example.").unwrap(), 6)];
         assert_eq!(soa.rrsigs.len(), 2);
         assert!(soa.rrsigs.iter().any(|r| signer(r) == csk_tag));
+
+        // The same key moved from CSK to KSK (its DNSKEY unchanged, flags 257 both): its role
+        // changed, so nothing signed before is kept (the zone's RRsets are the ZSK's now).
+        let (a, z) =
+            (keys::generate(Algorithm::EcdsaP256Sha256).unwrap(), keys::generate(Algorithm::EcdsaP256Sha256).unwrap());
+        let as_role = |pem: &str, role| SigningKey::from_pem(pem).unwrap().with_role(role);
+        let before = table(CONFIG, Inputs::default());
+        sign(&before, &[as_role(&a, Role::Combined), as_role(&z, Role::ZoneSigning)], NOW, None);
+        let after = table(CONFIG, Inputs::default());
+        let (_, stats) =
+            sign(&after, &[as_role(&a, Role::KeySigning), as_role(&z, Role::ZoneSigning)], NOW, Some(&before));
+        assert_eq!(stats.reused, 0, "{stats:?}");
     }
 }

@@ -82,8 +82,8 @@ pub struct RawSet {
 #[derive(Debug, Clone)]
 pub struct SignedZone {
     pub apex: Name,
-    /// The DNSKEY RDATA of the keys that signed: a later signing reuses signatures only when
-    /// the keys are the same.
+    /// The keys that signed, each its role (what it signs) then its DNSKEY RDATA: a later
+    /// signing reuses signatures only when the keys and their roles are the same.
     pub keys: Vec<Box<[u8]>>,
     /// Signatures of the fixed RRsets, by owner and type.
     pub fixed: HashMap<(Name, u16), Sigs>,

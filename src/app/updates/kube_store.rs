@@ -278,9 +278,9 @@ impl KubeZone {
                 Ok(None) => return Outcome::Unchanged,
                 Ok(Some(next)) => next,
             };
-            let written = tokio::time::timeout(REQUEST_TIMEOUT, self.store.write(&next, self.version.as_deref()))
-                .await
-                .unwrap_or_else(|_| Err(timed_out()));
+            let write = tokio::time::timeout(REQUEST_TIMEOUT, self.store.write(&next, self.version.as_deref())).await;
+            let unanswered = write.is_err();
+            let written = write.unwrap_or_else(|_| Err(timed_out()));
             match written {
                 Ok(version) => {
                     self.reachable(apex);
@@ -301,8 +301,15 @@ impl KubeZone {
                     } else {
                         self.last_error = Some(e.to_string());
                     }
-                    error!(zone = %apex, configmap = %self.at, error = %e, kind = e.kind(),
-                        "cannot store the update; UPDATE answered SERVFAIL, nothing changed");
+                    // A write that timed out may still have reached the API server: then the
+                    // watch brings it, and it is served, though the client was told SERVFAIL.
+                    if unanswered {
+                        error!(zone = %apex, configmap = %self.at, error = %e,
+                            "no answer to the write in time; UPDATE answered SERVFAIL, and whether the API stored it is unknown (the watch will show it)");
+                    } else {
+                        error!(zone = %apex, configmap = %self.at, error = %e, kind = e.kind(),
+                            "cannot store the update; UPDATE answered SERVFAIL, nothing changed");
+                    }
                     return Outcome::Failed(UpdateRcode::ServFail, fresher);
                 }
             }
