@@ -58,7 +58,7 @@ fn key_into(name: &str, buf: &mut [u8; MAX_KEY]) -> Option<usize> {
     for label in name.split('.').filter(|l| !l.is_empty()).rev() {
         let end = len + label.len() + 1;
         buf.get_mut(len..end - 1)?.copy_from_slice(label.as_bytes());
-        buf[end - 1] = 0;
+        *buf.get_mut(end - 1)? = 0;
         len = end;
     }
     Some(len)
